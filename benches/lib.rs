@@ -1,0 +1,2 @@
+//! Criterion benchmarks for gale; the benchmark targets live beside this file. Run them with
+//! `cargo bench -p gale-benches`.

@@ -1,0 +1,179 @@
+//! Bindings to epoll (Linux, Android).
+//!
+//! Level-triggered (no `EPOLLET`). The token travels in the event's 64-bit data word, so a wait needs no
+//! lookup. [`Interest::NONE`] cannot be expressed to epoll (it reports `EPOLLHUP`/`EPOLLERR` whatever the mask),
+//! so such a registration is taken out of the epoll set and remembered in `silent` until it is modified or
+//! deregistered.
+
+use crate::sys::wake::WakeFd;
+use crate::{Event, Events, Interest, Notifier, Poller, Token, errors, timespec};
+use rustix::event::epoll;
+use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use rustix::io::Errno;
+use std::collections::HashSet;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The epoll backend: O(ready fds) per wait.
+#[derive(Debug)]
+pub struct Epoll {
+    epfd: OwnedFd,
+    wake: Arc<WakeFd>,
+    /// Registered fds whose interest is none, kept out of the kernel's set.
+    silent: HashSet<RawFd>,
+    /// Raw event buffer reused across waits.
+    buf: EventBuf,
+}
+
+/// The kernel's event records, reused across waits.
+struct EventBuf(Vec<epoll::Event>);
+
+// SAFETY: `epoll::Event` is not `Send` only because its data word may hold a raw pointer. This backend only
+// ever stores integer tokens in it (`EventData::new_u64`), so moving the buffer across threads moves plain
+// integers.
+unsafe impl Send for EventBuf {}
+
+impl std::fmt::Debug for EventBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBuf").field("capacity", &self.0.capacity()).finish()
+    }
+}
+
+impl Epoll {
+    /// Creates an epoll instance with its wake-up eventfd registered.
+    ///
+    /// # Errors
+    ///
+    /// The OS error from `epoll_create1` or `eventfd`.
+    pub fn new() -> io::Result<Epoll> {
+        let epfd = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let wake = Arc::new(WakeFd::new()?);
+        epoll::add(&epfd, wake.read_fd(), epoll::EventData::new_u64(Token::WAKE.0 as u64), epoll::EventFlags::IN)?;
+        Ok(Epoll { epfd, wake, silent: HashSet::new(), buf: EventBuf(Vec::new()) })
+    }
+
+    fn flags(interest: Interest) -> epoll::EventFlags {
+        let mut flags = epoll::EventFlags::RDHUP;
+        if interest.is_readable() {
+            flags |= epoll::EventFlags::IN;
+        }
+        if interest.is_writable() {
+            flags |= epoll::EventFlags::OUT;
+        }
+        flags
+    }
+
+    fn data(token: Token) -> epoll::EventData {
+        epoll::EventData::new_u64(token.0 as u64)
+    }
+}
+
+impl Poller for Epoll {
+    fn register(&mut self, fd: BorrowedFd<'_>, token: Token, interest: Interest) -> io::Result<()> {
+        if token == Token::WAKE {
+            return Err(errors::reserved_token());
+        }
+        let raw = fd.as_raw_fd();
+        if self.silent.contains(&raw) {
+            return Err(errors::already_registered(raw));
+        }
+        if interest.is_none() {
+            // Probe that the fd is not already in the kernel set: MOD on an unknown fd fails with ENOENT.
+            match epoll::modify(&self.epfd, fd, Self::data(token), Self::flags(interest)) {
+                Ok(()) => return Err(errors::already_registered(raw)),
+                Err(Errno::NOENT) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.silent.insert(raw);
+            return Ok(());
+        }
+        match epoll::add(&self.epfd, fd, Self::data(token), Self::flags(interest)) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => Err(errors::already_registered(raw)),
+            Err(Errno::PERM) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("fd {raw} does not support epoll (regular files are always ready)"),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn modify(&mut self, fd: BorrowedFd<'_>, token: Token, interest: Interest) -> io::Result<()> {
+        if token == Token::WAKE {
+            return Err(errors::reserved_token());
+        }
+        let raw = fd.as_raw_fd();
+        let was_silent = self.silent.contains(&raw);
+        match (was_silent, interest.is_none()) {
+            (true, true) => Ok(()),
+            (true, false) => {
+                epoll::add(&self.epfd, fd, Self::data(token), Self::flags(interest))?;
+                self.silent.remove(&raw);
+                Ok(())
+            }
+            (false, true) => match epoll::delete(&self.epfd, fd) {
+                Ok(()) => {
+                    self.silent.insert(raw);
+                    Ok(())
+                }
+                Err(Errno::NOENT) => Err(errors::not_registered(raw)),
+                Err(e) => Err(e.into()),
+            },
+            (false, false) => match epoll::modify(&self.epfd, fd, Self::data(token), Self::flags(interest)) {
+                Ok(()) => Ok(()),
+                Err(Errno::NOENT) => Err(errors::not_registered(raw)),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    fn deregister(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let raw = fd.as_raw_fd();
+        if self.silent.remove(&raw) {
+            return Ok(());
+        }
+        if raw == self.wake.read_fd().as_raw_fd() {
+            return Err(errors::not_registered(raw));
+        }
+        match epoll::delete(&self.epfd, fd) {
+            Ok(()) => Ok(()),
+            Err(Errno::NOENT) => Err(errors::not_registered(raw)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        events.clear();
+        let buf = &mut self.buf.0;
+        buf.clear();
+        // One slot more than the caller's capacity, so that the wake-up fd never crowds out a real event.
+        let want = events.capacity().saturating_add(1).min(1 << 16);
+        buf.reserve(want);
+        let ts = timespec(timeout);
+        epoll::wait(&self.epfd, rustix::buffer::spare_capacity(buf), ts.as_ref())?;
+        for ev in buf.iter() {
+            let token = Token(ev.data.u64() as usize);
+            let flags = ev.flags;
+            if token == Token::WAKE {
+                self.wake.drain();
+                continue;
+            }
+            use epoll::EventFlags as F;
+            let hup = flags.intersects(F::HUP | F::RDHUP);
+            let err = flags.contains(F::ERR);
+            let readable = flags.intersects(F::IN | F::PRI | F::HUP | F::RDHUP | F::ERR);
+            let writable = flags.intersects(F::OUT | F::ERR);
+            events.push(Event::new(token, readable, writable, hup, err));
+        }
+        Ok(())
+    }
+
+    fn notifier(&self) -> Notifier {
+        Notifier::new(self.wake.clone())
+    }
+
+    fn name(&self) -> &'static str {
+        "epoll"
+    }
+}

@@ -1,0 +1,1 @@
+//! Bindings to kqueue (the BSDs and Apple systems). Being written.

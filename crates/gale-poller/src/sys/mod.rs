@@ -1,0 +1,16 @@
+//! The built-in backends, one file each, and the wake-up fd they share. The platform choice is made here, once.
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) mod epoll;
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+pub(crate) mod kqueue;
+pub(crate) mod poll;
+pub(crate) mod select;
+pub(crate) mod wake;
