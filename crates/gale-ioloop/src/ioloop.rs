@@ -1,0 +1,831 @@
+//! [`IOLoop`] itself: the handler table, the callback queue, the timers and the iteration that drives them.
+
+use crate::executor::{self, JoinHandle, Task, TaskId, TaskWaker};
+use crate::remote::{self, RUNNING_LOOP, Remote};
+use crate::timer::{TimeoutHandle, Timers};
+use gale_poller::{Event, Events, Interest, Poller, Token};
+use slab::Slab;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// The longest a single poll waits, so that a missed wake-up can never hang the loop forever.
+const MAX_POLL_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How many events one wait collects.
+const EVENTS_CAPACITY: usize = 1024;
+
+type Callback = Box<dyn FnOnce()>;
+type HandlerFn = Box<dyn FnMut(RawFd, Event)>;
+
+/// A callback with the name it is reported under by the blocked-loop detector.
+struct Named<T> {
+    f: T,
+    name: &'static str,
+}
+
+/// What a registered fd drives.
+enum Entry {
+    /// A Tornado-style handler callback; `None` while it is running.
+    Handler { fd: RawFd, interest: Interest, callback: Option<HandlerFn>, name: &'static str, generation: u64 },
+    /// Readiness state for futures ([`Source`](crate::Source)).
+    Source(SourceState),
+}
+
+/// The readiness state of a [`Source`](crate::Source): wakers waiting per direction and events not yet consumed.
+pub(crate) struct SourceState {
+    pub(crate) fd: Rc<dyn AsFd>,
+    pub(crate) interest: Interest,
+    pub(crate) ready: Interest,
+    pub(crate) hangup: bool,
+    pub(crate) read_waker: Option<Waker>,
+    pub(crate) write_waker: Option<Waker>,
+    pub(crate) generation: u64,
+}
+
+/// An fd handler's token packs the slab key with a generation, so an event for a removed handler is never
+/// delivered to a newer handler that reused its slot within the same iteration.
+fn token(key: usize, generation: u64) -> Token {
+    Token((generation as usize) << 32 | key)
+}
+
+fn untoken(t: Token) -> (usize, u64) {
+    (t.0 & 0xffff_ffff, (t.0 >> 32) as u64)
+}
+
+pub(crate) struct Inner {
+    poller: RefCell<Box<dyn Poller>>,
+    entries: RefCell<Slab<Entry>>,
+    by_fd: RefCell<HashMap<RawFd, usize>>,
+    next_generation: Cell<u64>,
+    callbacks: RefCell<VecDeque<Named<Callback>>>,
+    timers: RefCell<Timers<Named<Callback>>>,
+    tasks: RefCell<Slab<Task>>,
+    pub(crate) remote: Arc<Remote>,
+    running: Cell<bool>,
+    stopped: Cell<bool>,
+    closed: Cell<bool>,
+    blocking_threshold: Cell<Option<Duration>>,
+    /// Scratch buffers reused across iterations.
+    scratch_ready: RefCell<Vec<TaskId>>,
+    scratch_events: RefCell<Vec<Event>>,
+}
+
+/// A single-threaded event loop: fd handlers, callbacks, timers and async tasks, run one at a time.
+///
+/// `IOLoop` is a cheap, clonable handle to a loop that lives on one thread (it is neither `Send` nor `Sync`);
+/// [`IOLoop::handle`] gives the `Send + Sync` handle other threads use. Each iteration runs, in this order
+/// (Tornado's `PollIOLoop.start`): the callbacks and tasks that were pending when it began (ones added
+/// meanwhile wait for the next iteration, so callbacks cannot starve I/O), the timers that were due when it
+/// began, then one poll for I/O — with timeout zero if work is pending, else until the next timer — and the
+/// ready fds' handlers, one at a time.
+///
+/// A panic in a callback, handler or task is caught and logged through `log`; the loop goes on.
+#[derive(Clone)]
+pub struct IOLoop {
+    pub(crate) inner: Rc<Inner>,
+}
+
+impl fmt::Debug for IOLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IOLoop")
+            .field("poller", &self.inner.poller.borrow().name())
+            .field("handlers", &self.inner.entries.borrow().len())
+            .field("callbacks", &self.inner.callbacks.borrow().len())
+            .field("timers", &self.inner.timers.borrow().len())
+            .field("tasks", &self.inner.tasks.borrow().len())
+            .field("running", &self.inner.running.get())
+            .finish()
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<IOLoop>> = const { RefCell::new(None) };
+}
+
+/// Restores the previous current loop when a `start` ends, however it ends.
+struct CurrentGuard {
+    previous: Option<IOLoop>,
+    previous_running: usize,
+    io_loop: IOLoop,
+}
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        self.io_loop.inner.running.set(false);
+        self.io_loop.inner.stopped.set(false);
+        RUNNING_LOOP.with(|c| c.set(self.previous_running));
+        let previous = self.previous.take();
+        CURRENT.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+impl IOLoop {
+    /// A new loop on the backend chosen by `GALE_POLLER`, or the platform's default.
+    ///
+    /// # Errors
+    ///
+    /// When the poller cannot be created, or `GALE_POLLER` names an unknown backend.
+    pub fn new() -> io::Result<IOLoop> {
+        Ok(IOLoop::with_poller(gale_poller::from_env()?))
+    }
+
+    /// A new loop on the given poller — a built-in backend or your own.
+    pub fn with_poller(poller: Box<dyn Poller>) -> IOLoop {
+        let remote = Arc::new(Remote::new(poller.notifier()));
+        IOLoop {
+            inner: Rc::new(Inner {
+                poller: RefCell::new(poller),
+                entries: RefCell::new(Slab::new()),
+                by_fd: RefCell::new(HashMap::new()),
+                next_generation: Cell::new(1),
+                callbacks: RefCell::new(VecDeque::new()),
+                timers: RefCell::new(Timers::new()),
+                tasks: RefCell::new(Slab::new()),
+                remote,
+                running: Cell::new(false),
+                stopped: Cell::new(false),
+                closed: Cell::new(false),
+                blocking_threshold: Cell::new(None),
+                scratch_ready: RefCell::new(Vec::new()),
+                scratch_events: RefCell::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The current thread's loop: the one running (or made current) on this thread, else a new one that
+    /// becomes current.
+    ///
+    /// # Panics
+    ///
+    /// If no loop is current and a new one cannot be created (for example when out of fds).
+    pub fn current() -> IOLoop {
+        if let Some(l) = IOLoop::try_current() {
+            return l;
+        }
+        let l = IOLoop::new().expect("cannot create an IOLoop");
+        l.make_current();
+        l
+    }
+
+    /// The current thread's loop, if there is one.
+    pub fn try_current() -> Option<IOLoop> {
+        CURRENT.with(|c| c.borrow().clone())
+    }
+
+    /// Makes this loop the one [`IOLoop::current`] returns on this thread.
+    pub fn make_current(&self) {
+        CURRENT.with(|c| *c.borrow_mut() = Some(self.clone()));
+    }
+
+    /// Forgets the current loop of this thread.
+    pub fn clear_current() {
+        CURRENT.with(|c| *c.borrow_mut() = None);
+    }
+
+    /// The name of the poller backend (`"epoll"`, `"poll"`, …).
+    pub fn poller_name(&self) -> &'static str {
+        self.inner.poller.borrow().name()
+    }
+
+    /// The loop's clock: the monotonic [`Instant::now`].
+    pub fn time(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// A `Send + Sync + Clone` handle for other threads.
+    pub fn handle(&self) -> crate::LoopHandle {
+        crate::LoopHandle { remote: self.inner.remote.clone() }
+    }
+
+    /// Whether two handles refer to the same loop.
+    pub fn ptr_eq(&self, other: &IOLoop) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Logs (at `warn`) every callback, handler or task poll that holds the loop longer than `threshold`,
+    /// naming it. `None` (the default) turns the detector off; it costs two clock reads per callback when on.
+    pub fn set_blocking_log_threshold(&self, threshold: Option<Duration>) {
+        self.inner.blocking_threshold.set(threshold);
+    }
+
+    // ---- fd handlers -------------------------------------------------------------------------------------
+
+    /// Calls `handler(fd, event)` whenever `fd` is ready for `interest` (level-triggered, as Tornado).
+    ///
+    /// The event is masked to the interest, but hang-up and error are always passed on. A handler may add,
+    /// update or remove any handler, itself included.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::AlreadyExists`] if `fd` has a handler; the poller's error otherwise.
+    pub fn add_handler(
+        &self,
+        fd: impl AsFd,
+        interest: Interest,
+        handler: impl FnMut(RawFd, Event) + 'static,
+    ) -> io::Result<()> {
+        let fd = fd.as_fd();
+        let raw = fd.as_raw_fd();
+        if self.inner.by_fd.borrow().contains_key(&raw) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("fd {raw} already has a handler")));
+        }
+        let generation = self.next_generation();
+        let name = std::any::type_name_of_val(&handler);
+        let key = self.inner.entries.borrow_mut().insert(Entry::Handler {
+            fd: raw,
+            interest,
+            callback: Some(Box::new(handler)),
+            name,
+            generation,
+        });
+        if let Err(e) = self.inner.poller.borrow_mut().register(fd, token(key, generation), interest) {
+            self.inner.entries.borrow_mut().remove(key);
+            return Err(e);
+        }
+        self.inner.by_fd.borrow_mut().insert(raw, key);
+        Ok(())
+    }
+
+    /// Changes the interest of `fd`'s handler.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotFound`] if `fd` has no handler.
+    pub fn update_handler(&self, fd: impl AsFd, interest: Interest) -> io::Result<()> {
+        let fd = fd.as_fd();
+        let raw = fd.as_raw_fd();
+        let key = self.key_of(raw)?;
+        let mut entries = self.inner.entries.borrow_mut();
+        match &mut entries[key] {
+            Entry::Handler { interest: current, generation, .. } => {
+                if *current != interest {
+                    self.inner.poller.borrow_mut().modify(fd, token(key, *generation), interest)?;
+                    *current = interest;
+                }
+                Ok(())
+            }
+            Entry::Source(_) => Err(not_a_handler(raw)),
+        }
+    }
+
+    /// Stops watching `fd` and drops its handler (after it returns, if it is the one running).
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotFound`] if `fd` has no handler.
+    pub fn remove_handler(&self, fd: impl AsFd) -> io::Result<()> {
+        let fd = fd.as_fd();
+        let raw = fd.as_raw_fd();
+        let key = self.key_of(raw)?;
+        if matches!(self.inner.entries.borrow()[key], Entry::Source(_)) {
+            return Err(not_a_handler(raw));
+        }
+        self.inner.by_fd.borrow_mut().remove(&raw);
+        let entry = self.inner.entries.borrow_mut().remove(key);
+        let result = self.inner.poller.borrow_mut().deregister(fd);
+        drop(entry); // The handler's captures are dropped with no borrow held.
+        result
+    }
+
+    fn key_of(&self, raw: RawFd) -> io::Result<usize> {
+        self.inner
+            .by_fd
+            .borrow()
+            .get(&raw)
+            .copied()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("fd {raw} has no handler")))
+    }
+
+    fn next_generation(&self) -> u64 {
+        let g = self.inner.next_generation.get();
+        self.inner.next_generation.set(if g >= u32::MAX as u64 { 1 } else { g + 1 });
+        g
+    }
+
+    // ---- sources (readiness for futures) ------------------------------------------------------------------
+
+    pub(crate) fn register_source(&self, fd: Rc<dyn AsFd>) -> io::Result<usize> {
+        let raw = fd.as_fd().as_raw_fd();
+        if self.inner.by_fd.borrow().contains_key(&raw) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("fd {raw} is already registered")));
+        }
+        let generation = self.next_generation();
+        let key = self.inner.entries.borrow_mut().insert(Entry::Source(SourceState {
+            fd: fd.clone(),
+            interest: Interest::NONE,
+            ready: Interest::NONE,
+            hangup: false,
+            read_waker: None,
+            write_waker: None,
+            generation,
+        }));
+        // Registered with no interest: the first poll_* call asks for what it needs.
+        if let Err(e) = self.inner.poller.borrow_mut().register(fd.as_fd(), token(key, generation), Interest::NONE) {
+            self.inner.entries.borrow_mut().remove(key);
+            return Err(e);
+        }
+        self.inner.by_fd.borrow_mut().insert(raw, key);
+        Ok(key)
+    }
+
+    pub(crate) fn deregister_source(&self, key: usize) {
+        let entry = self.inner.entries.borrow_mut().try_remove(key);
+        if let Some(Entry::Source(state)) = entry {
+            let fd = state.fd.as_fd();
+            self.inner.by_fd.borrow_mut().remove(&fd.as_raw_fd());
+            if let Err(e) = self.inner.poller.borrow_mut().deregister(fd) {
+                log::debug!("deregistering fd {}: {e}", fd.as_raw_fd());
+            }
+        }
+    }
+
+    /// Polls a source for readiness in `dir` (READABLE or WRITABLE): `Ready` consumes a readiness report,
+    /// `Pending` stores the waker and makes sure the poller watches that direction.
+    pub(crate) fn poll_source(&self, key: usize, dir: Interest, waker: &Waker) -> Poll<io::Result<()>> {
+        let mut entries = self.inner.entries.borrow_mut();
+        let Some(Entry::Source(s)) = entries.get_mut(key) else {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::NotConnected, "source is closed")));
+        };
+        if s.ready.is_readable() && dir.is_readable() || s.ready.is_writable() && dir.is_writable() {
+            s.ready = s.ready.remove(dir);
+            return Poll::Ready(Ok(()));
+        }
+        let slot = if dir.is_readable() { &mut s.read_waker } else { &mut s.write_waker };
+        match slot {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+        if !s.interest.is_readable() && dir.is_readable() || !s.interest.is_writable() && dir.is_writable() {
+            let interest = s.interest.add(dir);
+            let generation = s.generation;
+            let fd = s.fd.clone();
+            if let Err(e) = self.inner.poller.borrow_mut().modify(fd.as_fd(), token(key, generation), interest) {
+                return Poll::Ready(Err(e));
+            }
+            s.interest = interest;
+        }
+        Poll::Pending
+    }
+
+    /// Marks a direction as not ready after the syscall said `WouldBlock`.
+    pub(crate) fn clear_source_readiness(&self, key: usize, dir: Interest) {
+        if let Some(Entry::Source(s)) = self.inner.entries.borrow_mut().get_mut(key) {
+            s.ready = s.ready.remove(dir);
+        }
+    }
+
+    // ---- callbacks and timers -----------------------------------------------------------------------------
+
+    /// Runs `callback` on the next iteration (FIFO). Callbacks added while callbacks run wait for the next
+    /// iteration. Use [`LoopHandle::add_callback`](crate::LoopHandle::add_callback) from other threads.
+    pub fn add_callback(&self, callback: impl FnOnce() + 'static) {
+        if self.inner.closed.get() {
+            return;
+        }
+        let name = std::any::type_name_of_val(&callback);
+        self.inner.callbacks.borrow_mut().push_back(Named { f: Box::new(callback), name });
+    }
+
+    /// As [`add_callback`](IOLoop::add_callback): Tornado's name for a callback whose result nobody awaits.
+    pub fn spawn_callback(&self, callback: impl FnOnce() + 'static) {
+        self.add_callback(callback);
+    }
+
+    /// Runs `callback` once `delay` has passed.
+    pub fn call_later(&self, delay: Duration, callback: impl FnOnce() + 'static) -> TimeoutHandle {
+        self.call_at(self.time() + delay, callback)
+    }
+
+    /// Runs `callback` at `deadline` (on the monotonic clock). Timers with equal deadlines run in the order
+    /// they were scheduled.
+    pub fn call_at(&self, deadline: Instant, callback: impl FnOnce() + 'static) -> TimeoutHandle {
+        let name = std::any::type_name_of_val(&callback);
+        self.inner.timers.borrow_mut().insert(deadline, Named { f: Box::new(callback), name })
+    }
+
+    /// Cancels a timer; does nothing if it already ran or was cancelled. O(log n); nothing is left behind.
+    pub fn remove_timeout(&self, handle: TimeoutHandle) {
+        let removed = self.inner.timers.borrow_mut().remove(handle);
+        drop(removed); // Its captures drop with no borrow held.
+    }
+
+    /// The number of scheduled timers (for tests and monitoring).
+    pub fn timer_count(&self) -> usize {
+        self.inner.timers.borrow().len()
+    }
+
+    // ---- tasks --------------------------------------------------------------------------------------------
+
+    /// Spawns a future on this loop. It need not be `Send`: it runs on this thread, so it may share state with
+    /// handlers through `Rc<RefCell<…>>`. The returned handle is a future of the output; dropping it detaches.
+    pub fn spawn<F: Future + 'static>(&self, future: F) -> JoinHandle<F::Output> {
+        let (wrapped, handle) = executor::wrap(future);
+        if self.inner.closed.get() {
+            drop(wrapped);
+            return handle;
+        }
+        let generation = self.next_generation();
+        let name = std::any::type_name::<F>();
+        let mut tasks = self.inner.tasks.borrow_mut();
+        let entry = tasks.vacant_entry();
+        let id = TaskId { key: entry.key(), generation };
+        let waker = TaskWaker::new(id, self.inner.remote.clone());
+        entry.insert(Task { future: Box::pin(wrapped), waker, name });
+        drop(tasks);
+        let weak = Rc::downgrade(&self.inner);
+        executor::set_cancel(
+            &handle,
+            Box::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    let mut tasks = inner.tasks.borrow_mut();
+                    if tasks.get(id.key).is_some_and(|t| t.waker_id() == id) {
+                        let task = tasks.remove(id.key);
+                        drop(tasks);
+                        drop(task);
+                    }
+                }
+            }),
+        );
+        remote::lock(&self.inner.remote.ready).push(id);
+        self.inner.remote.pending.store(true, std::sync::atomic::Ordering::Release);
+        handle
+    }
+
+    /// The number of live tasks.
+    pub fn task_count(&self) -> usize {
+        self.inner.tasks.borrow().len()
+    }
+
+    /// Runs the loop until `future` completes and returns its output. The loop is current on this thread
+    /// meanwhile.
+    ///
+    /// # Panics
+    ///
+    /// If the future panics (the panic is passed on), if the loop is already running, or if polling fails
+    /// with an unrecoverable error.
+    pub fn run_sync<F: Future + 'static>(&self, future: F) -> F::Output
+    where
+        F::Output: 'static,
+    {
+        let out: Rc<RefCell<Option<std::thread::Result<F::Output>>>> = Rc::new(RefCell::new(None));
+        let slot = out.clone();
+        let this = self.clone();
+        let wrapped = async move {
+            let fut = std::pin::pin!(future);
+            let result = CatchUnwind(fut).await;
+            *slot.borrow_mut() = Some(result);
+            this.stop();
+        };
+        self.spawn(wrapped);
+        self.start().expect("IOLoop failed");
+        let result = out.borrow_mut().take();
+        match result {
+            Some(Ok(v)) => v,
+            Some(Err(payload)) => std::panic::resume_unwind(payload),
+            None => panic!("IOLoop::run_sync: the loop stopped before the future completed"),
+        }
+    }
+
+    // ---- running ------------------------------------------------------------------------------------------
+
+    /// Runs the loop until [`stop`](IOLoop::stop) is called. If `stop` was called before `start`, returns at
+    /// once (Tornado's semantics).
+    ///
+    /// # Errors
+    ///
+    /// If the loop is already running, closed, or the poller fails (other than `EINTR`, which is retried).
+    pub fn start(&self) -> io::Result<()> {
+        let inner = &self.inner;
+        if inner.running.get() {
+            return Err(io::Error::other("IOLoop is already running"));
+        }
+        if inner.closed.get() {
+            return Err(io::Error::other("IOLoop is closed"));
+        }
+        if inner.stopped.replace(false) || inner.remote.stop_requested.swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            return Ok(());
+        }
+        let _guard = CurrentGuard {
+            previous: CURRENT.with(|c| c.borrow_mut().replace(self.clone())),
+            previous_running: RUNNING_LOOP.with(|c| c.replace(inner.remote.id)),
+            io_loop: self.clone(),
+        };
+        inner.running.set(true);
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let mut due: Vec<TimeoutHandle> = Vec::new();
+        loop {
+            self.drain_remote_callbacks();
+            let ncallbacks = inner.callbacks.borrow().len();
+            // Collect due timers before running anything.
+            let now = Instant::now();
+            inner.timers.borrow().due(now, &mut due);
+
+            for _ in 0..ncallbacks {
+                let cb = inner.callbacks.borrow_mut().pop_front();
+                match cb {
+                    Some(cb) => self.run_guarded(cb.name, cb.f),
+                    None => break,
+                }
+            }
+            self.run_ready_tasks();
+            for handle in due.drain(..) {
+                // A due timer cancelled by an earlier callback is gone from the map and does not run.
+                let cb = inner.timers.borrow_mut().remove(handle);
+                if let Some(cb) = cb {
+                    self.run_guarded(cb.name, cb.f);
+                }
+            }
+
+            if inner.remote.stop_requested.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                inner.running.set(false);
+            }
+            if !inner.running.get() {
+                break;
+            }
+            let work_pending =
+                !inner.callbacks.borrow().is_empty() || inner.remote.pending.load(std::sync::atomic::Ordering::Acquire);
+            let timeout = if work_pending {
+                Duration::ZERO
+            } else {
+                inner.timers.borrow().next_delay(Instant::now()).unwrap_or(MAX_POLL_TIMEOUT).min(MAX_POLL_TIMEOUT)
+            };
+            let result = inner.poller.borrow_mut().wait(&mut events, Some(timeout));
+            match result {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            if !events.is_empty() {
+                self.dispatch(&events);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the loop after the current iteration. Calling it before [`start`](IOLoop::start) makes the next
+    /// `start` return at once. Use [`LoopHandle::stop`](crate::LoopHandle::stop) from other threads.
+    pub fn stop(&self) {
+        if self.inner.running.get() {
+            self.inner.running.set(false);
+        } else {
+            self.inner.stopped.set(true);
+        }
+    }
+
+    /// Whether the loop is running.
+    pub fn is_running(&self) -> bool {
+        self.inner.running.get()
+    }
+
+    /// Closes the loop: drops every handler (deregistering its fd), callback, timer and task. Callbacks sent
+    /// from other threads afterwards are dropped. A closed loop cannot start again.
+    pub fn close(&self) {
+        let inner = &self.inner;
+        inner.closed.set(true);
+        inner.remote.closed.store(true, std::sync::atomic::Ordering::Release);
+        let entries = std::mem::take(&mut *inner.entries.borrow_mut());
+        inner.by_fd.borrow_mut().clear();
+        for (_, entry) in entries {
+            if let Entry::Source(s) = &entry {
+                let _ = inner.poller.borrow_mut().deregister(s.fd.as_fd());
+            }
+            // A handler's fd belongs to its owner, who closes it; the handler's captures drop here.
+            drop(entry);
+        }
+        let callbacks = std::mem::take(&mut *inner.callbacks.borrow_mut());
+        drop(callbacks);
+        let timers = inner.timers.borrow_mut().clear();
+        drop(timers);
+        let tasks = std::mem::take(&mut *inner.tasks.borrow_mut());
+        drop(tasks);
+        let remote_cbs = std::mem::take(&mut *remote::lock(&inner.remote.callbacks));
+        drop(remote_cbs);
+    }
+
+    /// Whether [`close`](IOLoop::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.get()
+    }
+
+    fn drain_remote_callbacks(&self) {
+        let inner = &self.inner;
+        if !inner.remote.pending.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let cbs = std::mem::take(&mut *remote::lock(&inner.remote.callbacks));
+        if !cbs.is_empty() {
+            let mut q = inner.callbacks.borrow_mut();
+            for cb in cbs {
+                q.push_back(Named { f: Box::new(cb), name: "remote callback" });
+            }
+        }
+    }
+
+    fn run_ready_tasks(&self) {
+        let inner = &self.inner;
+        if !inner.remote.pending.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let mut ready = inner.scratch_ready.take();
+        std::mem::swap(&mut ready, &mut *remote::lock(&inner.remote.ready));
+        // Remote callbacks that arrived after the drain keep the flag up for the next iteration.
+        if !remote::lock(&inner.remote.callbacks).is_empty() {
+            inner.remote.pending.store(true, std::sync::atomic::Ordering::Release);
+        }
+        for id in ready.drain(..) {
+            self.poll_task(id);
+        }
+        *inner.scratch_ready.borrow_mut() = ready;
+    }
+
+    fn poll_task(&self, id: TaskId) {
+        let inner = &self.inner;
+        // Take the future out so that the task table is not borrowed while it runs.
+        let (mut future, waker, name) = {
+            let mut tasks = inner.tasks.borrow_mut();
+            let Some(task) = tasks.get_mut(id.key) else { return };
+            if task.waker_id() != id {
+                return;
+            }
+            let placeholder: std::pin::Pin<Box<dyn Future<Output = ()>>> = Box::pin(std::future::pending());
+            (std::mem::replace(&mut task.future, placeholder), task.waker.clone(), task.name)
+        };
+        waker.unschedule();
+        let w = Waker::from(waker);
+        let start = inner.blocking_threshold.get().map(|_| Instant::now());
+        let result = executor::poll_task(&mut future, &w);
+        self.check_blocking(start, "task", name);
+        let mut tasks = inner.tasks.borrow_mut();
+        match result {
+            Poll::Ready(()) => {
+                if tasks.get(id.key).is_some_and(|t| t.waker_id() == id) {
+                    let task = tasks.remove(id.key);
+                    drop(tasks);
+                    drop(task);
+                }
+                drop(future);
+            }
+            Poll::Pending => match tasks.get_mut(id.key) {
+                Some(task) if task.waker_id() == id => task.future = future,
+                _ => {
+                    // Cancelled while it ran: drop it now.
+                    drop(tasks);
+                    drop(future);
+                }
+            },
+        }
+    }
+
+    fn run_guarded(&self, name: &'static str, f: Callback) {
+        let start = self.inner.blocking_threshold.get().map(|_| Instant::now());
+        if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
+            log::error!("callback {name} panicked: {}", crate::panic_message(&*payload));
+        }
+        self.check_blocking(start, "callback", name);
+    }
+
+    fn check_blocking(&self, start: Option<Instant>, kind: &str, name: &str) {
+        if let (Some(start), Some(threshold)) = (start, self.inner.blocking_threshold.get()) {
+            let took = start.elapsed();
+            if took > threshold {
+                log::warn!("IOLoop blocked for {took:?} (threshold {threshold:?}) by {kind} {name}");
+            }
+        }
+    }
+
+    fn dispatch(&self, events: &Events) {
+        let inner = &self.inner;
+        let mut list = inner.scratch_events.take();
+        list.clear();
+        list.extend_from_slice(events.as_slice());
+        for ev in list.iter() {
+            let (key, generation) = untoken(ev.token());
+            // Sources: record readiness and wake; no user code runs here.
+            let mut entries = inner.entries.borrow_mut();
+            let Some(entry) = entries.get_mut(key) else { continue };
+            match entry {
+                Entry::Source(s) => {
+                    if s.generation != generation {
+                        continue;
+                    }
+                    self.on_source_event(key, s, ev);
+                }
+                Entry::Handler { fd, interest, callback, name, generation: g } => {
+                    if *g != generation {
+                        continue;
+                    }
+                    let fd = *fd;
+                    let name = *name;
+                    let masked = Event::new(
+                        ev.token(),
+                        ev.is_readable() && interest.is_readable() || ev.is_hangup() || ev.is_error(),
+                        ev.is_writable() && interest.is_writable() || ev.is_error(),
+                        ev.is_hangup(),
+                        ev.is_error(),
+                    );
+                    let Some(mut cb) = callback.take() else { continue };
+                    drop(entries);
+                    let start = inner.blocking_threshold.get().map(|_| Instant::now());
+                    if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| cb(fd, masked))) {
+                        log::error!("handler {name} for fd {fd} panicked: {}", crate::panic_message(&*payload));
+                    }
+                    self.check_blocking(start, "handler", name);
+                    // Put the callback back unless the handler was removed (or replaced) meanwhile.
+                    let mut entries = inner.entries.borrow_mut();
+                    if let Some(Entry::Handler { callback: slot @ None, generation: g, .. }) = entries.get_mut(key) {
+                        if *g == generation {
+                            *slot = Some(cb);
+                            continue;
+                        }
+                    }
+                    drop(entries);
+                    drop(cb);
+                }
+            }
+        }
+        *inner.scratch_events.borrow_mut() = list;
+    }
+
+    fn on_source_event(&self, key: usize, s: &mut SourceState, ev: &Event) {
+        let mut ready = Interest::NONE;
+        if ev.is_readable() || ev.is_hangup() || ev.is_error() {
+            ready = ready.add(Interest::READABLE);
+        }
+        if ev.is_writable() || ev.is_error() {
+            ready = ready.add(Interest::WRITABLE);
+        }
+        // Only directions being watched count: the rest was reported alongside a hang-up or an error.
+        if !s.interest.is_readable() {
+            ready = ready.remove(Interest::READABLE);
+        }
+        if !s.interest.is_writable() {
+            ready = ready.remove(Interest::WRITABLE);
+        }
+        s.ready = s.ready.add(ready);
+        s.hangup |= ev.is_hangup();
+        let mut wanted = s.interest;
+        if ready.is_readable() {
+            match s.read_waker.take() {
+                Some(w) => w.wake(),
+                None => wanted = wanted.remove(Interest::READABLE),
+            }
+        }
+        if ready.is_writable() {
+            match s.write_waker.take() {
+                Some(w) => w.wake(),
+                None => wanted = wanted.remove(Interest::WRITABLE),
+            }
+        }
+        // Nobody waits for this direction: stop watching it, or level-triggered readiness would spin the loop.
+        if wanted != s.interest {
+            let fd = s.fd.clone();
+            match self.inner.poller.borrow_mut().modify(fd.as_fd(), token(key, s.generation), wanted) {
+                Ok(()) => s.interest = wanted,
+                Err(e) => log::error!("cannot update interest of fd {}: {e}", fd.as_fd().as_raw_fd()),
+            }
+        }
+    }
+
+    /// Borrows the fd of a source, for the stream that owns it.
+    pub(crate) fn with_source<R>(&self, key: usize, f: impl FnOnce(Option<&SourceState>) -> R) -> R {
+        let entries = self.inner.entries.borrow();
+        match entries.get(key) {
+            Some(Entry::Source(s)) => f(Some(s)),
+            _ => f(None),
+        }
+    }
+}
+
+impl Task {
+    fn waker_id(&self) -> TaskId {
+        self.waker.id
+    }
+}
+
+fn not_a_handler(fd: RawFd) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("fd {fd} is driven by a Source, not a handler"))
+}
+
+/// A future that catches a panic of the inner future.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| std::pin::Pin::new(inner).poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The part of a loop other threads may touch: queued callbacks, woken tasks, the stop flag, the notifier.
+//!
+//! As in Tornado's `add_callback`, the poller's wake-up fd is written only when the caller is off the loop's
+//! thread (or the loop is blocked in `wait`): a callback added by loop code is seen before the next wait anyway.
+
+use crate::executor::TaskId;
+use gale_poller::Notifier;
+use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// A callback sent from another thread.
+pub(crate) type RemoteCallback = Box<dyn FnOnce() + Send>;
+
+static NEXT_LOOP_ID: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    /// The id of the loop running on this thread, 0 when none.
+    pub(crate) static RUNNING_LOOP: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+pub(crate) struct Remote {
+    pub(crate) id: usize,
+    pub(crate) callbacks: Mutex<Vec<RemoteCallback>>,
+    pub(crate) ready: Mutex<Vec<TaskId>>,
+    /// Set when callbacks or ready tasks were queued; lets the loop skip taking the mutexes when idle.
+    pub(crate) pending: AtomicBool,
+    pub(crate) stop_requested: AtomicBool,
+    pub(crate) closed: AtomicBool,
+    notifier: Notifier,
+}
+
+impl fmt::Debug for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Remote").field("id", &self.id).field("closed", &self.closed.load(Ordering::Relaxed)).finish()
+    }
+}
+
+impl Remote {
+    pub(crate) fn new(notifier: Notifier) -> Remote {
+        Remote {
+            id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),
+            callbacks: Mutex::new(Vec::new()),
+            ready: Mutex::new(Vec::new()),
+            pending: AtomicBool::new(false),
+            stop_requested: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            notifier,
+        }
+    }
+
+    fn on_loop_thread(&self) -> bool {
+        RUNNING_LOOP.with(|c| c.get()) == self.id
+    }
+
+    /// Wakes the loop unless the caller is the loop itself.
+    pub(crate) fn wake(&self) {
+        if !self.on_loop_thread() {
+            if let Err(e) = self.notifier.notify() {
+                log::error!("cannot wake the IOLoop: {e}");
+            }
+        }
+    }
+
+    pub(crate) fn add_callback(&self, cb: RemoteCallback) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        lock(&self.callbacks).push(cb);
+        self.pending.store(true, Ordering::Release);
+        self.wake();
+        true
+    }
+
+    pub(crate) fn schedule_task(&self, id: TaskId) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        lock(&self.ready).push(id);
+        self.pending.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    pub(crate) fn request_stop(&self) {
+        self.stop_requested.store(true, Ordering::Release);
+        self.wake();
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: no user code runs while these are held.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
