@@ -306,7 +306,7 @@ fn a_write_larger_than_the_socket_buffer_completes_in_the_background() {
             let s = IOStream::new(a).unwrap();
             // Fire and forget, then await only the last write: all must arrive in order.
             for _ in 0..15 {
-                let _ = s.write(vec![1u8; 1 << 20]);
+                drop(s.write(vec![1u8; 1 << 20]));
             }
             s.write(vec![1u8; 1 << 20]).await.unwrap();
             assert_eq!(s.write_buffer_len(), 0);
@@ -329,7 +329,7 @@ fn max_write_buffer_size_refuses_writes_beyond_it() {
             let mut last = Ok(());
             for _ in 0..64 {
                 last = s.queue_write(vec![0u8; 256 * 1024]);
-                let _ = s.flush();
+                drop(s.flush());
                 if last.is_err() {
                     break;
                 }
@@ -413,7 +413,7 @@ fn a_thousand_concurrent_connections_on_one_loop() {
             // Every client sends, then every client reads: all 1,000 are open at once.
             for (i, c) in clients.iter().enumerate() {
                 c.queue_write(format!("msg {i}\n")).unwrap();
-                let _ = c.flush();
+                drop(c.flush());
             }
             let mut ok = 0;
             for (i, c) in clients.iter().enumerate() {
