@@ -72,6 +72,15 @@ pub fn init_logging() {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).try_init();
 }
 
+/// Turns a bind error into a clear message naming the port (no panic, no backtrace).
+pub fn port_error(port: u16, e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        std::io::Error::new(e.kind(), format!("port {port} is already in use; pick another with --port N"))
+    } else {
+        e
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
