@@ -57,20 +57,43 @@ impl Wake for TaskWaker {
     }
 }
 
-/// A spawned task: its future and its waker.
+/// A spawned task: its future, its waker, and where its failure is reported.
 pub(crate) struct Task {
     pub(crate) future: Pin<Box<dyn Future<Output = ()>>>,
     pub(crate) waker: Arc<TaskWaker>,
     pub(crate) name: &'static str,
+    pub(crate) join: Rc<dyn JoinSink>,
 }
 
-/// Polls a task's future, catching a panic. Returns `Ready` when the task is over either way.
-pub(crate) fn poll_task(future: &mut Pin<Box<dyn Future<Output = ()>>>, waker: &Waker) -> Poll<()> {
-    let mut cx = Context::from_waker(waker);
-    match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
-        Ok(p) => p,
-        Err(_) => Poll::Ready(()), // Reported by the task's own wrapper (see `Spawned`).
+impl Drop for Task {
+    fn drop(&mut self) {
+        // Dropped before completing (cancelled, or its loop closed): the handle yields `Cancelled`. After a
+        // completion this does nothing.
+        self.join.fail(JoinError::Cancelled);
     }
+}
+
+/// The type-erased side of a join state: how the executor reports a task that did not complete.
+pub(crate) trait JoinSink {
+    fn fail(&self, error: JoinError);
+}
+
+impl<T> JoinSink for RefCell<JoinState<T>> {
+    fn fail(&self, error: JoinError) {
+        if let Ok(mut s) = self.try_borrow_mut() {
+            s.complete(Err(error));
+        }
+    }
+}
+
+/// Polls a task's future, catching a panic: `Ready` when the task is over either way.
+pub(crate) fn poll_task(
+    task_future: &mut Pin<Box<dyn Future<Output = ()>>>,
+    waker: &Waker,
+) -> Result<Poll<()>, String> {
+    let mut cx = Context::from_waker(waker);
+    std::panic::catch_unwind(AssertUnwindSafe(|| task_future.as_mut().poll(&mut cx)))
+        .map_err(|payload| crate::panic_message(&*payload))
 }
 
 /// Why a task produced no output.
@@ -97,7 +120,6 @@ impl std::error::Error for JoinError {}
 pub(crate) struct JoinState<T> {
     result: Option<Result<T, JoinError>>,
     waker: Option<Waker>,
-    cancel: Option<Box<dyn FnOnce()>>,
     finished: bool,
 }
 
@@ -108,7 +130,6 @@ impl<T> JoinState<T> {
         }
         self.finished = true;
         self.result = Some(result);
-        self.cancel = None;
         if let Some(w) = self.waker.take() {
             w.wake();
         }
@@ -120,6 +141,8 @@ impl<T> JoinState<T> {
 /// Dropping the handle detaches the task; it keeps running.
 pub struct JoinHandle<T> {
     state: Rc<RefCell<JoinState<T>>>,
+    /// The loop and the task, for `cancel`; `None` if the task never started (its loop was closed).
+    task: Option<(std::rc::Weak<crate::ioloop::Inner>, TaskId)>,
 }
 
 impl<T> fmt::Debug for JoinHandle<T> {
@@ -137,9 +160,10 @@ impl<T> JoinHandle<T> {
     /// Cancels the task: its future is dropped at once (its destructors run) and this handle yields
     /// [`JoinError::Cancelled`]. Does nothing if the task is over.
     pub fn cancel(&self) {
-        let cancel = self.state.borrow_mut().cancel.take();
-        if let Some(cancel) = cancel {
-            cancel();
+        if let Some((inner, id)) = &self.task {
+            if let Some(inner) = inner.upgrade() {
+                crate::ioloop::cancel_task(&inner, *id);
+            }
         }
         self.state.borrow_mut().complete(Err(JoinError::Cancelled));
     }
@@ -164,51 +188,21 @@ impl<T> Future for JoinHandle<T> {
     }
 }
 
-/// The future a task runs: the user's future, whose output or panic goes to the join state.
-pub(crate) struct Spawned<F: Future> {
-    future: Pin<Box<F>>,
-    state: Rc<RefCell<JoinState<F::Output>>>,
-    name: &'static str,
+/// Wraps `future` for spawning: one allocation holds the user's future and the code that hands its output
+/// to the join state.
+pub(crate) type Wrapped = (Pin<Box<dyn Future<Output = ()>>>, Rc<dyn JoinSink>);
+
+pub(crate) fn wrap<F: Future + 'static>(future: F) -> (Wrapped, JoinHandle<F::Output>) {
+    let state = Rc::new(RefCell::new(JoinState { result: None, waker: None, finished: false }));
+    let s = state.clone();
+    let task = Box::pin(async move {
+        let out = future.await;
+        s.borrow_mut().complete(Ok(out));
+    });
+    ((task, state.clone()), JoinHandle { state, task: None })
 }
 
-impl<F: Future> Future for Spawned<F> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| this.future.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(out)) => {
-                this.state.borrow_mut().complete(Ok(out));
-                Poll::Ready(())
-            }
-            Err(payload) => {
-                let msg = crate::panic_message(&*payload);
-                log::error!("task {} panicked: {msg}", this.name);
-                this.state.borrow_mut().complete(Err(JoinError::Panicked(msg)));
-                Poll::Ready(())
-            }
-        }
-    }
-}
-
-impl<F: Future> Drop for Spawned<F> {
-    fn drop(&mut self) {
-        // Dropped without completing (cancelled, or the loop closed): tell the handle.
-        if let Ok(mut s) = self.state.try_borrow_mut() {
-            s.complete(Err(JoinError::Cancelled));
-        }
-    }
-}
-
-/// Wraps `future` for spawning; returns the task future and its handle.
-pub(crate) fn wrap<F: Future + 'static>(future: F) -> (Spawned<F>, JoinHandle<F::Output>) {
-    let state = Rc::new(RefCell::new(JoinState { result: None, waker: None, cancel: None, finished: false }));
-    let spawned = Spawned { future: Box::pin(future), state: state.clone(), name: std::any::type_name::<F>() };
-    (spawned, JoinHandle { state })
-}
-
-/// Installs the cancel hook of a handle once the task's id is known.
-pub(crate) fn set_cancel<T>(handle: &JoinHandle<T>, cancel: Box<dyn FnOnce()>) {
-    handle.state.borrow_mut().cancel = Some(cancel);
+/// Tells a handle which task it joins, once the task has an id.
+pub(crate) fn set_task<T>(handle: &mut JoinHandle<T>, inner: std::rc::Weak<crate::ioloop::Inner>, id: TaskId) {
+    handle.task = Some((inner, id));
 }

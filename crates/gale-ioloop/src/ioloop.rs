@@ -1,7 +1,7 @@
 //! [`IOLoop`] itself: the handler table, the callback queue, the timers and the iteration that drives them.
 
-use crate::executor::{self, JoinHandle, Task, TaskId, TaskWaker};
-use crate::remote::{self, RUNNING_LOOP, Remote};
+use crate::executor::{self, JoinError, JoinHandle, Task, TaskId, TaskWaker};
+use crate::remote::{self, LOCAL_READY, RUNNING_LOOP, Remote};
 use crate::timer::{TimeoutHandle, Timers};
 use gale_poller::{Event, Events, Interest, Poller, Token};
 use slab::Slab;
@@ -114,11 +114,21 @@ thread_local! {
 struct CurrentGuard {
     previous: Option<IOLoop>,
     previous_running: usize,
+    /// The woken-task queue of a loop this one was started inside of, put back on exit.
+    previous_local: Vec<TaskId>,
     io_loop: IOLoop,
 }
 
 impl Drop for CurrentGuard {
     fn drop(&mut self) {
+        // Tasks woken but not yet polled stay scheduled for the next `start`.
+        let leftover =
+            LOCAL_READY.with(|q| std::mem::replace(&mut *q.borrow_mut(), std::mem::take(&mut self.previous_local)));
+        if !leftover.is_empty() {
+            let remote = &self.io_loop.inner.remote;
+            remote::lock(&remote.ready).extend(leftover);
+            remote.pending.store(true, std::sync::atomic::Ordering::Release);
+        }
         self.io_loop.inner.running.set(false);
         self.io_loop.inner.stopped.set(false);
         RUNNING_LOOP.with(|c| c.set(self.previous_running));
@@ -427,9 +437,10 @@ impl IOLoop {
     /// Spawns a future on this loop. It need not be `Send`: it runs on this thread, so it may share state with
     /// handlers through `Rc<RefCell<…>>`. The returned handle is a future of the output; dropping it detaches.
     pub fn spawn<F: Future + 'static>(&self, future: F) -> JoinHandle<F::Output> {
-        let (wrapped, handle) = executor::wrap(future);
+        let ((future, join), mut handle) = executor::wrap(future);
         if self.inner.closed.get() {
-            drop(wrapped);
+            join.fail(JoinError::Cancelled);
+            drop(future);
             return handle;
         }
         let generation = self.next_generation();
@@ -438,24 +449,10 @@ impl IOLoop {
         let entry = tasks.vacant_entry();
         let id = TaskId { key: entry.key(), generation };
         let waker = TaskWaker::new(id, self.inner.remote.clone());
-        entry.insert(Task { future: Box::pin(wrapped), waker, name });
+        entry.insert(Task { future, waker, name, join });
         drop(tasks);
-        let weak = Rc::downgrade(&self.inner);
-        executor::set_cancel(
-            &handle,
-            Box::new(move || {
-                if let Some(inner) = weak.upgrade() {
-                    let mut tasks = inner.tasks.borrow_mut();
-                    if tasks.get(id.key).is_some_and(|t| t.waker_id() == id) {
-                        let task = tasks.remove(id.key);
-                        drop(tasks);
-                        drop(task);
-                    }
-                }
-            }),
-        );
-        remote::lock(&self.inner.remote.ready).push(id);
-        self.inner.remote.pending.store(true, std::sync::atomic::Ordering::Release);
+        executor::set_task(&mut handle, Rc::downgrade(&self.inner), id);
+        self.inner.remote.schedule_task(id);
         handle
     }
 
@@ -517,6 +514,7 @@ impl IOLoop {
         let _guard = CurrentGuard {
             previous: CURRENT.with(|c| c.borrow_mut().replace(self.clone())),
             previous_running: RUNNING_LOOP.with(|c| c.replace(inner.remote.id)),
+            previous_local: LOCAL_READY.with(|q| std::mem::take(&mut *q.borrow_mut())),
             io_loop: self.clone(),
         };
         inner.running.set(true);
@@ -551,8 +549,9 @@ impl IOLoop {
             if !inner.running.get() {
                 break;
             }
-            let work_pending =
-                !inner.callbacks.borrow().is_empty() || inner.remote.pending.load(std::sync::atomic::Ordering::Acquire);
+            let work_pending = !inner.callbacks.borrow().is_empty()
+                || inner.remote.pending.load(std::sync::atomic::Ordering::Acquire)
+                || LOCAL_READY.with(|q| !q.borrow().is_empty());
             let timeout = if work_pending {
                 Duration::ZERO
             } else {
@@ -632,14 +631,16 @@ impl IOLoop {
 
     fn run_ready_tasks(&self) {
         let inner = &self.inner;
-        if !inner.remote.pending.swap(false, std::sync::atomic::Ordering::AcqRel) {
-            return;
-        }
         let mut ready = inner.scratch_ready.take();
-        std::mem::swap(&mut ready, &mut *remote::lock(&inner.remote.ready));
-        // Remote callbacks that arrived after the drain keep the flag up for the next iteration.
-        if !remote::lock(&inner.remote.callbacks).is_empty() {
-            inner.remote.pending.store(true, std::sync::atomic::Ordering::Release);
+        // Tasks woken on this thread, then those woken from others. Tasks woken while these run wait for the
+        // next iteration.
+        LOCAL_READY.with(|q| std::mem::swap(&mut ready, &mut *q.borrow_mut()));
+        if inner.remote.pending.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            ready.append(&mut remote::lock(&inner.remote.ready));
+            // Remote callbacks that arrived after the drain keep the flag up for the next iteration.
+            if !remote::lock(&inner.remote.callbacks).is_empty() {
+                inner.remote.pending.store(true, std::sync::atomic::Ordering::Release);
+            }
         }
         for id in ready.drain(..) {
             self.poll_task(id);
@@ -665,6 +666,16 @@ impl IOLoop {
         let result = executor::poll_task(&mut future, &w);
         self.check_blocking(start, "task", name);
         let mut tasks = inner.tasks.borrow_mut();
+        let result = match result {
+            Ok(p) => p,
+            Err(msg) => {
+                log::error!("task {name} panicked: {msg}");
+                if let Some(t) = tasks.get(id.key).filter(|t| t.waker_id() == id) {
+                    t.join.fail(JoinError::Panicked(msg));
+                }
+                Poll::Ready(())
+            }
+        };
         match result {
             Poll::Ready(()) => {
                 if tasks.get(id.key).is_some_and(|t| t.waker_id() == id) {
@@ -802,6 +813,16 @@ impl IOLoop {
             Some(Entry::Source(s)) => f(Some(s)),
             _ => f(None),
         }
+    }
+}
+
+/// Drops a task's future now (for [`JoinHandle::cancel`]), unless the task already ended.
+pub(crate) fn cancel_task(inner: &Inner, id: TaskId) {
+    let mut tasks = inner.tasks.borrow_mut();
+    if tasks.get(id.key).is_some_and(|t| t.waker_id() == id) {
+        let task = tasks.remove(id.key);
+        drop(tasks);
+        drop(task); // its destructors run with no borrow held
     }
 }
 

@@ -17,6 +17,8 @@ static NEXT_LOOP_ID: AtomicUsize = AtomicUsize::new(1);
 thread_local! {
     /// The id of the loop running on this thread, 0 when none.
     pub(crate) static RUNNING_LOOP: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Tasks woken on the thread of the loop that is running there: no lock needed.
+    pub(crate) static LOCAL_READY: std::cell::RefCell<Vec<TaskId>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 pub(crate) struct Remote {
@@ -73,6 +75,10 @@ impl Remote {
     }
 
     pub(crate) fn schedule_task(&self, id: TaskId) {
+        if self.on_loop_thread() {
+            LOCAL_READY.with(|q| q.borrow_mut().push(id));
+            return;
+        }
         if self.closed.load(Ordering::Acquire) {
             return;
         }
