@@ -81,6 +81,21 @@ pub fn port_error(port: u16, e: std::io::Error) -> std::io::Error {
     }
 }
 
+/// Blocks until SIGINT or SIGTERM arrives, then runs `shutdown` (a graceful stop) and returns.
+///
+/// # Errors
+///
+/// If the signal handlers cannot be installed.
+pub fn on_shutdown_signal(shutdown: impl FnOnce()) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    if let Some(sig) = signals.forever().next() {
+        log::info!("signal {sig}: shutting down gracefully");
+    }
+    shutdown();
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,648 @@
+//! Header fields: an order-preserving, case-insensitive, multi-valued map, plus the byte-class checks that keep
+//! outgoing heads free of header injection.
+//!
+//! A [`HeaderMap`] built by the parser does not copy anything: it holds the frozen head buffer once and records
+//! each name and value as an offset range into it. Maps built by hand store `&'static` strings as they are and
+//! owned data as [`Bytes`], so a response with a few literal headers allocates nothing.
+//!
+//! Names are compared ASCII case-insensitively and are kept as they were given, so a head is re-serialized with
+//! its original spelling. Values are opaque bytes; [`HeaderMap::get`] returns them as `&str` when they are valid
+//! UTF-8 and [`HeaderMap::get_bytes`] always works.
+//!
+//! # Examples
+//!
+//! ```
+//! use gale_http1::headers::HeaderMap;
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.append("Set-Cookie", "a=1");
+//! headers.append("set-cookie", "b=2");
+//! headers.insert("Content-Type", "text/plain");
+//! headers.append("Connection", "keep-alive, Upgrade");
+//!
+//! assert_eq!(headers.get("content-type"), Some("text/plain"));
+//! assert_eq!(headers.get_all("SET-COOKIE").collect::<Vec<_>>(), [&b"a=1"[..], b"b=2"]);
+//! assert!(headers.contains_token("connection", "upgrade"));
+//! ```
+
+use std::fmt;
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+/// How many fields a [`HeaderMap`] stores before it moves them to the heap.
+pub const INLINE_FIELDS: usize = 16;
+
+/// Bytes of a header name or value handed to a [`HeaderMap`].
+///
+/// Built without copying from `&'static str`, `&'static [u8]`, [`String`], `Vec<u8>` and [`Bytes`]; use
+/// [`HeaderBytes::copy_from_slice`] for borrowed data. Static strings cost nothing to store.
+#[derive(Clone)]
+pub struct HeaderBytes(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Static(&'static [u8]),
+    Shared(Bytes),
+}
+
+impl HeaderBytes {
+    /// Copies borrowed bytes into a new shared buffer.
+    pub fn copy_from_slice(bytes: &[u8]) -> Self {
+        HeaderBytes(Repr::Shared(Bytes::copy_from_slice(bytes)))
+    }
+
+    /// The bytes themselves.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Static(s) => s,
+            Repr::Shared(b) => b,
+        }
+    }
+}
+
+impl fmt::Debug for HeaderBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&String::from_utf8_lossy(self.as_bytes()), f)
+    }
+}
+
+impl From<&'static str> for HeaderBytes {
+    fn from(s: &'static str) -> Self {
+        HeaderBytes(Repr::Static(s.as_bytes()))
+    }
+}
+
+impl From<&'static [u8]> for HeaderBytes {
+    fn from(s: &'static [u8]) -> Self {
+        HeaderBytes(Repr::Static(s))
+    }
+}
+
+impl From<String> for HeaderBytes {
+    fn from(s: String) -> Self {
+        HeaderBytes(Repr::Shared(Bytes::from(s)))
+    }
+}
+
+impl From<Vec<u8>> for HeaderBytes {
+    fn from(v: Vec<u8>) -> Self {
+        HeaderBytes(Repr::Shared(Bytes::from(v)))
+    }
+}
+
+impl From<Bytes> for HeaderBytes {
+    fn from(b: Bytes) -> Self {
+        HeaderBytes(Repr::Shared(b))
+    }
+}
+
+/// Where the bytes of one name or value live, in 16 bytes, so that a map of 16 inline fields stays small
+/// enough to move around cheaply. (A third variant for owned values would cost 8 more bytes, hence the
+/// [`SHARED`] marker.)
+#[derive(Clone, Copy)]
+enum Field {
+    /// A string with static lifetime.
+    Static(&'static [u8]),
+    /// A range of the map's buffer (parsed heads), or if `len` is [`SHARED`], the index `start` of an owned value.
+    Local { start: u32, len: u32 },
+}
+
+/// The `len` of a [`Field::Local`] that refers to an owned value. No span can be this long: heads are
+/// limited to `u32::MAX` bytes.
+const SHARED: u32 = u32::MAX;
+
+impl Field {
+    fn shared_index(self) -> Option<usize> {
+        match self {
+            Field::Local { start, len: SHARED } => Some(start as usize),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    name: Field,
+    value: Field,
+}
+
+/// An ordered multimap of header fields with ASCII case-insensitive names.
+///
+/// Lookups are linear scans, which beat hashing for the dozen or so fields of a real message; the parser caps
+/// the number of fields (see `proto::Limits::max_headers`), so the scans stay bounded.
+#[derive(Clone, Default)]
+pub struct HeaderMap {
+    /// Backing storage for spans.
+    buf: Bytes,
+    entries: SmallVec<[Entry; INLINE_FIELDS]>,
+    /// Backing storage for owned values; slots of removed fields are emptied and compacted away.
+    shared: Vec<Bytes>,
+}
+
+/// The bytes of `field`.
+#[inline(always)]
+fn resolve<'a>(field: &'a Field, buf: &'a Bytes, shared: &'a [Bytes]) -> &'a [u8] {
+    match *field {
+        Field::Static(s) => s,
+        Field::Local { start, len: SHARED } => &shared[start as usize],
+        Field::Local { start, len } => &buf[start as usize..(start + len) as usize],
+    }
+}
+
+impl HeaderMap {
+    /// Creates an empty map.
+    pub fn new() -> Self {
+        HeaderMap::default()
+    }
+
+    /// Creates an empty map with room for `capacity` fields.
+    pub fn with_capacity(capacity: usize) -> Self {
+        HeaderMap { buf: Bytes::new(), entries: SmallVec::with_capacity(capacity), shared: Vec::new() }
+    }
+
+    /// Replaces the backing buffer of parsed fields. The offsets recorded so far must be valid in `buf`.
+    pub(crate) fn set_buffer(&mut self, buf: Bytes) {
+        self.buf = buf;
+    }
+
+    /// The buffer parsed fields refer to.
+    pub(crate) fn buffer(&self) -> &Bytes {
+        &self.buf
+    }
+
+    /// Appends a field given as offset ranges into the backing buffer.
+    #[inline]
+    pub(crate) fn push_span(&mut self, name: (u32, u32), value: (u32, u32)) {
+        self.entries.push(Entry {
+            name: Field::Local { start: name.0, len: name.1 },
+            value: Field::Local { start: value.0, len: value.1 },
+        });
+    }
+
+    /// Number of fields (a name appearing twice counts twice).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the map holds no field.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Removes every field.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.shared.clear();
+        self.buf = Bytes::new();
+    }
+
+    #[inline]
+    fn bytes<'a>(&'a self, field: &'a Field) -> &'a [u8] {
+        resolve(field, &self.buf, &self.shared)
+    }
+
+    #[inline]
+    fn find(&self, name: &[u8]) -> Option<&Entry> {
+        self.entries.iter().find(|e| self.bytes(&e.name).eq_ignore_ascii_case(name))
+    }
+
+    /// Stores `bytes` in a field, keeping static strings where they are.
+    fn store(&mut self, bytes: HeaderBytes) -> Field {
+        match bytes.0 {
+            Repr::Static(s) => Field::Static(s),
+            Repr::Shared(b) => {
+                if self.shared.len() == self.shared.capacity() {
+                    self.compact_shared();
+                }
+                self.shared.push(b);
+                Field::Local { start: (self.shared.len() - 1) as u32, len: SHARED }
+            }
+        }
+    }
+
+    /// Drops the slots of removed fields once they are the majority, so that replacing values in a loop does
+    /// not grow the map without bound.
+    fn compact_shared(&mut self) {
+        let live = self.entries.iter().flat_map(|e| [e.name, e.value]).filter_map(Field::shared_index).count();
+        if live * 2 > self.shared.len() {
+            return;
+        }
+        let mut kept = Vec::with_capacity(live.max(4));
+        for entry in &mut self.entries {
+            for field in [&mut entry.name, &mut entry.value] {
+                if let Some(i) = field.shared_index() {
+                    kept.push(std::mem::take(&mut self.shared[i]));
+                    *field = Field::Local { start: (kept.len() - 1) as u32, len: SHARED };
+                }
+            }
+        }
+        self.shared = kept;
+    }
+
+    /// The first value of `name` as a string, or `None` when the field is absent or its value is not UTF-8.
+    ///
+    /// Use [`get_bytes`](Self::get_bytes) for values that may carry `obs-text` (bytes 0x80–0xFF).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.get_bytes(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The first value of `name` as raw bytes.
+    pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.find(name.as_bytes()).map(|e| self.bytes(&e.value))
+    }
+
+    /// The first value of `name` as [`Bytes`] sharing the map's storage (no copy), to keep past the map's life.
+    pub fn get_shared(&self, name: &str) -> Option<Bytes> {
+        self.find(name.as_bytes()).map(|e| match e.value {
+            Field::Static(s) => Bytes::from_static(s),
+            Field::Local { start, len: SHARED } => self.shared[start as usize].clone(),
+            Field::Local { start, len } => self.buf.slice(start as usize..(start + len) as usize),
+        })
+    }
+
+    /// Every value of `name`, in order of appearance.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> GetAll<'a> {
+        GetAll { map: self, inner: self.entries.iter(), name: name.as_bytes() }
+    }
+
+    /// Whether at least one field is called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.find(name.as_bytes()).is_some()
+    }
+
+    /// Whether any value of `name`, read as a comma-separated list, holds `token` (ASCII case-insensitive,
+    /// surrounding spaces and tabs ignored): `Connection: keep-alive, Upgrade` contains `upgrade`.
+    pub fn contains_token(&self, name: &str, token: &str) -> bool {
+        self.get_all(name).any(|value| list_contains_token(value, token.as_bytes()))
+    }
+
+    /// Sets `name` to `value`, replacing every previous value. The field keeps the position of the first one it
+    /// replaces, or goes last.
+    ///
+    /// Nothing is validated here; the encoders refuse invalid names and values (see [`is_valid_name`] and
+    /// [`is_valid_value`]).
+    pub fn insert(&mut self, name: impl Into<HeaderBytes>, value: impl Into<HeaderBytes>) {
+        let name = name.into();
+        let first = self.remove_matching(name.as_bytes(), true);
+        let entry = Entry { name: self.store(name), value: self.store(value.into()) };
+        match first {
+            Some(i) => self.entries[i] = entry,
+            None => self.entries.push(entry),
+        }
+    }
+
+    /// Adds a value for `name` after the existing ones.
+    pub fn append(&mut self, name: impl Into<HeaderBytes>, value: impl Into<HeaderBytes>) {
+        let entry = Entry { name: self.store(name.into()), value: self.store(value.into()) };
+        self.entries.push(entry);
+    }
+
+    /// Removes every field called `name`; returns whether there was one.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.entries.len();
+        self.remove_matching(name.as_bytes(), false);
+        self.entries.len() != before
+    }
+
+    /// Removes the fields called `name`, except the first one if `keep_first` (whose index is returned; its
+    /// owned bytes are released all the same, as the caller overwrites it).
+    fn remove_matching(&mut self, name: &[u8], keep_first: bool) -> Option<usize> {
+        let HeaderMap { buf, entries, shared } = self;
+        let mut first = None;
+        let mut index = 0;
+        entries.retain(|e| {
+            if !resolve(&e.name, buf, shared).eq_ignore_ascii_case(name) {
+                index += 1;
+                return true;
+            }
+            for i in [e.name, e.value].into_iter().filter_map(Field::shared_index) {
+                shared[i] = Bytes::new();
+            }
+            let keep = keep_first && first.is_none();
+            if keep {
+                first = Some(index);
+                index += 1;
+            }
+            keep
+        });
+        first
+    }
+
+    /// Every `(name, value)` pair in order, names as given.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter { map: self, inner: self.entries.iter() }
+    }
+}
+
+impl fmt::Debug for HeaderMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))))
+            .finish()
+    }
+}
+
+impl<'a> IntoIterator for &'a HeaderMap {
+    type Item = (&'a [u8], &'a [u8]);
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+impl<N: Into<HeaderBytes>, V: Into<HeaderBytes>> Extend<(N, V)> for HeaderMap {
+    fn extend<I: IntoIterator<Item = (N, V)>>(&mut self, iter: I) {
+        for (n, v) in iter {
+            self.append(n, v);
+        }
+    }
+}
+
+impl<N: Into<HeaderBytes>, V: Into<HeaderBytes>> FromIterator<(N, V)> for HeaderMap {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Self {
+        let mut map = HeaderMap::new();
+        map.extend(iter);
+        map
+    }
+}
+
+/// Iterator over the `(name, value)` pairs of a [`HeaderMap`], from [`HeaderMap::iter`].
+#[derive(Clone)]
+pub struct Iter<'a> {
+    map: &'a HeaderMap,
+    inner: std::slice::Iter<'a, Entry>,
+}
+
+impl fmt::Debug for Iter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter").field("remaining", &self.inner.len()).finish()
+    }
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let e = self.inner.next()?;
+        Some((self.map.bytes(&e.name), self.map.bytes(&e.value)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+/// Iterator over the values of one name, from [`HeaderMap::get_all`].
+#[derive(Clone)]
+pub struct GetAll<'a> {
+    map: &'a HeaderMap,
+    inner: std::slice::Iter<'a, Entry>,
+    name: &'a [u8],
+}
+
+impl fmt::Debug for GetAll<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetAll").field("name", &String::from_utf8_lossy(self.name)).finish()
+    }
+}
+
+impl<'a> Iterator for GetAll<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let map = self.map;
+        let name = self.name;
+        self.inner.by_ref().find(|e| map.bytes(&e.name).eq_ignore_ascii_case(name)).map(|e| map.bytes(&e.value))
+    }
+}
+
+/// Whether a comma-separated list holds `token`, compared ASCII case-insensitively after trimming spaces and tabs.
+pub fn list_contains_token(list: &[u8], token: &[u8]) -> bool {
+    list.split(|&b| b == b',').any(|item| trim_ows(item).eq_ignore_ascii_case(token))
+}
+
+/// Strips leading and trailing spaces and horizontal tabs (HTTP's only whitespace), nothing else.
+pub fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// `tchar` from RFC 9110 §5.6.2: the bytes a token (method, header name, coding) may contain.
+static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(b, b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_')
+            || matches!(b, b'`' | b'|' | b'~');
+        i += 1;
+    }
+    t
+};
+
+/// Whether `s` is a non-empty RFC 9110 token.
+#[inline]
+pub fn is_token(s: &[u8]) -> bool {
+    // Branch-free: names are short and almost always valid.
+    !s.is_empty() && s.iter().fold(true, |ok, &b| ok & TCHAR[b as usize])
+}
+
+/// Whether `name` may be sent as a header field name: a non-empty token (so no spaces, colons, CR, LF or NUL).
+#[inline]
+pub fn is_valid_name(name: &[u8]) -> bool {
+    is_token(name)
+}
+
+/// Whether `value` may be sent as a header field value: no control byte except horizontal tab, no DEL. CR, LF
+/// and NUL are refused, which is what stops header injection; bytes 0x80–0xFF (`obs-text`) pass.
+#[inline]
+pub fn is_valid_value(value: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut chunks = value.chunks_exact(8);
+    for chunk in chunks.by_ref() {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        // Some byte < 0x20, or some byte == 0x7F: look closer (a tab is fine).
+        let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let y = x ^ (ONES * 0x7f);
+        let is_del = y.wrapping_sub(ONES) & !y & HIGH;
+        if (below_space | is_del) != 0 && !chunk.iter().all(|&b| is_value_byte(b)) {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| is_value_byte(b))
+}
+
+#[inline]
+fn is_value_byte(b: u8) -> bool {
+    (b >= 0x20 && b != 0x7f) || b == b'\t'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(offset, length)` of a name and of its value.
+    type Spans = ((u32, u32), (u32, u32));
+
+    fn parsed(buf: &'static [u8], fields: &[Spans]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.set_buffer(Bytes::from_static(buf));
+        for &(n, v) in fields {
+            map.push_span(n, v);
+        }
+        map
+    }
+
+    #[test]
+    fn lookups_ignore_ascii_case() {
+        let mut h = HeaderMap::new();
+        h.append("Content-Type", "text/html");
+        assert_eq!(h.get("content-type"), Some("text/html"));
+        assert_eq!(h.get("CONTENT-TYPE"), Some("text/html"));
+        assert!(h.contains("cOnTeNt-TyPe"));
+        assert!(!h.contains("content-typ"));
+        assert_eq!(h.get("content-length"), None);
+    }
+
+    #[test]
+    fn keeps_every_value_in_order_of_appearance() {
+        let mut h = HeaderMap::new();
+        h.append("A", "1");
+        h.append("B", "x");
+        h.append("a", "2");
+        h.append("A", "3");
+        assert_eq!(h.get_all("a").collect::<Vec<_>>(), [&b"1"[..], b"2", b"3"]);
+        assert_eq!(h.get("A"), Some("1"));
+        let names: Vec<&[u8]> = h.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, [&b"A"[..], b"B", b"a", b"A"]);
+        assert_eq!(h.len(), 4);
+    }
+
+    #[test]
+    fn insert_replaces_all_values_at_the_first_position() {
+        let mut h = HeaderMap::new();
+        h.append("X", "1");
+        h.append("Y", "y");
+        h.append("x", "2");
+        h.insert("X", "new");
+        let pairs: Vec<(&[u8], &[u8])> = h.iter().collect();
+        assert_eq!(pairs, [(&b"X"[..], &b"new"[..]), (b"Y", b"y")]);
+        h.insert("Z", String::from("z"));
+        assert_eq!(h.iter().last(), Some((&b"Z"[..], &b"z"[..])));
+    }
+
+    #[test]
+    fn replacing_owned_values_in_a_loop_does_not_grow_the_map() {
+        let mut h = HeaderMap::new();
+        h.append("Static", "kept");
+        h.append("X-Owned-Name".to_string(), "first".to_string());
+        for i in 0..1000 {
+            h.insert("X-Counter", i.to_string());
+            h.append("X-Tmp", String::from("t"));
+            assert!(h.remove("x-tmp"));
+        }
+        assert_eq!(h.get("x-counter"), Some("999"));
+        assert_eq!(h.get("x-owned-name"), Some("first"));
+        assert_eq!(h.get("static"), Some("kept"));
+        assert!(h.shared.len() <= 16, "{} owned slots for 3 live values", h.shared.len());
+        let names: Vec<&[u8]> = h.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, [&b"Static"[..], b"X-Owned-Name", b"X-Counter"]);
+    }
+
+    #[test]
+    fn remove_drops_every_value_and_reports_it() {
+        let mut h: HeaderMap = [("A", "1"), ("b", "2"), ("a", "3")].into_iter().collect();
+        assert!(h.remove("A"));
+        assert!(!h.remove("A"));
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.get("b"), Some("2"));
+    }
+
+    #[test]
+    fn get_returns_none_for_non_utf8_values_but_get_bytes_does_not() {
+        let mut h = HeaderMap::new();
+        h.append("X-Latin1", Bytes::from_static(b"caf\xe9"));
+        assert_eq!(h.get("x-latin1"), None);
+        assert_eq!(h.get_bytes("x-latin1"), Some(&b"caf\xe9"[..]));
+    }
+
+    #[test]
+    fn parsed_fields_are_slices_of_the_shared_buffer() {
+        let buf: &'static [u8] = b"Host: example.com\r\nAccept: */*\r\n";
+        let h = parsed(buf, &[((0, 4), (6, 11)), ((19, 6), (27, 3))]);
+        assert_eq!(h.get("host"), Some("example.com"));
+        assert_eq!(h.get("ACCEPT"), Some("*/*"));
+        let shared = h.get_shared("host").unwrap();
+        assert_eq!(&shared[..], b"example.com");
+        assert_eq!(shared.as_ptr(), buf[6..].as_ptr(), "no copy was made");
+    }
+
+    #[test]
+    fn parsed_and_owned_fields_mix() {
+        let mut h = parsed(b"Host: a\r\n", &[((0, 4), (6, 1))]);
+        h.append("X-Owned", String::from("yes"));
+        h.insert("host", "b");
+        assert_eq!(h.get("Host"), Some("b"));
+        assert_eq!(h.get("x-owned"), Some("yes"));
+        assert!(h.remove("x-owned"));
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn contains_token_reads_comma_lists_case_insensitively() {
+        let mut h = HeaderMap::new();
+        h.append("Connection", "keep-alive,\tUpgrade ");
+        h.append("Connection", "TE");
+        assert!(h.contains_token("connection", "upgrade"));
+        assert!(h.contains_token("Connection", "KEEP-ALIVE"));
+        assert!(h.contains_token("connection", "te"));
+        assert!(!h.contains_token("connection", "close"));
+        assert!(!h.contains_token("connection", "keep"));
+        assert!(!h.contains_token("upgrade", "upgrade"));
+    }
+
+    #[test]
+    fn trim_ows_strips_only_space_and_tab() {
+        assert_eq!(trim_ows(b" \t a b \t "), b"a b");
+        assert_eq!(trim_ows(b"\x0ba\x0c"), b"\x0ba\x0c");
+        assert_eq!(trim_ows(b"   "), b"");
+    }
+
+    #[test]
+    fn valid_names_are_tokens() {
+        assert!(is_valid_name(b"X-Custom_Header.1~"));
+        for bad in [&b""[..], b"Bad Name", b"Bad:", b"X\r\nInjected", b"X\0", b"caf\xe9", b"(x)"] {
+            assert!(!is_valid_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn valid_values_refuse_every_control_byte_but_tab() {
+        for b in 0u8..=255 {
+            let allowed = b == b'\t' || (b >= 0x20 && b != 0x7f);
+            // Put the byte at every position of a value long enough to use the word-at-a-time path.
+            for pos in [0, 5, 8, 13, 16, 20] {
+                let mut v = vec![b'a'; 21];
+                v[pos] = b;
+                assert_eq!(is_valid_value(&v), allowed, "byte {b:#04x} at {pos}");
+            }
+        }
+        assert!(is_valid_value(b""));
+        assert!(is_valid_value(b"text/html; charset=\"utf-8\"\twith tab"));
+    }
+}

@@ -1,0 +1,169 @@
+//! The request a server hands to its service, and a whole response to send back.
+
+use crate::headers::HeaderMap;
+use crate::proto::request::RequestHead;
+use crate::proto::{Method, Version};
+use bytes::Bytes;
+use std::fmt;
+use std::net::SocketAddr;
+
+/// An HTTP request as the server received it: the parsed head, the body (when buffered), and where it came
+/// from (Tornado's `HTTPServerRequest`).
+///
+/// Header lookups are case-insensitive and keep every value in order; the head and body are zero-copy slices
+/// of the bytes read from the socket.
+pub struct Request {
+    pub(crate) head: RequestHead,
+    pub(crate) body: Bytes,
+    pub(crate) trailers: Option<HeaderMap>,
+    pub(crate) remote_addr: SocketAddr,
+    pub(crate) remote_ip: Option<String>,
+    pub(crate) scheme: &'static str,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method().as_str())
+            .field("target", &self.target())
+            .field("version", &self.version())
+            .field("remote", &self.remote_ip())
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl Request {
+    /// Builds a request from a parsed head (for tests and for layers that parse heads themselves).
+    pub fn from_head(head: RequestHead, body: Bytes, remote_addr: SocketAddr) -> Request {
+        Request { head, body, trailers: None, remote_addr, remote_ip: None, scheme: "http" }
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        self.head.method()
+    }
+
+    /// The request target as sent (`/path?query`, or an absolute URL).
+    pub fn target(&self) -> &str {
+        self.head.target()
+    }
+
+    /// The path, without the query (for an absolute-form target, the path part of the URL).
+    pub fn path(&self) -> &str {
+        self.head.path()
+    }
+
+    /// The query string without `?`, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.head.query()
+    }
+
+    /// The HTTP version.
+    pub fn version(&self) -> Version {
+        self.head.version()
+    }
+
+    /// The header fields.
+    pub fn headers(&self) -> &HeaderMap {
+        self.head.headers()
+    }
+
+    /// The parsed head.
+    pub fn head(&self) -> &RequestHead {
+        &self.head
+    }
+
+    /// The host the request is for: the authority of an absolute-form target, else the `Host` header.
+    pub fn host(&self) -> Option<&str> {
+        self.head.host()
+    }
+
+    /// The body, if it was buffered (empty when the service streams it, or when there is none).
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// Takes the body out of the request.
+    pub fn take_body(&mut self) -> Bytes {
+        std::mem::take(&mut self.body)
+    }
+
+    /// Trailer fields of a chunked body, if any.
+    pub fn trailers(&self) -> Option<&HeaderMap> {
+        self.trailers.as_ref()
+    }
+
+    /// The peer's socket address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote_addr
+    }
+
+    /// The client's IP: the peer's, or with `xheaders` on, the one a trusted proxy reported.
+    pub fn remote_ip(&self) -> String {
+        match &self.remote_ip {
+            Some(ip) => ip.clone(),
+            None => self.remote_addr.ip().to_string(),
+        }
+    }
+
+    /// `"http"` or `"https"` (the latter only as reported by a trusted proxy with `xheaders` on).
+    pub fn protocol(&self) -> &'static str {
+        self.scheme
+    }
+
+    /// The full URL: `protocol://host/target`.
+    pub fn full_url(&self) -> String {
+        if self.head.is_absolute_form() {
+            return self.target().to_owned();
+        }
+        format!("{}://{}{}", self.scheme, self.host().unwrap_or(""), self.target())
+    }
+}
+
+/// A whole response: status, headers, body. Services that don't stream build one of these.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// A custom reason phrase; `None` for the standard one.
+    pub reason: Option<String>,
+    /// Header fields (the server adds `Content-Length`, `Date` and `Server`).
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Response {
+    /// An empty response with `status`.
+    pub fn new(status: u16) -> Response {
+        Response { status, reason: None, headers: HeaderMap::new(), body: Bytes::new() }
+    }
+
+    /// A 200 response with `body` and a `Content-Type`.
+    pub fn with_body(content_type: &'static str, body: impl Into<Bytes>) -> Response {
+        let mut r = Response::new(200);
+        r.headers.insert("Content-Type", content_type);
+        r.body = body.into();
+        r
+    }
+
+    /// A `text/plain` 200 response.
+    pub fn text(body: impl Into<Bytes>) -> Response {
+        Response::with_body("text/plain", body)
+    }
+
+    /// Sets the status.
+    #[must_use]
+    pub fn status(mut self, status: u16) -> Response {
+        self.status = status;
+        self
+    }
+
+    /// Appends a header field.
+    #[must_use]
+    pub fn header(mut self, name: &'static str, value: impl Into<crate::headers::HeaderBytes>) -> Response {
+        self.headers.append(name, value);
+        self
+    }
+}

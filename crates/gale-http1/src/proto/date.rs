@@ -1,0 +1,140 @@
+//! The `Date` header value, cached per thread and formatted at most once a second.
+//!
+//! Every response carries `Date` (RFC 9110 §6.6.1) in IMF-fixdate form, `Sun, 06 Nov 1994 08:49:37 GMT`, always
+//! 29 bytes. Formatting it per response would cost more than the rest of the head, so each thread keeps the
+//! value for the current second and reformats only when the second changes.
+
+use std::cell::Cell;
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Length of an IMF-fixdate.
+pub const DATE_VALUE_LENGTH: usize = 29;
+
+/// Length of a whole `Date: <IMF-fixdate>\r\n` line.
+pub(crate) const DATE_LINE_LENGTH: usize = DATE_VALUE_LENGTH + 8;
+
+struct Cache {
+    /// The second the line is for: `[from, until)`. Empty before the first use.
+    from: Cell<SystemTime>,
+    until: Cell<SystemTime>,
+    line: Cell<[u8; DATE_LINE_LENGTH]>,
+}
+
+thread_local! {
+    static CACHE: Cache = const {
+        Cache { from: Cell::new(UNIX_EPOCH), until: Cell::new(UNIX_EPOCH), line: Cell::new([0; DATE_LINE_LENGTH]) }
+    };
+}
+
+#[cfg(test)]
+thread_local! {
+    static FORMATS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The current time as an IMF-fixdate, e.g. `b"Sun, 06 Nov 1994 08:49:37 GMT"`.
+///
+/// # Examples
+///
+/// ```
+/// let date = gale_http1::proto::date::now();
+/// assert!(date.ends_with(b" GMT"));
+/// assert!(httpdate::parse_http_date(std::str::from_utf8(&date).unwrap()).is_ok());
+/// ```
+pub fn now() -> [u8; DATE_VALUE_LENGTH] {
+    at(SystemTime::now())
+}
+
+/// `time` as an IMF-fixdate, using (and refreshing) this thread's cache: for a time in the same second as the
+/// last call this is a copy.
+pub fn at(time: SystemTime) -> [u8; DATE_VALUE_LENGTH] {
+    let line = line_at(time);
+    let mut value = [0; DATE_VALUE_LENGTH];
+    value.copy_from_slice(&line[6..6 + DATE_VALUE_LENGTH]);
+    value
+}
+
+/// The whole `Date: ...\r\n` line for the current time.
+#[inline]
+pub(crate) fn line() -> [u8; DATE_LINE_LENGTH] {
+    line_at(SystemTime::now())
+}
+
+fn line_at(time: SystemTime) -> [u8; DATE_LINE_LENGTH] {
+    CACHE.with(|cache| {
+        // Two comparisons on the hot path; the clock may also step backwards.
+        if time >= cache.until.get() || time < cache.from.get() {
+            let second = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let from = UNIX_EPOCH + Duration::from_secs(second);
+            cache.line.set(format_line(from));
+            cache.from.set(from);
+            cache.until.set(from + Duration::from_secs(1));
+        }
+        cache.line.get()
+    })
+}
+
+/// Formats the `Date` line for `time` (seconds precision) without allocating.
+fn format_line(time: SystemTime) -> [u8; DATE_LINE_LENGTH] {
+    #[cfg(test)]
+    FORMATS.with(|n| n.set(n.get() + 1));
+    let mut line = [0; DATE_LINE_LENGTH];
+    line[..6].copy_from_slice(b"Date: ");
+    // IMF-fixdate is always 29 bytes, so this cannot run out of room; if it ever did, the value would be
+    // truncated rather than the server failing.
+    let _ = write!(&mut line[6..6 + DATE_VALUE_LENGTH], "{}", httpdate::HttpDate::from(time));
+    line[DATE_LINE_LENGTH - 2..].copy_from_slice(b"\r\n");
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn formats() -> usize {
+        FORMATS.with(Cell::get)
+    }
+
+    #[test]
+    fn formats_imf_fixdate() {
+        let t = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(&at(t), b"Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+
+    #[test]
+    fn reformats_only_when_the_second_changes() {
+        let base = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let first = at(base);
+        let before = formats();
+        assert_eq!(at(base + Duration::from_millis(999)), first);
+        assert_eq!(at(base + Duration::from_millis(500)), first);
+        assert_eq!(formats(), before, "same second: served from the cache");
+        let next = at(base + Duration::from_secs(1));
+        assert_ne!(next, first);
+        assert_eq!(&next, b"Tue, 14 Nov 2023 22:13:21 GMT");
+        assert_eq!(formats(), before + 1);
+    }
+
+    #[test]
+    fn a_clock_stepping_back_reformats() {
+        let base = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let later = at(base);
+        let earlier = at(base - Duration::from_millis(1));
+        assert_eq!(&earlier, b"Tue, 14 Nov 2023 22:13:19 GMT");
+        assert_ne!(earlier, later);
+    }
+
+    #[test]
+    fn the_line_wraps_the_value() {
+        let line = line_at(UNIX_EPOCH + Duration::from_secs(784_111_777));
+        assert_eq!(&line, b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n");
+    }
+
+    #[test]
+    fn now_is_a_parseable_current_date() {
+        let date = now();
+        let parsed = httpdate::parse_http_date(std::str::from_utf8(&date).unwrap()).unwrap();
+        let skew = SystemTime::now().duration_since(parsed).unwrap();
+        assert!(skew < Duration::from_secs(5));
+    }
+}

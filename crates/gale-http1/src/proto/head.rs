@@ -1,0 +1,567 @@
+//! Machinery shared by the request and response heads, in both directions: waiting for a complete head
+//! without rescanning, turning `httparse` fields into a [`HeaderMap`] while applying the rules `httparse` leaves
+//! to us, and writing header fields safely.
+
+use std::mem::MaybeUninit;
+
+use bytes::BytesMut;
+
+use super::Limits;
+use super::error::{EncodeError, ParseError, ParseErrorKind};
+use crate::headers::{self, HeaderMap, trim_ows};
+
+/// Header fields parsed into a stack array before spilling to the heap; `Limits::max_headers` above this
+/// costs one allocation per head.
+pub(crate) const STACK_HEADERS: usize = 100;
+
+/// One slot for a field parsed by `httparse`.
+pub(crate) type Slot<'b> = MaybeUninit<httparse::Header<'b>>;
+
+/// Room for `max` fields: the caller's uninitialized stack array, or for larger limits the heap.
+pub(crate) fn header_slots<'a, 'b>(
+    stack: &'a mut [Slot<'b>; STACK_HEADERS],
+    heap: &'a mut Vec<Slot<'b>>,
+    max: usize,
+) -> &'a mut [Slot<'b>] {
+    if max <= STACK_HEADERS {
+        &mut stack[..max]
+    } else {
+        heap.resize(max, MaybeUninit::uninit());
+        heap
+    }
+}
+
+/// Skips the single empty line RFC 9112 §2.2 tells servers to tolerate before a start line.
+///
+/// Returns where the start line begins, `None` if more bytes are needed to tell, or an error for a bare LF or
+/// a second empty line (refusing those early keeps a stream of CRLFs from costing a full parse each).
+pub(crate) fn skip_empty_line(buf: &[u8], start_line: ParseErrorKind) -> Result<Option<usize>, ParseError> {
+    match buf {
+        [] | [b'\r'] | [b'\r', b'\n'] => Ok(None),
+        [b'\r', b'\n', b'\r' | b'\n', ..] => Err(start_line.into()),
+        [b'\r', b'\n', ..] => Ok(Some(2)),
+        [b'\n', ..] => Err(ParseErrorKind::InvalidLineEnding.into()),
+        [b'\r', ..] => Err(start_line.into()),
+        _ => Ok(Some(0)),
+    }
+}
+
+/// Remembers how far a partial head has been searched, so that bytes trickling in cost linear time in total.
+///
+/// The full parser runs on the first look, once an empty line (the end of the head) has arrived, and whenever
+/// the buffer has doubled since it last ran: the last rule bounds how long a malformed head that never ends
+/// goes unnoticed, at a total cost of at most twice its length.
+#[derive(Debug, Default)]
+pub(crate) struct HeadScanner {
+    /// Bytes of the buffer known not to complete the head; 0 before the first look.
+    scanned: usize,
+    /// Length of the buffer when the full parser last ran.
+    parsed: usize,
+    /// Whether the end of the start line has been seen.
+    start_line_ended: bool,
+    /// Full parses run, and the bytes they covered (tests assert the scanner's economy).
+    #[cfg(test)]
+    pub(crate) full_parses: usize,
+    #[cfg(test)]
+    pub(crate) parsed_bytes: usize,
+}
+
+impl HeadScanner {
+    /// Whether to run the full parser on `buf` now.
+    pub(crate) fn ready(&mut self, buf: &[u8], start: usize) -> bool {
+        let ready = self.scanned == 0 || buf.len() >= 2 * self.parsed || {
+            // The last two bytes may begin a line ending whose rest had not arrived.
+            let from = self.scanned.min(buf.len()).saturating_sub(2).max(start);
+            memchr::memchr_iter(b'\n', &buf[from..]).any(|i| {
+                let after = &buf[from + i + 1..];
+                after.starts_with(b"\r\n") || after.starts_with(b"\n")
+            })
+        };
+        if ready {
+            self.parsed = buf.len();
+            #[cfg(test)]
+            {
+                self.full_parses += 1;
+                self.parsed_bytes += buf.len();
+            }
+        }
+        ready
+    }
+
+    /// Records that `buf` holds no complete head, and refuses it if it already breaks a limit.
+    pub(crate) fn wait(
+        &mut self,
+        buf: &[u8],
+        start: usize,
+        limits: &Limits,
+        line_too_long: ParseErrorKind,
+    ) -> Result<(), ParseError> {
+        if !self.start_line_ended {
+            let from = self.scanned.max(start).min(buf.len());
+            match memchr::memchr(b'\n', &buf[from..]) {
+                Some(i) if from + i + 1 - start > limits.max_request_line => return Err(line_too_long.into()),
+                Some(_) => self.start_line_ended = true,
+                None if buf.len() - start > limits.max_request_line => return Err(line_too_long.into()),
+                None => {}
+            }
+        }
+        if buf.len() > limits.header_size() {
+            return Err(ParseErrorKind::HeadTooLarge.into());
+        }
+        self.scanned = buf.len().max(1);
+        Ok(())
+    }
+
+    /// Forgets the head just parsed.
+    pub(crate) fn reset(&mut self) {
+        self.scanned = 0;
+        self.parsed = 0;
+        self.start_line_ended = false;
+    }
+}
+
+/// Maps an `httparse` error to ours. `buf` is the unparsed head, used to tell apart causes `httparse` lumps.
+pub(crate) fn map_httparse_error(err: httparse::Error, buf: &[u8], start_line: ParseErrorKind) -> ParseError {
+    use httparse::Error as E;
+    let kind = match err {
+        E::HeaderName => name_error(buf),
+        E::HeaderValue => ParseErrorKind::InvalidHeaderValue,
+        E::TooManyHeaders => ParseErrorKind::TooManyHeaders,
+        E::Version if claims_other_version(buf, start_line) => ParseErrorKind::UnsupportedVersion,
+        E::NewLine | E::Token | E::Status | E::Version => start_line,
+    };
+    kind.into()
+}
+
+/// Tells a folded line from a malformed name: finds the first field line `httparse` must have stopped at.
+fn name_error(buf: &[u8]) -> ParseErrorKind {
+    let mut rest = memchr::memchr(b'\n', buf).map_or(&[][..], |nl| &buf[nl + 1..]);
+    loop {
+        if let [b' ' | b'\t', ..] = rest {
+            return ParseErrorKind::ObsoleteLineFolding;
+        }
+        let Some(nl) = memchr::memchr(b'\n', rest) else {
+            return ParseErrorKind::InvalidHeaderName;
+        };
+        let line = &rest[..nl];
+        match memchr::memchr(b':', line) {
+            Some(colon) if headers::is_token(&line[..colon]) => rest = &rest[nl + 1..],
+            _ => return ParseErrorKind::InvalidHeaderName,
+        }
+    }
+}
+
+/// Whether the start line carries a well-formed `HTTP/x.y` version that simply is not 1.0 or 1.1.
+fn claims_other_version(buf: &[u8], start_line: ParseErrorKind) -> bool {
+    let line = match memchr::memchr(b'\n', buf) {
+        Some(i) => &buf[..i],
+        None => buf,
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|&b| b == b' ');
+    let version = if start_line == ParseErrorKind::InvalidStatusLine {
+        parts.next().unwrap_or_default()
+    } else {
+        // method SP target SP version: anything else is a malformed line, whatever its end looks like.
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(_), Some(_), Some(version), None) => version,
+            _ => return false,
+        }
+    };
+    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] if major.is_ascii_digit() && minor.is_ascii_digit())
+}
+
+/// Offset of `part` inside `buf`; `part` must be a subslice of `buf`.
+#[inline]
+pub(crate) fn offset(buf: &[u8], part: &[u8]) -> usize {
+    let off = part.as_ptr() as usize - buf.as_ptr() as usize;
+    debug_assert!(off + part.len() <= buf.len());
+    off
+}
+
+/// The transfer codings of a message, as far as framing is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Coding {
+    /// No `Transfer-Encoding` field.
+    Absent,
+    /// Exactly `chunked`.
+    Chunked,
+    /// Well-formed, but with codings other than `chunked`; `chunked_last` tells whether `chunked` ends the list.
+    Unsupported { chunked_last: bool },
+    /// Empty elements, non-tokens, or `chunked` applied twice.
+    Malformed,
+}
+
+/// What the fields that steer framing and connection handling say; filled while the fields are collected.
+#[derive(Debug)]
+pub(crate) struct Fields {
+    pub(crate) content_length: Option<u64>,
+    pub(crate) coding: Coding,
+    pub(crate) hosts: usize,
+    pub(crate) host_invalid: bool,
+    pub(crate) close: bool,
+    pub(crate) keep_alive: bool,
+    pub(crate) connection_upgrade: bool,
+    pub(crate) upgrade: bool,
+    pub(crate) expect_continue: bool,
+    /// Transfer-coding bookkeeping across several `Transfer-Encoding` lines.
+    te_present: bool,
+    te_last_chunked: bool,
+    te_chunked_before: bool,
+    te_other: bool,
+    te_malformed: bool,
+}
+
+impl Fields {
+    fn new() -> Self {
+        Fields {
+            content_length: None,
+            coding: Coding::Absent,
+            hosts: 0,
+            host_invalid: false,
+            close: false,
+            keep_alive: false,
+            connection_upgrade: false,
+            upgrade: false,
+            expect_continue: false,
+            te_present: false,
+            te_last_chunked: false,
+            te_chunked_before: false,
+            te_other: false,
+            te_malformed: false,
+        }
+    }
+
+    /// `Content-Length: 1*DIGIT`, possibly repeated or listed; every copy must agree (RFC 9110 §8.6 lets a
+    /// recipient accept identical duplicates, as Tornado and hyper do; differing ones are a smuggling attempt).
+    fn content_length(&mut self, value: &[u8]) -> Result<(), ParseErrorKind> {
+        for item in value.split(|&b| b == b',') {
+            let n = parse_decimal(trim_ows(item)).ok_or(ParseErrorKind::InvalidContentLength)?;
+            match self.content_length {
+                Some(prev) if prev != n => return Err(ParseErrorKind::ConflictingContentLength),
+                _ => self.content_length = Some(n),
+            }
+        }
+        Ok(())
+    }
+
+    /// `Transfer-Encoding`: only a lone `chunked` is accepted in the end, compared case-insensitively.
+    fn transfer_encoding(&mut self, value: &[u8]) {
+        self.te_present = true;
+        for item in value.split(|&b| b == b',') {
+            let item = trim_ows(item);
+            if !headers::is_token(item) {
+                self.te_malformed = true;
+            } else if item.eq_ignore_ascii_case(b"chunked") {
+                // Chunked twice would need two rounds of decoding (RFC 9112 §6.1 forbids it).
+                self.te_malformed |= self.te_last_chunked || self.te_chunked_before;
+                self.te_chunked_before = true;
+                self.te_last_chunked = true;
+            } else {
+                self.te_other = true;
+                self.te_last_chunked = false;
+            }
+        }
+    }
+
+    fn connection(&mut self, value: &[u8]) {
+        for item in value.split(|&b| b == b',') {
+            let item = trim_ows(item);
+            if item.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if item.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if item.eq_ignore_ascii_case(b"upgrade") {
+                self.connection_upgrade = true;
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        self.coding = if !self.te_present {
+            Coding::Absent
+        } else if self.te_malformed {
+            Coding::Malformed
+        } else if self.te_last_chunked && !self.te_other {
+            Coding::Chunked
+        } else {
+            Coding::Unsupported { chunked_last: self.te_last_chunked }
+        };
+    }
+}
+
+/// Parses `1*DIGIT` into a `u64`, refusing signs, spaces, emptiness and overflow.
+pub(crate) fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &b| {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(d))
+    })
+}
+
+/// Bytes a `Host` value may hold besides `%HH`: RFC 3986 unreserved and sub-delims but the comma, plus the
+/// colon and brackets of ports and IPv6 literals.
+static HOST_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+')
+            || matches!(b, b';' | b'=' | b':' | b'[' | b']');
+        i += 1;
+    }
+    t
+};
+
+/// Whether `host` is a valid `Host` value: `uri-host [ ":" port ]` with RFC 3986's characters (brackets and
+/// colons anywhere, for IPv6 literals), like Tornado 6.5. Commas are refused: they betray several hosts folded
+/// into one line. Empty is valid (RFC 9110 §7.2, for targets without an authority).
+pub(crate) fn is_valid_host(host: &[u8]) -> bool {
+    // Branch-free over the usual plain host; `%` sends us the slow way.
+    if host.iter().fold(true, |ok, &b| ok & HOST_BYTE[b as usize]) {
+        return true;
+    }
+    let mut i = 0;
+    while i < host.len() {
+        if host[i] == b'%' && host.len() > i + 2 && host[i + 1].is_ascii_hexdigit() && host[i + 2].is_ascii_hexdigit() {
+            i += 3;
+        } else if HOST_BYTE[host[i] as usize] {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether `gap`, the bytes between the end of one line's content and the start of the next line, is
+/// optional trailing whitespace and then exactly `ending`.
+#[inline]
+fn gap_is(gap: &[u8], ending: &[u8]) -> bool {
+    let mut g = gap;
+    while let [b' ' | b'\t', rest @ ..] = g {
+        g = rest;
+    }
+    g == ending
+}
+
+/// [`gap_is`] for the common `\r\n` with nothing before it.
+#[inline]
+fn is_crlf_gap(gap: &[u8]) -> bool {
+    matches!(gap, [b'\r', b'\n']) || gap_is(gap, b"\r\n")
+}
+
+/// Whether the token `name` is `lower` (lowercase letters and `-`) in any case. Setting bit 5 maps the
+/// uppercase letters onto lowercase ones; the only other byte it could map onto `-` is CR, which no token holds.
+#[inline]
+fn token_is<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
+    name.len() == N && name.iter().zip(lower).fold(true, |eq, (&b, &l)| eq & (b | 0x20 == l))
+}
+
+/// Records the fields `httparse` found into `map` as offsets into `buf`, checks the line endings it was lenient
+/// about, and summarizes the fields that steer framing.
+///
+/// `line_end` is where the start line's content ends (its CRLF follows) and `head_end` the length of the head.
+pub(crate) fn collect_fields(
+    buf: &[u8],
+    fields: &[httparse::Header<'_>],
+    line_end: usize,
+    head_end: usize,
+    map: &mut HeaderMap,
+) -> Result<Fields, ParseErrorKind> {
+    let mut summary = Fields::new();
+    let mut prev_end = line_end;
+    for field in fields {
+        let name = field.name.as_bytes();
+        let value = field.value;
+        let name_at = offset(buf, name);
+        let value_at = offset(buf, value);
+        // httparse also ends lines at a bare LF; a CR must precede every LF (RFC 9112 §2.2), or a front end
+        // that disagrees about line boundaries could smuggle a field past us.
+        if !is_crlf_gap(&buf[prev_end..name_at]) {
+            return Err(ParseErrorKind::InvalidLineEnding);
+        }
+        prev_end = value_at + value.len();
+        map.push_span((name_at as u32, name.len() as u32), (value_at as u32, value.len() as u32));
+
+        match name.len() {
+            4 if token_is(name, b"host") => {
+                summary.hosts += 1;
+                summary.host_invalid |= !is_valid_host(value);
+            }
+            6 if token_is(name, b"expect") => {
+                summary.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+            }
+            7 if token_is(name, b"upgrade") => summary.upgrade = true,
+            10 if token_is(name, b"connection") => summary.connection(value),
+            14 if token_is(name, b"content-length") => summary.content_length(value)?,
+            17 if token_is(name, b"transfer-encoding") => summary.transfer_encoding(value),
+            _ => {}
+        }
+    }
+    if !gap_is(&buf[prev_end..head_end], b"\r\n\r\n") {
+        return Err(ParseErrorKind::InvalidLineEnding);
+    }
+    summary.finish();
+    Ok(summary)
+}
+
+/// What the fields of an outgoing head say about framing and connection handling.
+#[derive(Debug, Default)]
+pub(crate) struct Outgoing {
+    /// `Content-Length`, if given: parsed, or `Err` if not a decimal number.
+    pub(crate) content_length: Option<Result<u64, ()>>,
+    /// Some `Transfer-Encoding`; `true` if every one is exactly `chunked`.
+    pub(crate) transfer_encoding: Option<bool>,
+    pub(crate) connection: bool,
+    pub(crate) close: bool,
+    pub(crate) keep_alive: bool,
+    pub(crate) date: bool,
+    pub(crate) server: bool,
+    pub(crate) host: bool,
+}
+
+/// One cheap pass over outgoing fields to learn what the encoder must add or check.
+pub(crate) fn scan_outgoing(map: &HeaderMap) -> Outgoing {
+    let mut out = Outgoing::default();
+    for (name, value) in map {
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"date") => out.date = true,
+            4 if name.eq_ignore_ascii_case(b"host") => out.host = true,
+            6 if name.eq_ignore_ascii_case(b"server") => out.server = true,
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                out.connection = true;
+                out.close |= headers::list_contains_token(value, b"close");
+                out.keep_alive |= headers::list_contains_token(value, b"keep-alive");
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                let parsed = parse_decimal(trim_ows(value)).ok_or(());
+                out.content_length = match (out.content_length, parsed) {
+                    (None, p) => Some(p),
+                    (Some(Ok(a)), Ok(b)) if a == b => Some(Ok(a)),
+                    _ => Some(Err(())),
+                };
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                let chunked = trim_ows(value).eq_ignore_ascii_case(b"chunked");
+                out.transfer_encoding = Some(chunked && out.transfer_encoding.unwrap_or(true));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Writes `name: value\r\n`, refusing names that are not tokens and values with control bytes, so that no
+/// caller-supplied string can end the line early and inject a field (or a whole response).
+#[inline]
+pub(crate) fn write_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) -> Result<(), EncodeError> {
+    if !headers::is_valid_name(name) {
+        return Err(EncodeError::InvalidHeaderName(String::from_utf8_lossy(name).into_owned()));
+    }
+    if !headers::is_valid_value(value) {
+        return Err(EncodeError::InvalidHeaderValue(String::from_utf8_lossy(name).into_owned()));
+    }
+    dst.reserve(name.len() + value.len() + 4);
+    dst.extend_from_slice(name);
+    dst.extend_from_slice(b": ");
+    dst.extend_from_slice(value);
+    dst.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// Writes `Content-Length: n\r\n`, followed by `end` (the empty line ending the head, or nothing).
+#[inline]
+pub(crate) fn write_content_length(dst: &mut BytesMut, n: u64, end: &[u8]) {
+    const NAME: &[u8] = b"Content-Length: ";
+    // Assembled on the stack to append it in one go.
+    let mut line = [0u8; NAME.len() + 20 + 4];
+    line[..NAME.len()].copy_from_slice(NAME);
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n).as_bytes();
+    let mut at = NAME.len() + digits.len();
+    line[NAME.len()..at].copy_from_slice(digits);
+    line[at..at + 2].copy_from_slice(b"\r\n");
+    at += 2;
+    line[at..at + end.len()].copy_from_slice(end);
+    dst.extend_from_slice(&line[..at + end.len()]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_parsing_refuses_signs_spaces_and_overflow() {
+        assert_eq!(parse_decimal(b"0"), Some(0));
+        assert_eq!(parse_decimal(b"0042"), Some(42));
+        assert_eq!(parse_decimal(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [&b""[..], b"+5", b"-5", b"5 ", b" 5", b"0x10", b"1e3", b"18446744073709551616", b"5,5"] {
+            assert_eq!(parse_decimal(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn host_values_follow_tornados_grammar() {
+        for good in [&b""[..], b"example.com", b"example.com:8080", b"[::1]:80", b"a%20b", b"xn--bcher-kva.example"] {
+            assert!(is_valid_host(good), "{good:?}");
+        }
+        for bad in [&b"a b"[..], b"a,b", b"user@host", b"a/b", b"a%2", b"a%zz", b"host\x00", b"caf\xc3\xa9"] {
+            assert!(!is_valid_host(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn transfer_codings_are_summarized_across_lines() {
+        let summarize = |values: &[&[u8]]| {
+            let mut f = Fields::new();
+            for v in values {
+                f.transfer_encoding(v);
+            }
+            f.finish();
+            f.coding
+        };
+        assert_eq!(summarize(&[b"chunked"]), Coding::Chunked);
+        assert_eq!(summarize(&[b"CHUNKED"]), Coding::Chunked);
+        assert_eq!(summarize(&[b"gzip, chunked"]), Coding::Unsupported { chunked_last: true });
+        assert_eq!(summarize(&[b"gzip", b"chunked"]), Coding::Unsupported { chunked_last: true });
+        assert_eq!(summarize(&[b"chunked, gzip"]), Coding::Unsupported { chunked_last: false });
+        assert_eq!(summarize(&[b"gzip"]), Coding::Unsupported { chunked_last: false });
+        assert_eq!(summarize(&[b"chunked", b"chunked"]), Coding::Malformed);
+        assert_eq!(summarize(&[b"chunked,"]), Coding::Malformed);
+        assert_eq!(summarize(&[b""]), Coding::Malformed);
+        assert_eq!(summarize(&[b"chunked;x=1"]), Coding::Malformed);
+    }
+
+    #[test]
+    fn empty_line_before_the_start_line_is_skipped_once() {
+        let k = ParseErrorKind::InvalidRequestLine;
+        assert_eq!(skip_empty_line(b"GET", k), Ok(Some(0)));
+        assert_eq!(skip_empty_line(b"\r\nGET", k), Ok(Some(2)));
+        assert_eq!(skip_empty_line(b"\r", k), Ok(None));
+        assert_eq!(skip_empty_line(b"\r\n", k), Ok(None));
+        assert_eq!(skip_empty_line(b"\r\n\r\n", k), Err(k.into()));
+        assert_eq!(skip_empty_line(b"\nGET", k), Err(ParseErrorKind::InvalidLineEnding.into()));
+        assert_eq!(skip_empty_line(b"\rGET", k), Err(k.into()));
+    }
+
+    #[test]
+    fn write_field_refuses_header_injection() {
+        let mut dst = BytesMut::new();
+        assert!(matches!(
+            write_field(&mut dst, b"X-A", b"ok\r\nSet-Cookie: evil=1"),
+            Err(EncodeError::InvalidHeaderValue(name)) if name == "X-A"
+        ));
+        assert!(matches!(write_field(&mut dst, b"X-A\r\nB", b"v"), Err(EncodeError::InvalidHeaderName(_))));
+        assert!(matches!(write_field(&mut dst, b"X-A", b"nul\0"), Err(EncodeError::InvalidHeaderValue(_))));
+        assert!(dst.is_empty());
+        write_field(&mut dst, b"X-A", b"fine\tvalue").unwrap();
+        assert_eq!(&dst[..], b"X-A: fine\tvalue\r\n");
+    }
+}

@@ -1,0 +1,630 @@
+//! Server role, writing: encoding response heads.
+//!
+//! [`ResponseEncoder::encode`] writes the status line, the caller's header fields (refusing any that could
+//! inject a line) and the fields the connection owes the client: framing (`Content-Length` or
+//! `Transfer-Encoding: chunked`), `Connection`, `Date` and `Server`. It returns the [`BodyEncoder`] to write the
+//! body with and whether the connection survives the response.
+//!
+//! Framing follows RFC 9112 §6 and Tornado's `HTTP1Connection.write_headers`:
+//!
+//! | response                        | framing written                         | body encoder     |
+//! |---------------------------------|-----------------------------------------|------------------|
+//! | 1xx, 204, 2xx to `CONNECT`      | none (refused if the caller set one)    | empty            |
+//! | 304                             | the caller's `Content-Length`, if any   | empty            |
+//! | to `HEAD`                       | `Content-Length` if known               | discards         |
+//! | length known                    | `Content-Length`                        | exact length     |
+//! | length unknown, HTTP/1.1 client | `Transfer-Encoding: chunked`            | chunked          |
+//! | length unknown, HTTP/1.0 client | none; the connection closes             | until close      |
+
+use bytes::{Bytes, BytesMut};
+
+use super::body::{BodyEncoder, BodyKind};
+use super::error::EncodeError;
+use super::head::{self, write_content_length, write_field};
+use super::request::RequestHead;
+use super::{Method, Version, date};
+use crate::headers::{self, HeaderMap};
+
+/// The interim response that lets a client waiting on `Expect: 100-continue` send its body.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+macro_rules! statuses {
+    ($($code:literal $reason:literal,)*) => {
+        /// The standard reason phrase for `code` (RFC 9110 names), if it has one.
+        pub fn reason_phrase(code: u16) -> Option<&'static str> {
+            match code {
+                $($code => Some($reason),)*
+                _ => None,
+            }
+        }
+
+        /// The whole status line for `code` with its standard reason.
+        fn status_line(code: u16) -> Option<&'static [u8]> {
+            match code {
+                $($code => Some(concat!("HTTP/1.1 ", $code, " ", $reason, "\r\n").as_bytes()),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+statuses! {
+    100 "Continue",
+    101 "Switching Protocols",
+    102 "Processing",
+    103 "Early Hints",
+    200 "OK",
+    201 "Created",
+    202 "Accepted",
+    203 "Non-Authoritative Information",
+    204 "No Content",
+    205 "Reset Content",
+    206 "Partial Content",
+    207 "Multi-Status",
+    208 "Already Reported",
+    226 "IM Used",
+    300 "Multiple Choices",
+    301 "Moved Permanently",
+    302 "Found",
+    303 "See Other",
+    304 "Not Modified",
+    305 "Use Proxy",
+    307 "Temporary Redirect",
+    308 "Permanent Redirect",
+    400 "Bad Request",
+    401 "Unauthorized",
+    402 "Payment Required",
+    403 "Forbidden",
+    404 "Not Found",
+    405 "Method Not Allowed",
+    406 "Not Acceptable",
+    407 "Proxy Authentication Required",
+    408 "Request Timeout",
+    409 "Conflict",
+    410 "Gone",
+    411 "Length Required",
+    412 "Precondition Failed",
+    413 "Content Too Large",
+    414 "URI Too Long",
+    415 "Unsupported Media Type",
+    416 "Range Not Satisfiable",
+    417 "Expectation Failed",
+    418 "I'm a teapot",
+    421 "Misdirected Request",
+    422 "Unprocessable Content",
+    423 "Locked",
+    424 "Failed Dependency",
+    425 "Too Early",
+    426 "Upgrade Required",
+    428 "Precondition Required",
+    429 "Too Many Requests",
+    431 "Request Header Fields Too Large",
+    451 "Unavailable For Legal Reasons",
+    500 "Internal Server Error",
+    501 "Not Implemented",
+    502 "Bad Gateway",
+    503 "Service Unavailable",
+    504 "Gateway Timeout",
+    505 "HTTP Version Not Supported",
+    506 "Variant Also Negotiates",
+    507 "Insufficient Storage",
+    508 "Loop Detected",
+    510 "Not Extended",
+    511 "Network Authentication Required",
+}
+
+/// What becomes of the connection once the response (and its body) is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnectionAfter {
+    /// Read the next request (after an interim 1xx response: write the final response).
+    KeepAlive,
+    /// Close it.
+    Close,
+    /// It now speaks another protocol (101, or a tunnel after a 2xx to `CONNECT`): hand it over.
+    Upgrade,
+}
+
+/// What the encoder needs to know about the request being answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseContext {
+    version: Version,
+    head: bool,
+    connect: bool,
+    keep_alive: bool,
+}
+
+impl ResponseContext {
+    /// A context for a request of `version` and `method`; `keep_alive` says whether the connection may be
+    /// kept open (what the client asked, and what the server allows).
+    pub fn new(version: Version, method: &Method, keep_alive: bool) -> Self {
+        ResponseContext { version, head: *method == Method::Head, connect: *method == Method::Connect, keep_alive }
+    }
+
+    /// The context for answering `request`, keeping the connection open if the client asked to.
+    pub fn for_request(request: &RequestHead) -> Self {
+        ResponseContext::new(request.version(), request.method(), request.keep_alive())
+    }
+
+    /// The same context with keep-alive allowed or not (e.g. off while the server shuts down).
+    pub fn with_keep_alive(mut self, keep_alive: bool) -> Self {
+        self.keep_alive = keep_alive;
+        self
+    }
+}
+
+/// A response head to encode.
+#[derive(Clone, Copy, Debug)]
+pub struct OutgoingResponse<'a> {
+    /// Status code, 100–999.
+    pub status: u16,
+    /// Reason phrase; `None` for the standard one (or `Unknown`).
+    pub reason: Option<&'a str>,
+    /// Header fields, written in order. Framing fields may be set here, consistently with `content_length`.
+    pub headers: &'a HeaderMap,
+    /// Body length, if known when the head is written.
+    pub content_length: Option<u64>,
+}
+
+impl<'a> OutgoingResponse<'a> {
+    /// A response with the standard reason and a body of unknown length.
+    pub fn new(status: u16, headers: &'a HeaderMap) -> Self {
+        OutgoingResponse { status, reason: None, headers, content_length: None }
+    }
+
+    /// The same response with a body of `len` bytes.
+    pub fn with_content_length(mut self, len: u64) -> Self {
+        self.content_length = Some(len);
+        self
+    }
+
+    /// The same response with a custom reason phrase.
+    pub fn with_reason(mut self, reason: &'a str) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+}
+
+/// The outcome of encoding a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncodedHead {
+    /// Writes the body with the framing announced.
+    pub body: BodyEncoder,
+    /// What to do with the connection after the body.
+    pub connection: ConnectionAfter,
+}
+
+/// Encodes response heads; holds the per-server settings (`Server` value, `Date` on or off).
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use gale_http1::headers::HeaderMap;
+/// use gale_http1::proto::{Method, Version};
+/// use gale_http1::proto::response::{ConnectionAfter, OutgoingResponse, ResponseContext, ResponseEncoder};
+///
+/// let encoder = ResponseEncoder::new().with_date(false);
+/// let mut headers = HeaderMap::new();
+/// headers.append("Content-Type", "text/plain");
+/// let ctx = ResponseContext::new(Version::Http11, &Method::Get, true);
+/// let mut out = BytesMut::new();
+/// let mut head = encoder.encode(&ctx, &OutgoingResponse::new(200, &headers).with_content_length(2), &mut out).unwrap();
+/// head.body.encode(b"ok", &mut out).unwrap();
+/// head.body.finish(&mut out).unwrap();
+/// assert_eq!(head.connection, ConnectionAfter::KeepAlive);
+/// assert_eq!(
+///     &out[..],
+///     &b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nServer: gale\r\nContent-Length: 2\r\n\r\nok"[..]
+/// );
+/// ```
+#[derive(Clone, Debug)]
+pub struct ResponseEncoder {
+    /// The whole `Server: ...\r\n` line, if one is sent.
+    server_line: Option<Bytes>,
+    date: bool,
+}
+
+impl Default for ResponseEncoder {
+    fn default() -> Self {
+        ResponseEncoder::new()
+    }
+}
+
+impl ResponseEncoder {
+    /// An encoder sending `Server: gale` and `Date`.
+    pub fn new() -> Self {
+        ResponseEncoder { server_line: Some(Bytes::from_static(b"Server: gale\r\n")), date: true }
+    }
+
+    /// The same encoder with another `Server` value, or none.
+    ///
+    /// # Errors
+    ///
+    /// [`EncodeError::InvalidHeaderValue`] if `server` holds control bytes.
+    pub fn with_server(mut self, server: Option<&str>) -> Result<Self, EncodeError> {
+        self.server_line = match server {
+            None => None,
+            Some(s) if headers::is_valid_value(s.as_bytes()) => Some(Bytes::from(format!("Server: {s}\r\n"))),
+            Some(_) => return Err(EncodeError::InvalidHeaderValue("Server".into())),
+        };
+        Ok(self)
+    }
+
+    /// The same encoder with `Date` sent or not (RFC 9110 §6.6.1 wants it from servers with a clock).
+    pub fn with_date(mut self, date: bool) -> Self {
+        self.date = date;
+        self
+    }
+
+    /// Appends the head of `response` to `dst`.
+    ///
+    /// Fields named `Date` or `Server` replace the encoder's. A `Content-Length` field must agree with
+    /// `response.content_length`; a `Transfer-Encoding` field may only be `chunked`. A `Connection` field with
+    /// `close` closes the connection; one that contradicts a decision to close is left out.
+    ///
+    /// # Errors
+    ///
+    /// Invalid status, reason, header name or value, or inconsistent framing; `dst` is then left as it was.
+    pub fn encode(
+        &self,
+        ctx: &ResponseContext,
+        response: &OutgoingResponse<'_>,
+        dst: &mut BytesMut,
+    ) -> Result<EncodedHead, EncodeError> {
+        let mark = dst.len();
+        let result = self.encode_unchecked(ctx, response, dst);
+        if result.is_err() {
+            dst.truncate(mark);
+        }
+        result
+    }
+
+    fn encode_unchecked(
+        &self,
+        ctx: &ResponseContext,
+        response: &OutgoingResponse<'_>,
+        dst: &mut BytesMut,
+    ) -> Result<EncodedHead, EncodeError> {
+        let status = response.status;
+        if !(100..=999).contains(&status) {
+            return Err(EncodeError::InvalidStatus(status));
+        }
+        let fields = head::scan_outgoing(response.headers);
+        let length = match (fields.content_length, response.content_length) {
+            (None, given) => given,
+            (Some(Err(())), _) => return Err(EncodeError::InvalidContentLength),
+            (Some(Ok(set)), None) => Some(set),
+            (Some(Ok(set)), Some(given)) if set == given => Some(set),
+            (Some(Ok(_)), Some(_)) => return Err(EncodeError::ContentLengthMismatch),
+        };
+        let chunked_field = match fields.transfer_encoding {
+            None => false,
+            Some(true) if fields.content_length.is_none() => true,
+            Some(true) => return Err(EncodeError::InvalidFraming),
+            Some(false) => return Err(EncodeError::UnsupportedTransferEncoding),
+        };
+        let has_framing = fields.content_length.is_some() || chunked_field;
+
+        // Decide the framing: which body encoder, and which framing field we add.
+        let tunnel = status == 101 || (ctx.connect && (200..300).contains(&status));
+        let (body, add_length, add_chunked) = if status < 200 || status == 204 || tunnel {
+            if has_framing || response.content_length.is_some_and(|n| n > 0) {
+                return Err(EncodeError::BodyNotAllowed);
+            }
+            (BodyEncoder::new(BodyKind::Empty), None, false)
+        } else if status == 304 {
+            if chunked_field {
+                return Err(EncodeError::BodyNotAllowed);
+            }
+            (BodyEncoder::new(BodyKind::Empty), None, false)
+        } else if ctx.head {
+            (BodyEncoder::discard(), length.filter(|_| fields.content_length.is_none()), false)
+        } else if let Some(n) = length {
+            (BodyEncoder::new(BodyKind::from_length(n)), Some(n).filter(|_| fields.content_length.is_none()), false)
+        } else if ctx.version == Version::Http11 {
+            (BodyEncoder::new(BodyKind::Chunked), None, !chunked_field)
+        } else if chunked_field {
+            return Err(EncodeError::UnsupportedTransferEncoding);
+        } else {
+            (BodyEncoder::new(BodyKind::CloseDelimited), None, false)
+        };
+
+        let interim = status < 200 && !tunnel;
+        let connection = if tunnel {
+            ConnectionAfter::Upgrade
+        } else if interim || ctx.keep_alive && !fields.close && !body.is_close_delimited() {
+            ConnectionAfter::KeepAlive
+        } else {
+            ConnectionAfter::Close
+        };
+        // A caller's `Connection: keep-alive` must not survive a decision to close.
+        let drop_connection_fields = connection == ConnectionAfter::Close && !fields.close;
+
+        match (response.reason, status_line(status)) {
+            (None, Some(line)) => dst.extend_from_slice(line),
+            (reason, _) => {
+                let reason = reason.unwrap_or("Unknown");
+                if !headers::is_valid_value(reason.as_bytes()) {
+                    return Err(EncodeError::InvalidReason);
+                }
+                let mut code = itoa::Buffer::new();
+                dst.extend_from_slice(b"HTTP/1.1 ");
+                dst.extend_from_slice(code.format(status).as_bytes());
+                dst.extend_from_slice(b" ");
+                dst.extend_from_slice(reason.as_bytes());
+                dst.extend_from_slice(b"\r\n");
+            }
+        }
+        for (name, value) in response.headers {
+            if drop_connection_fields && name.eq_ignore_ascii_case(b"connection") {
+                continue;
+            }
+            write_field(dst, name, value)?;
+        }
+        if let (Some(line), false) = (&self.server_line, fields.server) {
+            dst.extend_from_slice(line);
+        }
+        if self.date && !fields.date {
+            dst.extend_from_slice(&date::line());
+        }
+        match connection {
+            _ if interim => {}
+            ConnectionAfter::Close if !fields.close => dst.extend_from_slice(b"Connection: close\r\n"),
+            ConnectionAfter::KeepAlive if ctx.version == Version::Http10 && !fields.keep_alive => {
+                dst.extend_from_slice(b"Connection: keep-alive\r\n");
+            }
+            _ => {}
+        }
+        // The framing line goes last, to carry the empty line ending the head.
+        match (add_length, add_chunked) {
+            (Some(n), _) => write_content_length(dst, n, b"\r\n"),
+            (None, true) => dst.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n"),
+            (None, false) => dst.extend_from_slice(b"\r\n"),
+        }
+        Ok(EncodedHead { body, connection })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(fields: &[(&'static str, &'static str)]) -> HeaderMap {
+        fields.iter().copied().collect()
+    }
+
+    fn get(version: Version, keep_alive: bool) -> ResponseContext {
+        ResponseContext::new(version, &Method::Get, keep_alive)
+    }
+
+    /// Encodes without Date so the output is predictable.
+    fn encode(ctx: ResponseContext, response: OutgoingResponse<'_>) -> Result<(String, EncodedHead), EncodeError> {
+        let mut out = BytesMut::new();
+        let head = ResponseEncoder::new().with_date(false).encode(&ctx, &response, &mut out)?;
+        Ok((String::from_utf8(out.to_vec()).unwrap(), head))
+    }
+
+    #[test]
+    fn common_response_with_known_length() {
+        let h = headers(&[("Content-Type", "text/html; charset=UTF-8")]);
+        let (out, head) =
+            encode(get(Version::Http11, true), OutgoingResponse::new(200, &h).with_content_length(12)).unwrap();
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=UTF-8\r\nServer: gale\r\nContent-Length: 12\r\n\r\n"
+        );
+        assert_eq!(head.connection, ConnectionAfter::KeepAlive);
+        assert_eq!(head.body.remaining(), Some(12));
+    }
+
+    #[test]
+    fn date_is_added_from_the_cache_unless_set() {
+        let mut out = BytesMut::new();
+        let h = HeaderMap::new();
+        let ctx = get(Version::Http11, true);
+        ResponseEncoder::new().encode(&ctx, &OutgoingResponse::new(204, &h), &mut out).unwrap();
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let date = text.lines().find_map(|l| l.strip_prefix("Date: ")).expect("a Date line");
+        assert_eq!(date.len(), 29);
+        assert!(httpdate::parse_http_date(date).is_ok());
+
+        let h = headers(&[("Date", "Thu, 01 Jan 1970 00:00:00 GMT")]);
+        out.clear();
+        ResponseEncoder::new().encode(&ctx, &OutgoingResponse::new(204, &h), &mut out).unwrap();
+        assert_eq!(String::from_utf8(out.to_vec()).unwrap().matches("Date:").count(), 1);
+    }
+
+    #[test]
+    fn server_header_is_configurable() {
+        let h = HeaderMap::new();
+        let ctx = get(Version::Http11, true);
+        let res = OutgoingResponse::new(204, &h);
+        let mut out = BytesMut::new();
+        let enc = ResponseEncoder::new().with_date(false).with_server(Some("custom/1.0")).unwrap();
+        enc.encode(&ctx, &res, &mut out).unwrap();
+        assert_eq!(&out[..], b"HTTP/1.1 204 No Content\r\nServer: custom/1.0\r\n\r\n");
+        out.clear();
+        ResponseEncoder::new().with_date(false).with_server(None).unwrap().encode(&ctx, &res, &mut out).unwrap();
+        assert_eq!(&out[..], b"HTTP/1.1 204 No Content\r\n\r\n");
+        assert!(ResponseEncoder::new().with_server(Some("evil\r\nX: y")).is_err());
+        let own = headers(&[("Server", "mine")]);
+        let (text, _) = encode(ctx, OutgoingResponse::new(204, &own)).unwrap();
+        assert_eq!(text, "HTTP/1.1 204 No Content\r\nServer: mine\r\n\r\n");
+    }
+
+    #[test]
+    fn unknown_length_is_chunked_for_http11_clients() {
+        let h = HeaderMap::new();
+        let (out, head) = encode(get(Version::Http11, true), OutgoingResponse::new(200, &h)).unwrap();
+        assert!(out.ends_with("Transfer-Encoding: chunked\r\n\r\n"));
+        assert!(head.body.is_chunked());
+        assert_eq!(head.connection, ConnectionAfter::KeepAlive);
+    }
+
+    #[test]
+    fn unknown_length_closes_the_connection_for_http10_clients() {
+        let h = HeaderMap::new();
+        let (out, head) = encode(get(Version::Http10, true), OutgoingResponse::new(200, &h)).unwrap();
+        assert!(!out.contains("Transfer-Encoding"));
+        assert!(out.ends_with("Connection: close\r\n\r\n"));
+        assert!(head.body.is_close_delimited());
+        assert_eq!(head.connection, ConnectionAfter::Close);
+    }
+
+    #[test]
+    fn http10_keep_alive_clients_are_told_so() {
+        let h = HeaderMap::new();
+        let res = OutgoingResponse::new(200, &h).with_content_length(0);
+        let (out, head) = encode(get(Version::Http10, true), res).unwrap();
+        assert!(out.ends_with("Connection: keep-alive\r\nContent-Length: 0\r\n\r\n"));
+        assert_eq!(head.connection, ConnectionAfter::KeepAlive);
+        let (out, head) = encode(get(Version::Http10, false), res).unwrap();
+        assert!(out.ends_with("Connection: close\r\nContent-Length: 0\r\n\r\n"));
+        assert_eq!(head.connection, ConnectionAfter::Close);
+    }
+
+    #[test]
+    fn closing_http11_connections_send_connection_close() {
+        let h = headers(&[("Connection", "keep-alive")]);
+        let (out, head) =
+            encode(get(Version::Http11, false), OutgoingResponse::new(200, &h).with_content_length(0)).unwrap();
+        assert_eq!(head.connection, ConnectionAfter::Close);
+        assert!(!out.contains("keep-alive"), "contradicting field dropped: {out}");
+        assert_eq!(out.matches("Connection: close").count(), 1);
+        // The handler may close on its own.
+        let h = headers(&[("Connection", "close")]);
+        let (out, head) =
+            encode(get(Version::Http11, true), OutgoingResponse::new(200, &h).with_content_length(0)).unwrap();
+        assert_eq!(head.connection, ConnectionAfter::Close);
+        assert_eq!(out.matches("Connection").count(), 1);
+    }
+
+    #[test]
+    fn head_responses_announce_the_length_but_discard_the_body() {
+        let h = HeaderMap::new();
+        let ctx = ResponseContext::new(Version::Http11, &Method::Head, true);
+        let (out, head) = encode(ctx, OutgoingResponse::new(200, &h).with_content_length(1234)).unwrap();
+        assert!(out.ends_with("Content-Length: 1234\r\n\r\n"));
+        assert!(head.body.is_discarding());
+        let (out, head) = encode(ctx, OutgoingResponse::new(200, &h)).unwrap();
+        assert!(!out.contains("Transfer-Encoding") && !out.contains("Content-Length"));
+        assert_eq!(head.connection, ConnectionAfter::KeepAlive);
+    }
+
+    #[test]
+    fn bodiless_statuses_get_no_framing() {
+        let h = HeaderMap::new();
+        for status in [100, 101, 103, 204, 304] {
+            let (out, head) = encode(get(Version::Http11, true), OutgoingResponse::new(status, &h)).unwrap();
+            assert!(!out.contains("Content-Length") && !out.contains("Transfer-Encoding"), "{status}: {out}");
+            let mut sink = BytesMut::new();
+            let mut body = head.body;
+            assert_eq!(body.encode(b"x", &mut sink), Err(EncodeError::BodyNotAllowed), "{status}");
+        }
+        let (_, head) = encode(get(Version::Http11, true), OutgoingResponse::new(101, &h)).unwrap();
+        assert_eq!(head.connection, ConnectionAfter::Upgrade);
+        let cl = headers(&[("Content-Length", "5")]);
+        assert_eq!(
+            encode(get(Version::Http11, true), OutgoingResponse::new(204, &cl)).unwrap_err(),
+            EncodeError::BodyNotAllowed
+        );
+        let res = OutgoingResponse::new(204, &h).with_content_length(5);
+        assert_eq!(encode(get(Version::Http11, true), res).unwrap_err(), EncodeError::BodyNotAllowed);
+        // 304 may repeat the representation's length.
+        let (out, _) = encode(get(Version::Http11, true), OutgoingResponse::new(304, &cl)).unwrap();
+        assert!(out.contains("Content-Length: 5\r\n"));
+    }
+
+    #[test]
+    fn connect_success_becomes_a_tunnel() {
+        let h = HeaderMap::new();
+        let ctx = ResponseContext::new(Version::Http11, &Method::Connect, true);
+        let (out, head) = encode(ctx, OutgoingResponse::new(200, &h)).unwrap();
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nServer: gale\r\n\r\n");
+        assert_eq!(head.connection, ConnectionAfter::Upgrade);
+    }
+
+    #[test]
+    fn caller_framing_fields_must_agree() {
+        let ctx = get(Version::Http11, true);
+        let cl = headers(&[("Content-Length", "3")]);
+        let (out, head) = encode(ctx, OutgoingResponse::new(200, &cl)).unwrap();
+        assert_eq!(out.matches("Content-Length").count(), 1);
+        assert_eq!(head.body.remaining(), Some(3));
+        assert!(encode(ctx, OutgoingResponse::new(200, &cl).with_content_length(3)).is_ok());
+        assert_eq!(
+            encode(ctx, OutgoingResponse::new(200, &cl).with_content_length(4)).unwrap_err(),
+            EncodeError::ContentLengthMismatch
+        );
+        let bad = headers(&[("Content-Length", "3 apples")]);
+        assert_eq!(encode(ctx, OutgoingResponse::new(200, &bad)).unwrap_err(), EncodeError::InvalidContentLength);
+        let te = headers(&[("Transfer-Encoding", "chunked")]);
+        let (out, head) = encode(ctx, OutgoingResponse::new(200, &te)).unwrap();
+        assert_eq!(out.matches("Transfer-Encoding").count(), 1);
+        assert!(head.body.is_chunked());
+        assert_eq!(
+            encode(get(Version::Http10, true), OutgoingResponse::new(200, &te)).unwrap_err(),
+            EncodeError::UnsupportedTransferEncoding
+        );
+        let gzip = headers(&[("Transfer-Encoding", "gzip")]);
+        assert_eq!(
+            encode(ctx, OutgoingResponse::new(200, &gzip)).unwrap_err(),
+            EncodeError::UnsupportedTransferEncoding
+        );
+        let both = headers(&[("Transfer-Encoding", "chunked"), ("Content-Length", "3")]);
+        assert_eq!(encode(ctx, OutgoingResponse::new(200, &both)).unwrap_err(), EncodeError::InvalidFraming);
+    }
+
+    #[test]
+    fn refuses_header_injection_and_leaves_the_buffer_untouched() {
+        let ctx = get(Version::Http11, true);
+        let mut out = BytesMut::from(&b"earlier bytes"[..]);
+        let enc = ResponseEncoder::new();
+        for (name, value) in
+            [("X-A", "v\r\nSet-Cookie: x=1"), ("X-A", "v\nX: y"), ("X-A", "v\0"), ("X A", "v"), ("X:A", "v")]
+        {
+            let h: HeaderMap = [(name, value)].into_iter().collect();
+            let err = enc.encode(&ctx, &OutgoingResponse::new(200, &h), &mut out).unwrap_err();
+            assert!(
+                matches!(err, EncodeError::InvalidHeaderName(_) | EncodeError::InvalidHeaderValue(_)),
+                "{name:?}: {value:?}"
+            );
+            assert_eq!(&out[..], b"earlier bytes");
+        }
+    }
+
+    #[test]
+    fn custom_reasons_are_validated() {
+        let h = HeaderMap::new();
+        let ctx = get(Version::Http11, true);
+        let (out, _) =
+            encode(ctx, OutgoingResponse::new(200, &h).with_reason("Fine\tThanks").with_content_length(0)).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 Fine\tThanks\r\n"));
+        for reason in ["OK\r\nX-Injected: 1", "OK\n", "A\0", "\x7f"] {
+            let res = OutgoingResponse::new(200, &h).with_reason(reason);
+            assert_eq!(encode(ctx, res).unwrap_err(), EncodeError::InvalidReason, "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_invalid_statuses() {
+        let h = HeaderMap::new();
+        let ctx = get(Version::Http11, true);
+        let (out, _) = encode(ctx, OutgoingResponse::new(599, &h).with_content_length(0)).unwrap();
+        assert!(out.starts_with("HTTP/1.1 599 Unknown\r\n"));
+        for status in [0, 99, 1000] {
+            assert_eq!(encode(ctx, OutgoingResponse::new(status, &h)).unwrap_err(), EncodeError::InvalidStatus(status));
+        }
+        assert_eq!(reason_phrase(404), Some("Not Found"));
+        assert_eq!(reason_phrase(299), None);
+    }
+
+    #[test]
+    fn context_follows_the_request() {
+        let mut buf = BytesMut::from(&b"HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"[..]);
+        let req = super::super::request::RequestParser::default().parse(&mut buf).unwrap().unwrap();
+        let ctx = ResponseContext::for_request(&req);
+        assert_eq!(ctx, ResponseContext::new(Version::Http10, &Method::Head, true));
+        assert!(!ctx.with_keep_alive(false).keep_alive);
+    }
+}

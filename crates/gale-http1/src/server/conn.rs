@@ -1,0 +1,572 @@
+//! One server connection: read a head, read or stream the body, run the service, write the response, repeat.
+//!
+//! The connection is one task on the loop. Its states are those of Tornado's `HTTP1ServerConnection` /
+//! `HTTP1Connection` pair, made explicit:
+//!
+//! - **Idle** — between requests, no bytes buffered: bounded by `idle_connection_timeout`; a shutdown closes it.
+//! - **Head** — some bytes of a head arrived: bounded by `header_timeout` (slow clients are dropped).
+//! - **Body** — buffered up to `max_body_size`, or streamed to the service; bounded by `body_timeout`.
+//! - **Service** — the service's future runs; if it waits, responses queued so far are flushed and the
+//!   connection watches for the client going away (the service is told, then dropped).
+//!
+//! Output is coalesced: responses are encoded into one buffer, which is flushed only before the connection
+//! waits for input, when it grows past a limit, or when a service waits. So sequential requests cost one
+//! `read` and one `write` each, and a batch of pipelined requests one `writev` for all their responses. A
+//! response that is due is always flushed before the connection closes.
+
+use super::writer::{ResponseWriter, Shared, Writing};
+use super::{Config, HttpService, ServerState};
+use crate::headers::HeaderMap;
+use crate::message::Request;
+use crate::proto::Version;
+use crate::proto::body::{BodyKind, Decoded, Decoder};
+use crate::proto::request::{RequestHead, RequestParser};
+use crate::proto::response::{CONTINUE, ConnectionAfter, ResponseContext};
+use bytes::{Bytes, BytesMut};
+use gale_iostream::ioloop::{self as gale_ioloop, Sleep};
+use gale_iostream::{IOStream, StreamError};
+use std::cell::{Cell, RefCell};
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::{Pin, pin};
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// How a service's run ended.
+enum Outcome {
+    Done,
+    Panicked(String),
+    ClientGone,
+}
+
+/// Why waiting for input ended without input.
+enum Wait {
+    TimedOut,
+    Shutdown,
+}
+
+/// A deadline re-armed lazily: moving it later costs a field store; the timer is only rescheduled when it
+/// fires early.
+struct Deadline {
+    sleep: Option<Pin<Box<Sleep>>>,
+    at: Option<Instant>,
+}
+
+impl Deadline {
+    fn set(&mut self, timeout: Option<Duration>) {
+        self.at = timeout.map(|t| Instant::now() + t);
+    }
+
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(at) = self.at else { return false };
+        loop {
+            match &mut self.sleep {
+                None => self.sleep = Some(Box::pin(gale_ioloop::sleep_until(at))),
+                Some(s) => {
+                    if s.deadline() > at {
+                        s.as_mut().reset(at);
+                    }
+                    match s.as_mut().poll(cx) {
+                        Poll::Pending => return false,
+                        Poll::Ready(()) if Instant::now() >= at => return true,
+                        Poll::Ready(()) => s.as_mut().reset(at),
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) async fn serve<S: HttpService>(
+    service: Rc<S>,
+    stream: IOStream,
+    peer: SocketAddr,
+    config: Rc<Config>,
+    state: Rc<ServerState>,
+) {
+    let shared = Rc::new(Shared {
+        stream: stream.clone(),
+        out: RefCell::new(BytesMut::new()),
+        encoder: config.encoder.clone(),
+        ctx: Cell::new(ResponseContext::new(Version::Http11, &crate::proto::Method::Get, true)),
+        writing: Cell::new(Writing::Done),
+        after: Cell::new(ConnectionAfter::KeepAlive),
+        closed: Cell::new(false),
+        close_waiters: RefCell::new(Vec::new()),
+        pending: Cell::new(0),
+    });
+    let mut conn =
+        Conn { service, shared, peer, config, state, parser: None, deadline: Deadline { sleep: None, at: None } };
+    conn.run().await;
+    // A final response is always flushed before the connection closes.
+    let _ = conn.shared.flush().await;
+    if conn.shared.after.get() != ConnectionAfter::Upgrade {
+        stream.close();
+    }
+}
+
+struct Conn<S: HttpService> {
+    service: Rc<S>,
+    shared: Rc<Shared>,
+    peer: SocketAddr,
+    config: Rc<Config>,
+    state: Rc<ServerState>,
+    parser: Option<RequestParser>,
+    deadline: Deadline,
+}
+
+impl<S: HttpService> Conn<S> {
+    fn stream(&self) -> &IOStream {
+        &self.shared.stream
+    }
+
+    async fn run(&mut self) {
+        loop {
+            let head = match self.read_head().await {
+                Some(h) => h,
+                None => return,
+            };
+            if !self.handle(head).await {
+                return;
+            }
+        }
+    }
+
+    /// Reads the next head; `None` when the connection should end (EOF, timeout, error answered).
+    async fn read_head(&mut self) -> Option<RequestHead> {
+        let mut idle = true;
+        loop {
+            let parser = self.parser.get_or_insert_with(|| RequestParser::new(self.config.limits));
+            let parsed = self.shared.stream.with_read_buf(|buf| parser.parse(buf));
+            match parsed {
+                Ok(Some(head)) => return Some(head),
+                Ok(None) => {}
+                Err(e) => {
+                    log::debug!("{}: bad request: {e}", self.peer);
+                    self.send_error(e.status(), e.message());
+                    return None;
+                }
+            }
+            if self.state.shutting_down.get() && self.stream().buffered() == 0 {
+                return None;
+            }
+            // About to wait for input: send what is due first.
+            if self.shared.flush().await.is_err() {
+                return None;
+            }
+            let buffered = self.stream().buffered();
+            if buffered == 0 && idle {
+                self.deadline.set(self.config.idle_connection_timeout);
+            } else if idle {
+                idle = false;
+                self.deadline.set(self.config.header_timeout);
+            }
+            match self.fill().await {
+                Ok(0) => {
+                    if self.stream().buffered() > 0 {
+                        log::debug!("{}: connection closed in the middle of a request head", self.peer);
+                    }
+                    return None;
+                }
+                Ok(_) => {
+                    if idle {
+                        idle = false;
+                        self.deadline.set(self.config.header_timeout);
+                    }
+                }
+                Err(Ok(Wait::Shutdown)) if self.stream().buffered() == 0 => return None,
+                Err(Ok(Wait::Shutdown)) => {}
+                Err(Ok(Wait::TimedOut)) => {
+                    log::debug!("{}: timed out waiting for a request", self.peer);
+                    return None;
+                }
+                Err(Err(_)) => return None,
+            }
+        }
+    }
+
+    /// Reads more input, unless the deadline passes or (while idle) the server shuts down.
+    async fn fill(&mut self) -> Result<usize, Result<Wait, StreamError>> {
+        let stream = self.shared.stream.clone();
+        let state = self.state.clone();
+        let deadline = &mut self.deadline;
+        poll_fn(|cx| {
+            if let Poll::Ready(r) = stream.poll_fill(cx) {
+                return Poll::Ready(r.map_err(Err));
+            }
+            if deadline.poll_expired(cx) {
+                return Poll::Ready(Err(Ok(Wait::TimedOut)));
+            }
+            if state.poll_shutdown(cx) {
+                return Poll::Ready(Err(Ok(Wait::Shutdown)));
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Answers a request the connection itself refuses (bad head, body too large), then closes.
+    fn send_error(&self, status: u16, message: &str) {
+        let s = &self.shared;
+        s.ctx.set(ResponseContext::new(Version::Http11, &crate::proto::Method::Get, false));
+        s.writing.set(Writing::Head);
+        let mut headers = HeaderMap::new();
+        headers.insert("Content-Type", "text/plain; charset=utf-8");
+        let body = format!("{status} {message}\n");
+        let w = ResponseWriter { shared: s.clone() };
+        if w.write_head(status, None, &headers, Some(body.len() as u64)).is_ok() {
+            let _ = w.write(body);
+            let _ = w.finish();
+        }
+        s.after.set(ConnectionAfter::Close);
+    }
+
+    /// Handles one request; `false` when the connection must end.
+    async fn handle(&mut self, head: RequestHead) -> bool {
+        let s = self.shared.clone();
+        let keep_alive = head.keep_alive() && !self.state.shutting_down.get() && !self.config.no_keep_alive;
+        s.ctx.set(ResponseContext::for_request(&head).with_keep_alive(keep_alive));
+        s.writing.set(Writing::Head);
+        s.after.set(ConnectionAfter::KeepAlive);
+        s.closed.set(false);
+
+        let kind = head.body_kind();
+        if let BodyKind::Length(n) = kind {
+            if n > self.config.max_body_size as u64 {
+                self.send_error(413, "Content Too Large");
+                return false;
+            }
+        }
+        let streaming = kind != BodyKind::Empty && self.service.stream_body(&head);
+        let mut decoder = Decoder::new(kind);
+        let mut request = self.make_request(head);
+        if kind != BodyKind::Empty && request.head.expects_continue() && request.version() == Version::Http11 {
+            s.out.borrow_mut().extend_from_slice(CONTINUE);
+            if s.flush().await.is_err() {
+                return false;
+            }
+        }
+        let body_reader = if streaming {
+            Some(BodyReader {
+                inner: Rc::new(RefCell::new(BodyState {
+                    decoder: Some(decoder),
+                    stream: s.stream.clone(),
+                    max: self.config.max_body_size,
+                    read: 0,
+                    error: None,
+                    timeout: self.config.body_timeout,
+                })),
+            })
+        } else {
+            if kind != BodyKind::Empty {
+                match self.read_body(&mut decoder).await {
+                    Ok(body) => request.body = body,
+                    Err(status) => {
+                        if status != 0 {
+                            self.send_error(status, if status == 413 { "Content Too Large" } else { "Bad Request" });
+                        }
+                        return false;
+                    }
+                }
+                request.trailers = decoder.take_trailers();
+            }
+            None
+        };
+        let body_done = body_reader.clone();
+
+        // Run the service, catching panics; flush and watch for the client leaving while it waits.
+        let writer = ResponseWriter { shared: s.clone() };
+        let service = self.service.clone();
+        let fut = service.call(request, body_reader, writer);
+        let mut fut = pin!(fut);
+        let stream = s.stream.clone();
+        let max_read_ahead = self.config.limits.max_header_size;
+        let mut flushed_for_wait = false;
+        let outcome = poll_fn(|cx| {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+                Ok(Poll::Ready(())) => return Poll::Ready(Outcome::Done),
+                Ok(Poll::Pending) => {}
+                Err(payload) => return Poll::Ready(Outcome::Panicked(panic_message(&*payload))),
+            }
+            if !flushed_for_wait {
+                flushed_for_wait = true;
+                // The service waits: what is queued (earlier pipelined responses) must not wait with it.
+                let _ = s.queue_out();
+                drop(stream.flush());
+            }
+            // Watch for the client going away once its request body has been read (a streaming body is the
+            // service's to read), unless the connection is being upgraded.
+            let body_read = body_done.as_ref().is_none_or(|b| b.is_done());
+            if body_read && s.after.get() != ConnectionAfter::Upgrade && stream.buffered() < max_read_ahead {
+                loop {
+                    match stream.poll_fill(cx) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Outcome::ClientGone),
+                        Poll::Ready(Ok(_)) if stream.buffered() < max_read_ahead => continue,
+                        _ => break,
+                    }
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match outcome {
+            Outcome::Done => {}
+            Outcome::ClientGone => {
+                // The client left while the service waited: tell it, then drop it.
+                log::debug!("{}: client went away during the request", self.peer);
+                s.mark_closed();
+                return false;
+            }
+            Outcome::Panicked(msg) => {
+                log::error!("service panicked on a request from {}: {msg}", self.peer);
+                if s.writing.get() == Writing::Head {
+                    self.send_error(500, "Internal Server Error");
+                } else {
+                    s.after.set(ConnectionAfter::Close);
+                }
+                return false;
+            }
+        }
+
+        // Make sure the response is complete.
+        match s.writing.get() {
+            Writing::Head => {
+                log::error!("service returned without answering a request from {}", self.peer);
+                self.send_error(500, "Internal Server Error");
+                return false;
+            }
+            Writing::Body(_) => {
+                let w = ResponseWriter { shared: s.clone() };
+                if w.finish().is_err() {
+                    s.after.set(ConnectionAfter::Close);
+                }
+            }
+            Writing::Done => {}
+        }
+        if let Some(reader) = &body_done {
+            if !reader.is_done() {
+                // The service did not read all of a streamed body: the connection cannot be reused.
+                s.after.set(ConnectionAfter::Close);
+            }
+        }
+        if s.out.borrow().len() + s.stream.write_buffer_len() > super::writer::COALESCE_LIMIT
+            && s.flush().await.is_err()
+        {
+            return false;
+        }
+        s.after.get() == ConnectionAfter::KeepAlive
+    }
+
+    fn make_request(&self, head: RequestHead) -> Request {
+        let mut request = Request::from_head(head, Bytes::new(), self.peer);
+        if self.config.xheaders {
+            apply_xheaders(&mut request, &self.config.trusted_downstream);
+        }
+        request
+    }
+
+    /// Reads a whole body into memory; `Err(status)` to answer (0: just close).
+    async fn read_body(&mut self, decoder: &mut Decoder) -> Result<Bytes, u16> {
+        let mut parts: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        self.deadline.set(self.config.body_timeout);
+        loop {
+            let step = self.shared.stream.with_read_buf(|buf| decoder.decode(buf));
+            match step {
+                Ok(Decoded::Data(d)) => {
+                    total += d.len();
+                    if total > self.config.max_body_size {
+                        return Err(413);
+                    }
+                    parts.push(d);
+                }
+                Ok(Decoded::Done) => break,
+                Ok(Decoded::NeedMore) => match self.fill().await {
+                    Ok(0) => return Err(0),
+                    Ok(_) => {}
+                    Err(Ok(Wait::Shutdown)) => {}
+                    Err(_) => return Err(0),
+                },
+                Err(e) => {
+                    log::debug!("{}: bad body: {e}", self.peer);
+                    return Err(e.status());
+                }
+            }
+        }
+        Ok(match parts.len() {
+            0 => Bytes::new(),
+            1 => parts.pop().expect("one part"),
+            _ => {
+                let mut all = BytesMut::with_capacity(total);
+                for p in parts {
+                    all.extend_from_slice(&p);
+                }
+                all.freeze()
+            }
+        })
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let msg = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    };
+    if msg.is_empty() { "panic".to_owned() } else { msg }
+}
+
+/// Tornado's `xheaders`: trust `X-Real-Ip` / `X-Forwarded-For` and `X-Scheme` / `X-Forwarded-Proto` set by
+/// a proxy in front. With several `X-Forwarded-For` hops, the last one not in `trusted_downstream` is the
+/// client.
+fn apply_xheaders(request: &mut Request, trusted_downstream: &[String]) {
+    let headers = request.headers();
+    let forwarded_for =
+        headers.get_all("X-Forwarded-For").filter_map(|v| std::str::from_utf8(v).ok()).collect::<Vec<_>>().join(",");
+    let mut ip = None;
+    if !forwarded_for.is_empty() {
+        let hops: Vec<&str> = forwarded_for.split(',').map(str::trim).filter(|h| !h.is_empty()).collect();
+        ip = hops
+            .iter()
+            .rev()
+            .find(|h| !trusted_downstream.iter().any(|t| t == *h))
+            .or(hops.first())
+            .map(|s| s.to_string());
+    }
+    if let Some(real) = headers.get("X-Real-Ip") {
+        ip = Some(real.trim().to_owned());
+    }
+    let proto = headers.get("X-Scheme").or_else(|| headers.get("X-Forwarded-Proto")).map(str::to_owned);
+    if let Some(ip) = ip.filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()) {
+        request.remote_ip = Some(ip);
+    }
+    if let Some(p) = proto {
+        // With several proxies, the last value is the one the nearest proxy saw.
+        let p = p.rsplit(',').next().unwrap_or("").trim();
+        if p.eq_ignore_ascii_case("https") {
+            request.scheme = "https";
+        } else if p.eq_ignore_ascii_case("http") {
+            request.scheme = "http";
+        }
+    }
+}
+
+struct BodyState {
+    decoder: Option<Decoder>,
+    stream: IOStream,
+    max: usize,
+    read: usize,
+    error: Option<BodyError>,
+    timeout: Option<Duration>,
+}
+
+/// Why a streamed body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// The body is longer than `max_body_size`.
+    TooLarge,
+    /// Malformed framing (bad chunk), or the client closed before the end.
+    Malformed,
+    /// `body_timeout` passed.
+    TimedOut,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BodyError::TooLarge => "request body too large",
+            BodyError::Malformed => "malformed or truncated request body",
+            BodyError::TimedOut => "timed out reading the request body",
+        })
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// Streams a request body to a service that asked for it (Tornado's `stream_request_body` +
+/// `data_received`): each [`chunk`](BodyReader::chunk) is what arrived, never the whole body at once.
+#[derive(Clone)]
+pub struct BodyReader {
+    inner: Rc<RefCell<BodyState>>,
+}
+
+impl std::fmt::Debug for BodyReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyReader").field("read", &self.inner.borrow().read).finish()
+    }
+}
+
+impl BodyReader {
+    /// The next piece of body, or `Ok(None)` at its end.
+    ///
+    /// # Errors
+    ///
+    /// [`BodyError`]; the connection closes after the response.
+    pub async fn chunk(&self) -> Result<Option<Bytes>, BodyError> {
+        let timeout = self.inner.borrow().timeout;
+        let read = async {
+            loop {
+                let step = {
+                    let mut st = self.inner.borrow_mut();
+                    if let Some(e) = st.error {
+                        return Err(e);
+                    }
+                    let st = &mut *st;
+                    let Some(decoder) = st.decoder.as_mut() else { return Ok(None) };
+                    let stream = st.stream.clone();
+                    stream.with_read_buf(|buf| decoder.decode(buf))
+                };
+                match step {
+                    Ok(Decoded::Data(d)) => {
+                        let mut st = self.inner.borrow_mut();
+                        st.read += d.len();
+                        if st.read > st.max {
+                            st.error = Some(BodyError::TooLarge);
+                            return Err(BodyError::TooLarge);
+                        }
+                        return Ok(Some(d));
+                    }
+                    Ok(Decoded::Done) => {
+                        self.inner.borrow_mut().decoder = None;
+                        return Ok(None);
+                    }
+                    Ok(Decoded::NeedMore) => {
+                        let stream = self.inner.borrow().stream.clone();
+                        match stream.fill().await {
+                            Ok(n) if n > 0 => {}
+                            _ => {
+                                self.inner.borrow_mut().error = Some(BodyError::Malformed);
+                                return Err(BodyError::Malformed);
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        self.inner.borrow_mut().error = Some(BodyError::Malformed);
+                        return Err(BodyError::Malformed);
+                    }
+                }
+            }
+        };
+        match timeout {
+            Some(t) => gale_ioloop::timeout(t, read).await.unwrap_or_else(|_| {
+                self.inner.borrow_mut().error = Some(BodyError::TimedOut);
+                Err(BodyError::TimedOut)
+            }),
+            None => read.await,
+        }
+    }
+
+    /// Whether the whole body has been read.
+    pub fn is_done(&self) -> bool {
+        self.inner.borrow().decoder.is_none()
+    }
+
+    /// Bytes of body read so far.
+    pub fn bytes_read(&self) -> usize {
+        self.inner.borrow().read
+    }
+}

@@ -1,0 +1,282 @@
+//! [`ResponseWriter`]: how a service answers — Tornado's `HTTPConnection.write_headers` / `write` / `finish`.
+
+use crate::headers::HeaderMap;
+use crate::message::Response;
+use crate::proto::EncodeError;
+use crate::proto::body::{BodyEncoder, Frame};
+use crate::proto::response::{ConnectionAfter, OutgoingResponse, ResponseContext, ResponseEncoder};
+use bytes::{Bytes, BytesMut};
+use gale_iostream::{IOStream, StreamError};
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+/// Bodies up to this size are copied next to their head, so that a small response is one buffer; larger ones
+/// are queued as they are (zero-copy) and go out in the same `writev`.
+pub(crate) const COPY_BODY_LIMIT: usize = 4096;
+/// Responses accumulated beyond this size are flushed even while more pipelined requests wait.
+pub(crate) const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// An error writing a response.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The response violates HTTP framing or contains forbidden bytes (e.g. CR/LF in a header value).
+    Encode(EncodeError),
+    /// The head was already written.
+    HeadAlreadyWritten,
+    /// Body data before the head.
+    HeadNotWritten,
+    /// The connection is closed (the client went away).
+    Closed,
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteError::Encode(e) => write!(f, "invalid response: {e}"),
+            WriteError::HeadAlreadyWritten => f.write_str("the response head was already written"),
+            WriteError::HeadNotWritten => f.write_str("body data written before the response head"),
+            WriteError::Closed => f.write_str("the connection is closed"),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+impl From<EncodeError> for WriteError {
+    fn from(e: EncodeError) -> Self {
+        WriteError::Encode(e)
+    }
+}
+
+impl From<StreamError> for WriteError {
+    fn from(_: StreamError) -> Self {
+        WriteError::Closed
+    }
+}
+
+/// Where the current response is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Writing {
+    /// Nothing written yet.
+    Head,
+    /// The head is out; the body goes through this encoder.
+    Body(BodyEncoder),
+    /// The response is complete.
+    Done,
+}
+
+/// State shared by a connection and the writer of its current response.
+pub(crate) struct Shared {
+    pub(crate) stream: IOStream,
+    /// Encoded output not yet handed to the stream: heads, small bodies, chunk framing.
+    pub(crate) out: RefCell<BytesMut>,
+    pub(crate) encoder: Rc<ResponseEncoder>,
+    pub(crate) ctx: Cell<ResponseContext>,
+    pub(crate) writing: Cell<Writing>,
+    pub(crate) after: Cell<ConnectionAfter>,
+    /// Set when the client went away while a request was in progress.
+    pub(crate) closed: Cell<bool>,
+    pub(crate) close_waiters: RefCell<Vec<Waker>>,
+    /// Bytes queued (in `out` or on the stream) and not yet flushed.
+    pub(crate) pending: Cell<usize>,
+}
+
+impl Shared {
+    /// Moves `out` onto the stream's write queue (no syscall).
+    pub(crate) fn queue_out(&self) -> Result<(), StreamError> {
+        let mut out = self.out.borrow_mut();
+        if out.is_empty() {
+            return Ok(());
+        }
+        let chunk = out.split().freeze();
+        drop(out);
+        self.stream.queue_write(chunk)
+    }
+
+    /// Queues `out` and sends everything queued; resolves when the kernel has it.
+    pub(crate) async fn flush(&self) -> Result<(), StreamError> {
+        self.queue_out()?;
+        self.pending.set(0);
+        self.stream.flush().await
+    }
+
+    pub(crate) fn mark_closed(&self) {
+        self.closed.set(true);
+        for w in self.close_waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+}
+
+/// Writes the response to one request: head, then body pieces, then finish. Dropping the writer of an
+/// unfinished response finishes it (an unanswered request gets a 500 from the server instead).
+///
+/// Output is coalesced: nothing is sent until [`flush`](ResponseWriter::flush) or until the service returns,
+/// so a whole response normally leaves in one `writev` — and pipelined responses share one.
+pub struct ResponseWriter {
+    pub(crate) shared: Rc<Shared>,
+}
+
+impl fmt::Debug for ResponseWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseWriter").field("writing", &self.shared.writing.get()).finish()
+    }
+}
+
+impl ResponseWriter {
+    /// Writes the status line and headers. `content_length` announces the body's length; without it the
+    /// body is chunked for HTTP/1.1 clients and close-delimited for HTTP/1.0.
+    ///
+    /// # Errors
+    ///
+    /// [`WriteError::Encode`] for invalid status, reason or header bytes (nothing is written then, and the
+    /// service may still answer differently); [`WriteError::HeadAlreadyWritten`].
+    pub fn write_head(
+        &self,
+        status: u16,
+        reason: Option<&str>,
+        headers: &HeaderMap,
+        content_length: Option<u64>,
+    ) -> Result<(), WriteError> {
+        let s = &self.shared;
+        if s.writing.get() != Writing::Head {
+            return Err(WriteError::HeadAlreadyWritten);
+        }
+        let response = OutgoingResponse { status, reason, headers, content_length };
+        let mut out = s.out.borrow_mut();
+        let before = out.len();
+        let head = s.encoder.encode(&s.ctx.get(), &response, &mut out)?;
+        s.pending.set(s.pending.get() + out.len() - before);
+        if (100..200).contains(&status) && status != 101 {
+            // An interim response: the final one follows.
+            return Ok(());
+        }
+        s.after.set(head.connection);
+        s.writing.set(Writing::Body(head.body));
+        Ok(())
+    }
+
+    /// Writes a piece of body (copied if small, else queued as is).
+    ///
+    /// # Errors
+    ///
+    /// [`WriteError::HeadNotWritten`]; [`WriteError::Encode`] past a `Content-Length` or after finish;
+    /// [`WriteError::Closed`].
+    pub fn write(&self, data: impl Into<Bytes>) -> Result<(), WriteError> {
+        let s = &self.shared;
+        let Writing::Body(mut body) = s.writing.get() else {
+            return Err(match s.writing.get() {
+                Writing::Head => WriteError::HeadNotWritten,
+                _ => WriteError::Encode(EncodeError::AlreadyFinished),
+            });
+        };
+        if s.closed.get() {
+            return Err(WriteError::Closed);
+        }
+        let data: Bytes = data.into();
+        let mut out = s.out.borrow_mut();
+        if data.len() <= COPY_BODY_LIMIT {
+            body.encode(&data, &mut out)?;
+            s.pending.set(s.pending.get() + data.len());
+        } else {
+            match body.frame(data.len(), &mut out)? {
+                Frame::Discard => {}
+                Frame::Send { suffix } => {
+                    let head = out.split().freeze();
+                    drop(out);
+                    s.stream.queue_write(head)?;
+                    s.stream.queue_write(data.clone())?;
+                    s.out.borrow_mut().extend_from_slice(suffix);
+                    s.pending.set(s.pending.get() + data.len());
+                }
+            }
+        }
+        s.writing.set(Writing::Body(body));
+        Ok(())
+    }
+
+    /// Sends everything written so far (Tornado's `flush`): for streaming responses and long polls.
+    ///
+    /// # Errors
+    ///
+    /// [`WriteError::Closed`] if the client went away.
+    pub async fn flush(&self) -> Result<(), WriteError> {
+        Ok(self.shared.flush().await?)
+    }
+
+    /// Ends the response (the last chunk of a chunked body). The connection sends it when the service returns.
+    ///
+    /// # Errors
+    ///
+    /// [`WriteError::Encode`] if a `Content-Length` was not met ([`EncodeError::BodyTooShort`]: the connection
+    /// will close) or on a second call; [`WriteError::HeadNotWritten`].
+    pub fn finish(&self) -> Result<(), WriteError> {
+        let s = &self.shared;
+        let mut body = match s.writing.get() {
+            Writing::Body(b) => b,
+            Writing::Head => return Err(WriteError::HeadNotWritten),
+            Writing::Done => return Err(WriteError::Encode(EncodeError::AlreadyFinished)),
+        };
+        let result = body.finish(&mut s.out.borrow_mut());
+        if result.is_err() || body.is_close_delimited() {
+            s.after.set(ConnectionAfter::Close);
+        }
+        s.writing.set(Writing::Done);
+        Ok(result?)
+    }
+
+    /// Writes a whole response: head with `Content-Length`, body, finish.
+    ///
+    /// # Errors
+    ///
+    /// As [`write_head`](ResponseWriter::write_head).
+    pub fn send(&self, response: &Response) -> Result<(), WriteError> {
+        self.write_head(
+            response.status,
+            response.reason.as_deref(),
+            &response.headers,
+            Some(response.body.len() as u64),
+        )?;
+        if !response.body.is_empty() {
+            self.write(response.body.clone())?;
+        }
+        self.finish()
+    }
+
+    /// Whether the head has been written.
+    pub fn head_written(&self) -> bool {
+        self.shared.writing.get() != Writing::Head
+    }
+
+    /// Whether the response is complete.
+    pub fn is_finished(&self) -> bool {
+        self.shared.writing.get() == Writing::Done
+    }
+
+    /// Whether the client went away (Tornado's `on_connection_close`); writes fail from then on.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.get()
+    }
+
+    /// Resolves when the client goes away while this request is in progress: for long polls that must clean
+    /// up. (The service's future is dropped right after, so `Drop` guards work too.)
+    pub async fn closed(&self) {
+        std::future::poll_fn(|cx| {
+            if self.shared.closed.get() {
+                Poll::Ready(())
+            } else {
+                self.shared.close_waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// The stream under the connection, for protocol upgrades (websockets) once a 101 head was written: the
+    /// server hands the connection over when the service returns.
+    pub fn stream(&self) -> &IOStream {
+        &self.shared.stream
+    }
+}
