@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use gale_http1::{HttpServer, Response, ServerOptions, service_fn};
-//! use gale_iostream::IOLoop;
+//! use gale_http1::IOLoop;
 //! use std::io::{Read, Write};
 //!
 //! let io_loop = IOLoop::new()?;
@@ -30,7 +30,7 @@
 //! });
 //! io_loop.run_sync(async move {
 //!     while !client.is_finished() {
-//!         gale_ioloop::sleep(std::time::Duration::from_millis(1)).await;
+//!         gale_http1::ioloop::sleep(std::time::Duration::from_millis(1)).await;
 //!     }
 //!     let reply = client.join().unwrap();
 //!     assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"));

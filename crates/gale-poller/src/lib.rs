@@ -183,8 +183,10 @@ const EV_ERR: u8 = 0b1000;
 impl Event {
     /// Builds an event; backends (including user-written ones) use this to report readiness.
     pub const fn new(token: Token, readable: bool, writable: bool, hangup: bool, error: bool) -> Event {
-        let flags =
-            (readable as u8) * EV_READ | (writable as u8) * EV_WRITE | (hangup as u8) * EV_HUP | (error as u8) * EV_ERR;
+        let flags = ((readable as u8) * EV_READ)
+            | ((writable as u8) * EV_WRITE)
+            | ((hangup as u8) * EV_HUP)
+            | ((error as u8) * EV_ERR);
         Event { token, flags }
     }
 
