@@ -31,7 +31,7 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 /// How many fields a [`HeaderMap`] stores before it moves them to the heap.
-pub const INLINE_FIELDS: usize = 16;
+pub const INLINE_FIELDS: usize = 8;
 
 /// Bytes of a header name or value handed to a [`HeaderMap`].
 ///

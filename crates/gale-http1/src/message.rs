@@ -13,9 +13,10 @@ use std::net::SocketAddr;
 /// Header lookups are case-insensitive and keep every value in order; the head and body are zero-copy slices
 /// of the bytes read from the socket.
 pub struct Request {
-    pub(crate) head: RequestHead,
+    /// Boxed: a request is moved several times on its way to the service, a pointer is cheap to move.
+    pub(crate) head: Box<RequestHead>,
     pub(crate) body: Bytes,
-    pub(crate) trailers: Option<HeaderMap>,
+    pub(crate) trailers: Option<Box<HeaderMap>>,
     pub(crate) remote_addr: SocketAddr,
     pub(crate) remote_ip: Option<String>,
     pub(crate) scheme: &'static str,
@@ -35,8 +36,8 @@ impl fmt::Debug for Request {
 
 impl Request {
     /// Builds a request from a parsed head (for tests and for layers that parse heads themselves).
-    pub fn from_head(head: RequestHead, body: Bytes, remote_addr: SocketAddr) -> Request {
-        Request { head, body, trailers: None, remote_addr, remote_ip: None, scheme: "http" }
+    pub fn from_head(head: impl Into<Box<RequestHead>>, body: Bytes, remote_addr: SocketAddr) -> Request {
+        Request { head: head.into(), body, trailers: None, remote_addr, remote_ip: None, scheme: "http" }
     }
 
     /// The method.
@@ -91,7 +92,7 @@ impl Request {
 
     /// Trailer fields of a chunked body, if any.
     pub fn trailers(&self) -> Option<&HeaderMap> {
-        self.trailers.as_ref()
+        self.trailers.as_deref()
     }
 
     /// The peer's socket address.

@@ -1,7 +1,7 @@
 //! [`IOLoop`] itself: the handler table, the callback queue, the timers and the iteration that drives them.
 
 use crate::executor::{self, JoinError, JoinHandle, Task, TaskId, TaskWaker};
-use crate::remote::{self, LOCAL_READY, RUNNING_LOOP, Remote};
+use crate::remote::{self, LOCAL_READY, LOOP_NOW, RUNNING_LOOP, Remote};
 use crate::timer::{TimeoutHandle, Timers};
 use gale_poller::{Event, Events, Interest, Poller, Token};
 use slab::Slab;
@@ -132,6 +132,7 @@ impl Drop for CurrentGuard {
         self.io_loop.inner.running.set(false);
         self.io_loop.inner.stopped.set(false);
         RUNNING_LOOP.with(|c| c.set(self.previous_running));
+        LOOP_NOW.with(|c| c.set(None));
         let previous = self.previous.take();
         CURRENT.with(|c| *c.borrow_mut() = previous);
     }
@@ -525,7 +526,10 @@ impl IOLoop {
             let ncallbacks = inner.callbacks.borrow().len();
             // Collect due timers before running anything.
             let now = Instant::now();
-            inner.timers.borrow().due(now, &mut due);
+            LOOP_NOW.with(|c| c.set(Some(now)));
+            if inner.timers.borrow().len() > 0 {
+                inner.timers.borrow().due(now, &mut due);
+            }
 
             for _ in 0..ncallbacks {
                 let cb = inner.callbacks.borrow_mut().pop_front();

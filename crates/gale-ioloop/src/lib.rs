@@ -108,6 +108,14 @@ pub fn spawn<F: std::future::Future + 'static>(future: F) -> JoinHandle<F::Outpu
     IOLoop::current().spawn(future)
 }
 
+/// The current time, cheaply: inside a running loop, the time that loop read at the start of its current
+/// iteration (all callbacks of one iteration see one time); elsewhere [`Instant::now`](std::time::Instant::now).
+/// Good for coarse deadlines such as idle timeouts: it lags the true time by at most the age of the
+/// iteration, so a deadline computed from it is that much earlier.
+pub fn now() -> std::time::Instant {
+    remote::LOOP_NOW.with(|c| c.get()).unwrap_or_else(std::time::Instant::now)
+}
+
 /// The text of a panic payload, for logs.
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {

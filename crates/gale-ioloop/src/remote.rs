@@ -17,6 +17,8 @@ static NEXT_LOOP_ID: AtomicUsize = AtomicUsize::new(1);
 thread_local! {
     /// The id of the loop running on this thread, 0 when none.
     pub(crate) static RUNNING_LOOP: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The time the running loop last read the clock (after its last wait), for [`now`](crate::now).
+    pub(crate) static LOOP_NOW: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
     /// Tasks woken on the thread of the loop that is running there: no lock needed.
     pub(crate) static LOCAL_READY: std::cell::RefCell<Vec<TaskId>> = const { std::cell::RefCell::new(Vec::new()) };
 }

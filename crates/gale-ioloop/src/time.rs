@@ -63,6 +63,14 @@ impl Future for Sleep {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         {
             let mut s = self.shared.borrow_mut();
+            // Armed and not fired: the timer will wake us; no need to read the clock.
+            if self.timer.is_some() && !s.fired {
+                match &s.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => s.waker = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            }
             if s.fired || Instant::now() >= self.deadline {
                 s.fired = true;
                 drop(s);

@@ -18,7 +18,7 @@ pub const DEFAULT_MAX_BUFFER_SIZE: usize = 100 * 1024 * 1024;
 /// Tornado's default read chunk size: 64 KiB. Also the size of the per-thread scratch buffer reads land in.
 pub const DEFAULT_READ_CHUNK_SIZE: usize = 64 * 1024;
 /// How many queued chunks one `writev` sends at most.
-const MAX_IOV: usize = 64;
+const MAX_IOV: usize = 32;
 
 /// Limits of one stream.
 #[derive(Clone, Copy, Debug)]
@@ -516,14 +516,14 @@ impl<S: AsFd + 'static> IOStream<S> {
                 }
                 let source = self.inner.source.borrow();
                 let Some(source) = source.as_ref() else { return Err(StreamError::Closed(CloseReason::Local)) };
-                let mut iov: smallvec_iov::Iov<'_> = smallvec_iov::Iov::new();
-                for chunk in st.write_queue.iter().take(MAX_IOV) {
-                    iov.push(IoSlice::new(chunk));
-                }
                 let fd = source.get_ref().as_fd();
-                if iov.len() == 1 {
+                if st.write_queue.len() == 1 {
                     rustix::io::write(fd, &st.write_queue[0])
                 } else {
+                    let mut iov: smallvec_iov::Iov<'_> = smallvec_iov::Iov::new();
+                    for chunk in st.write_queue.iter().take(MAX_IOV) {
+                        iov.push(IoSlice::new(chunk));
+                    }
                     rustix::io::writev(fd, iov.as_slice())
                 }
             };
@@ -781,9 +781,6 @@ mod smallvec_iov {
         pub(super) fn push(&mut self, s: IoSlice<'a>) {
             self.slices[self.len] = s;
             self.len += 1;
-        }
-        pub(super) fn len(&self) -> usize {
-            self.len
         }
         pub(super) fn as_slice(&self) -> &[IoSlice<'a>] {
             &self.slices[..self.len]

@@ -56,7 +56,8 @@ struct Deadline {
 
 impl Deadline {
     fn set(&mut self, timeout: Option<Duration>) {
-        self.at = timeout.map(|t| Instant::now() + t);
+        // The loop's time of this iteration: no clock read per request.
+        self.at = timeout.map(|t| gale_ioloop::now() + t);
     }
 
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
@@ -128,20 +129,165 @@ impl<S: HttpService> Conn<S> {
                 Some(h) => h,
                 None => return,
             };
-            if !self.handle(head).await {
+            // The request is handled here rather than in a method of its own: the state of a nested future
+            // would be built and moved (several KiB) on every request.
+            #[allow(clippy::never_loop)]
+            let keep_alive = 'handle: {
+                let s = self.shared.clone();
+                let keep_alive = head.keep_alive() && !self.state.shutting_down.get() && !self.config.no_keep_alive;
+                s.ctx.set(ResponseContext::for_request(&head).with_keep_alive(keep_alive));
+                s.writing.set(Writing::Head);
+                s.after.set(ConnectionAfter::KeepAlive);
+                s.closed.set(false);
+
+                let kind = head.body_kind();
+                if let BodyKind::Length(n) = kind {
+                    if n > self.config.max_body_size as u64 {
+                        self.send_error(413, "Content Too Large");
+                        break 'handle false;
+                    }
+                }
+                let streaming = kind != BodyKind::Empty && self.service.stream_body(&head);
+                let mut decoder = Decoder::new(kind);
+                let mut request = self.make_request(head);
+                if kind != BodyKind::Empty && request.head.expects_continue() && request.version() == Version::Http11 {
+                    s.out.borrow_mut().extend_from_slice(CONTINUE);
+                    if s.flush().await.is_err() {
+                        break 'handle false;
+                    }
+                }
+                let body_reader = if streaming {
+                    Some(BodyReader {
+                        inner: Rc::new(RefCell::new(BodyState {
+                            decoder: Some(decoder),
+                            stream: s.stream.clone(),
+                            max: self.config.max_body_size,
+                            read: 0,
+                            error: None,
+                            timeout: self.config.body_timeout,
+                        })),
+                    })
+                } else {
+                    if kind != BodyKind::Empty {
+                        match self.read_body(&mut decoder).await {
+                            Ok(body) => request.body = body,
+                            Err(status) => {
+                                if status != 0 {
+                                    self.send_error(
+                                        status,
+                                        if status == 413 { "Content Too Large" } else { "Bad Request" },
+                                    );
+                                }
+                                break 'handle false;
+                            }
+                        }
+                        request.trailers = decoder.take_trailers().map(Box::new);
+                    }
+                    None
+                };
+                let body_done = body_reader.clone();
+
+                // Run the service, catching panics; flush and watch for the client leaving while it waits.
+                let writer = ResponseWriter { shared: s.clone() };
+                let service = self.service.clone();
+                let mut fut = pin!(service.call(request, body_reader, writer));
+                let stream = s.stream.clone();
+                let max_read_ahead = self.config.limits.max_header_size;
+                let mut flushed_for_wait = false;
+                let outcome = poll_fn(|cx| {
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+                        Ok(Poll::Ready(())) => return Poll::Ready(Outcome::Done),
+                        Ok(Poll::Pending) => {}
+                        Err(payload) => return Poll::Ready(Outcome::Panicked(panic_message(&*payload))),
+                    }
+                    if !flushed_for_wait {
+                        flushed_for_wait = true;
+                        // The service waits: what is queued (earlier pipelined responses) must not wait with it.
+                        let _ = s.queue_out();
+                        drop(stream.flush());
+                    }
+                    // Watch for the client going away once its request body has been read (a streaming body is the
+                    // service's to read), unless the connection is being upgraded.
+                    let body_read = body_done.as_ref().is_none_or(|b| b.is_done());
+                    if body_read && s.after.get() != ConnectionAfter::Upgrade && stream.buffered() < max_read_ahead {
+                        loop {
+                            match stream.poll_fill(cx) {
+                                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                                    // Tell the service (its `closed()` resolves) and let it react once before it is
+                                    // dropped.
+                                    s.mark_closed();
+                                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
+                                    return Poll::Ready(Outcome::ClientGone);
+                                }
+                                Poll::Ready(Ok(_)) if stream.buffered() < max_read_ahead => continue,
+                                _ => break,
+                            }
+                        }
+                    }
+                    Poll::Pending
+                })
+                .await;
+                match outcome {
+                    Outcome::Done => {}
+                    Outcome::ClientGone => {
+                        // The client left while the service waited: tell it, then drop it.
+                        log::debug!("{}: client went away during the request", self.peer);
+                        s.mark_closed();
+                        break 'handle false;
+                    }
+                    Outcome::Panicked(msg) => {
+                        log::error!("service panicked on a request from {}: {msg}", self.peer);
+                        if s.writing.get() == Writing::Head {
+                            self.send_error(500, "Internal Server Error");
+                        } else {
+                            s.after.set(ConnectionAfter::Close);
+                        }
+                        break 'handle false;
+                    }
+                }
+
+                // Make sure the response is complete.
+                match s.writing.get() {
+                    Writing::Head => {
+                        log::error!("service returned without answering a request from {}", self.peer);
+                        self.send_error(500, "Internal Server Error");
+                        break 'handle false;
+                    }
+                    Writing::Body(_) => {
+                        let w = ResponseWriter { shared: s.clone() };
+                        if w.finish().is_err() {
+                            s.after.set(ConnectionAfter::Close);
+                        }
+                    }
+                    Writing::Done => {}
+                }
+                if let Some(reader) = &body_done {
+                    if !reader.is_done() {
+                        // The service did not read all of a streamed body: the connection cannot be reused.
+                        s.after.set(ConnectionAfter::Close);
+                    }
+                }
+                if s.out.borrow().len() + s.stream.write_buffer_len() > super::writer::COALESCE_LIMIT
+                    && s.flush().await.is_err()
+                {
+                    break 'handle false;
+                }
+                break 'handle s.after.get() == ConnectionAfter::KeepAlive;
+            };
+            if !keep_alive {
                 return;
             }
         }
     }
 
     /// Reads the next head; `None` when the connection should end (EOF, timeout, error answered).
-    async fn read_head(&mut self) -> Option<RequestHead> {
+    async fn read_head(&mut self) -> Option<Box<RequestHead>> {
         let mut idle = true;
         loop {
             let parser = self.parser.get_or_insert_with(|| RequestParser::new(self.config.limits));
             let parsed = self.shared.stream.with_read_buf(|buf| parser.parse(buf));
             match parsed {
-                Ok(Some(head)) => return Some(head),
+                Ok(Some(head)) => return Some(Box::new(head)),
                 Ok(None) => {}
                 Err(e) => {
                     log::debug!("{}: bad request: {e}", self.peer);
@@ -223,143 +369,7 @@ impl<S: HttpService> Conn<S> {
         s.after.set(ConnectionAfter::Close);
     }
 
-    /// Handles one request; `false` when the connection must end.
-    async fn handle(&mut self, head: RequestHead) -> bool {
-        let s = self.shared.clone();
-        let keep_alive = head.keep_alive() && !self.state.shutting_down.get() && !self.config.no_keep_alive;
-        s.ctx.set(ResponseContext::for_request(&head).with_keep_alive(keep_alive));
-        s.writing.set(Writing::Head);
-        s.after.set(ConnectionAfter::KeepAlive);
-        s.closed.set(false);
-
-        let kind = head.body_kind();
-        if let BodyKind::Length(n) = kind {
-            if n > self.config.max_body_size as u64 {
-                self.send_error(413, "Content Too Large");
-                return false;
-            }
-        }
-        let streaming = kind != BodyKind::Empty && self.service.stream_body(&head);
-        let mut decoder = Decoder::new(kind);
-        let mut request = self.make_request(head);
-        if kind != BodyKind::Empty && request.head.expects_continue() && request.version() == Version::Http11 {
-            s.out.borrow_mut().extend_from_slice(CONTINUE);
-            if s.flush().await.is_err() {
-                return false;
-            }
-        }
-        let body_reader = if streaming {
-            Some(BodyReader {
-                inner: Rc::new(RefCell::new(BodyState {
-                    decoder: Some(decoder),
-                    stream: s.stream.clone(),
-                    max: self.config.max_body_size,
-                    read: 0,
-                    error: None,
-                    timeout: self.config.body_timeout,
-                })),
-            })
-        } else {
-            if kind != BodyKind::Empty {
-                match self.read_body(&mut decoder).await {
-                    Ok(body) => request.body = body,
-                    Err(status) => {
-                        if status != 0 {
-                            self.send_error(status, if status == 413 { "Content Too Large" } else { "Bad Request" });
-                        }
-                        return false;
-                    }
-                }
-                request.trailers = decoder.take_trailers();
-            }
-            None
-        };
-        let body_done = body_reader.clone();
-
-        // Run the service, catching panics; flush and watch for the client leaving while it waits.
-        let writer = ResponseWriter { shared: s.clone() };
-        let service = self.service.clone();
-        let fut = service.call(request, body_reader, writer);
-        let mut fut = pin!(fut);
-        let stream = s.stream.clone();
-        let max_read_ahead = self.config.limits.max_header_size;
-        let mut flushed_for_wait = false;
-        let outcome = poll_fn(|cx| {
-            match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-                Ok(Poll::Ready(())) => return Poll::Ready(Outcome::Done),
-                Ok(Poll::Pending) => {}
-                Err(payload) => return Poll::Ready(Outcome::Panicked(panic_message(&*payload))),
-            }
-            if !flushed_for_wait {
-                flushed_for_wait = true;
-                // The service waits: what is queued (earlier pipelined responses) must not wait with it.
-                let _ = s.queue_out();
-                drop(stream.flush());
-            }
-            // Watch for the client going away once its request body has been read (a streaming body is the
-            // service's to read), unless the connection is being upgraded.
-            let body_read = body_done.as_ref().is_none_or(|b| b.is_done());
-            if body_read && s.after.get() != ConnectionAfter::Upgrade && stream.buffered() < max_read_ahead {
-                loop {
-                    match stream.poll_fill(cx) {
-                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Outcome::ClientGone),
-                        Poll::Ready(Ok(_)) if stream.buffered() < max_read_ahead => continue,
-                        _ => break,
-                    }
-                }
-            }
-            Poll::Pending
-        })
-        .await;
-        match outcome {
-            Outcome::Done => {}
-            Outcome::ClientGone => {
-                // The client left while the service waited: tell it, then drop it.
-                log::debug!("{}: client went away during the request", self.peer);
-                s.mark_closed();
-                return false;
-            }
-            Outcome::Panicked(msg) => {
-                log::error!("service panicked on a request from {}: {msg}", self.peer);
-                if s.writing.get() == Writing::Head {
-                    self.send_error(500, "Internal Server Error");
-                } else {
-                    s.after.set(ConnectionAfter::Close);
-                }
-                return false;
-            }
-        }
-
-        // Make sure the response is complete.
-        match s.writing.get() {
-            Writing::Head => {
-                log::error!("service returned without answering a request from {}", self.peer);
-                self.send_error(500, "Internal Server Error");
-                return false;
-            }
-            Writing::Body(_) => {
-                let w = ResponseWriter { shared: s.clone() };
-                if w.finish().is_err() {
-                    s.after.set(ConnectionAfter::Close);
-                }
-            }
-            Writing::Done => {}
-        }
-        if let Some(reader) = &body_done {
-            if !reader.is_done() {
-                // The service did not read all of a streamed body: the connection cannot be reused.
-                s.after.set(ConnectionAfter::Close);
-            }
-        }
-        if s.out.borrow().len() + s.stream.write_buffer_len() > super::writer::COALESCE_LIMIT
-            && s.flush().await.is_err()
-        {
-            return false;
-        }
-        s.after.get() == ConnectionAfter::KeepAlive
-    }
-
-    fn make_request(&self, head: RequestHead) -> Request {
+    fn make_request(&self, head: Box<RequestHead>) -> Request {
         let mut request = Request::from_head(head, Bytes::new(), self.peer);
         if self.config.xheaders {
             apply_xheaders(&mut request, &self.config.trusted_downstream);

@@ -115,6 +115,9 @@ impl Shared {
 ///
 /// Output is coalesced: nothing is sent until [`flush`](ResponseWriter::flush) or until the service returns,
 /// so a whole response normally leaves in one `writev` — and pipelined responses share one.
+///
+/// Clones are handles to the same response.
+#[derive(Clone)]
 pub struct ResponseWriter {
     pub(crate) shared: Rc<Shared>,
 }
