@@ -44,11 +44,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod client;
 pub mod headers;
 mod message;
 pub mod proto;
 mod server;
 
+pub use client::{ClientError, ClientOptions, ClientRequest, ClientResponse, HttpClient, TimeoutPhase};
 pub use gale_iostream::ioloop;
 pub use gale_iostream::{self as iostream, IOLoop};
 pub use headers::HeaderMap;

@@ -40,6 +40,12 @@ impl Request {
         Request { head: head.into(), body, trailers: None, remote_addr, remote_ip: None, scheme: "http" }
     }
 
+    /// Sets the client IP and scheme as a trusted proxy reported them (what `xheaders` does).
+    pub fn set_forwarded(&mut self, remote_ip: String, scheme: &'static str) {
+        self.remote_ip = Some(remote_ip);
+        self.scheme = scheme;
+    }
+
     /// The method.
     pub fn method(&self) -> &Method {
         self.head.method()

@@ -10,7 +10,7 @@
 //! | [`Epoll`] | Linux, Android | O(ready fds) | none |
 //! | `Kqueue` | macOS, iOS, FreeBSD, NetBSD, OpenBSD, DragonFly | O(ready fds) | none |
 //! | [`Poll`] | every unix | O(registered fds) | none |
-//! | [`Select`] | every unix | O(highest fd) | none: the fd sets grow past `FD_SETSIZE` |
+//! | [`Select`] | Linux, Android and the kqueue platforms | O(highest fd) | none: the fd sets grow past `FD_SETSIZE` |
 //!
 //! [`default_poller`] picks epoll or kqueue; [`by_name`] (and [`from_env`], reading `GALE_POLLER`) chooses one
 //! at run time, as Tornado's `IOLoop.configure` does.
@@ -27,6 +27,9 @@
 //!   readable and writable, so whichever I/O call comes next surfaces the error.
 //! - Readiness outside the interest may be reported alongside hang-up or error; callers that care mask the
 //!   event with their interest (the IOLoop does).
+//! - A wait delivers at most [`Events::capacity`] events; when more fds are ready, the following waits deliver
+//!   the others (no ready fd starves behind the rest). One wait may report an fd in two events (kqueue watches
+//!   reading and writing with separate filters); each carries the same token.
 //! - Registering an fd twice fails with [`io::ErrorKind::AlreadyExists`]; modifying or deregistering an fd that
 //!   is not registered fails with [`io::ErrorKind::NotFound`]; the reserved token [`Token::WAKE`] is refused
 //!   with [`io::ErrorKind::InvalidInput`]. None of these panic.
@@ -92,6 +95,16 @@ pub use sys::epoll::Epoll;
 ))]
 pub use sys::kqueue::Kqueue;
 pub use sys::poll::Poll;
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
 pub use sys::select::Select;
 
 /// A caller-chosen value that identifies a registration in the [`Event`]s it produces.
@@ -361,7 +374,11 @@ pub trait Poller: Send + fmt::Debug {
 
     /// Waits until at least one registered fd is ready, the timeout passes, or the poller is notified, and
     /// fills `events` (cleared first) with at most `events.capacity()` events. `None` waits without limit;
-    /// `Some(Duration::ZERO)` does not block.
+    /// `Some(Duration::ZERO)` does not block. The built-in backends shorten timeouts longer than `i32::MAX`
+    /// milliseconds (about 24.8 days) to that.
+    ///
+    /// When more fds are ready than `events` holds, the rest stay ready (readiness is level-triggered) and
+    /// later waits deliver them: a backend must not report the same few fds on every wait and starve the others.
     ///
     /// # Errors
     ///
@@ -410,6 +427,16 @@ pub const BACKENDS: &[&str] = &[
     ))]
     "kqueue",
     "poll",
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))]
     "select",
 ];
 
@@ -443,6 +470,16 @@ pub fn by_name(name: &str) -> io::Result<Box<dyn Poller>> {
         ))]
         "kqueue" => Ok(Box::new(Kqueue::new()?)),
         "poll" => Ok(Box::new(Poll::new()?)),
+        #[cfg(any(
+            target_os = "linux",
+            target_os = "android",
+            target_os = "macos",
+            target_os = "ios",
+            target_os = "freebsd",
+            target_os = "netbsd",
+            target_os = "openbsd",
+            target_os = "dragonfly"
+        ))]
         "select" => Ok(Box::new(Select::new()?)),
         other => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -483,10 +520,18 @@ pub(crate) mod errors {
     }
 }
 
-/// Converts an optional timeout to the `Timespec` the syscalls take.
+/// The longest timeout handed to the kernel: `i32::MAX` milliseconds, about 24.8 days.
+///
+/// `epoll_wait` takes its timeout as an `int` of milliseconds (only Linux 5.11's `epoll_pwait2` takes more),
+/// and not every kernel accepts an arbitrarily large `timespec` for `kevent`, so every backend shortens longer
+/// timeouts to this one. Such a wait then returns with no events after 24.8 days, which callers treat like
+/// any other expired timeout.
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// Converts an optional timeout to the `Timespec` the syscalls take, shortened to [`MAX_TIMEOUT`].
 pub(crate) fn timespec(timeout: Option<Duration>) -> Option<rustix::time::Timespec> {
-    timeout.map(|d| rustix::time::Timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as _,
-        tv_nsec: d.subsec_nanos() as _,
+    timeout.map(|d| {
+        let d = d.min(MAX_TIMEOUT);
+        rustix::time::Timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ }
     })
 }

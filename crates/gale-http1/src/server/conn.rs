@@ -97,6 +97,8 @@ pub(crate) async fn serve<S: HttpService>(
         closed: Cell::new(false),
         close_waiters: RefCell::new(Vec::new()),
         pending: Cell::new(0),
+        server: state.clone(),
+        body: RefCell::new(None),
     });
     let mut conn =
         Conn { service, shared, peer, config, state, parser: None, deadline: Deadline { sleep: None, at: None } };
@@ -186,6 +188,7 @@ impl<S: HttpService> Conn<S> {
                     None
                 };
                 let body_done = body_reader.clone();
+                s.body.replace(body_reader.clone());
 
                 // Run the service, catching panics; flush and watch for the client leaving while it waits.
                 let writer = ResponseWriter { shared: s.clone() };
@@ -568,6 +571,11 @@ impl BodyReader {
             }),
             None => read.await,
         }
+    }
+
+    /// Whether reading the body failed (the connection closes after the response).
+    pub(crate) fn failed(&self) -> bool {
+        self.inner.borrow().error.is_some()
     }
 
     /// Whether the whole body has been read.

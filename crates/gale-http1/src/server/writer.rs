@@ -1,5 +1,7 @@
 //! [`ResponseWriter`]: how a service answers — Tornado's `HTTPConnection.write_headers` / `write` / `finish`.
 
+use super::ServerState;
+use super::conn::BodyReader;
 use crate::headers::HeaderMap;
 use crate::message::Response;
 use crate::proto::EncodeError;
@@ -81,6 +83,11 @@ pub(crate) struct Shared {
     pub(crate) close_waiters: RefCell<Vec<Waker>>,
     /// Bytes queued (in `out` or on the stream) and not yet flushed.
     pub(crate) pending: Cell<usize>,
+    /// The server's state: a response whose head is written during a shutdown closes its connection.
+    pub(crate) server: Rc<ServerState>,
+    /// The streamed body of the current request, if any: once reading it failed, the connection cannot be
+    /// reused, and the response says so.
+    pub(crate) body: RefCell<Option<BodyReader>>,
 }
 
 impl Shared {
@@ -148,9 +155,13 @@ impl ResponseWriter {
             return Err(WriteError::HeadAlreadyWritten);
         }
         let response = OutgoingResponse { status, reason, headers, content_length };
+        let mut ctx = s.ctx.get();
+        if s.server.shutting_down.get() || s.body.borrow().as_ref().is_some_and(BodyReader::failed) {
+            ctx = ctx.with_keep_alive(false);
+        }
         let mut out = s.out.borrow_mut();
         let before = out.len();
-        let head = s.encoder.encode(&s.ctx.get(), &response, &mut out)?;
+        let head = s.encoder.encode(&ctx, &response, &mut out)?;
         s.pending.set(s.pending.get() + out.len() - before);
         if (100..200).contains(&status) && status != 101 {
             // An interim response: the final one follows.

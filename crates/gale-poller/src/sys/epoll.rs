@@ -4,6 +4,13 @@
 //! lookup. [`Interest::NONE`] cannot be expressed to epoll (it reports `EPOLLHUP`/`EPOLLERR` whatever the mask),
 //! so such a registration is taken out of the epoll set and remembered in `silent` until it is modified or
 //! deregistered.
+//!
+//! `EPOLLRDHUP` (the peer shut down its sending side) is asked for only with read interest: it stays raised
+//! for as long as the socket lives, so a write-only registration on a half-closed socket would otherwise be
+//! woken on every wait while it waits for buffer space.
+//!
+//! Events map as the crate docs say: `EPOLLIN`/`EPOLLPRI` readable, `EPOLLOUT` writable, `EPOLLHUP` and
+//! `EPOLLRDHUP` readable + hang-up, `EPOLLERR` error + readable + writable.
 
 use crate::sys::wake::WakeFd;
 use crate::{Event, Events, Interest, Notifier, Poller, Token, errors, timespec};
@@ -54,9 +61,9 @@ impl Epoll {
     }
 
     fn flags(interest: Interest) -> epoll::EventFlags {
-        let mut flags = epoll::EventFlags::RDHUP;
+        let mut flags = epoll::EventFlags::empty();
         if interest.is_readable() {
-            flags |= epoll::EventFlags::IN;
+            flags |= epoll::EventFlags::IN | epoll::EventFlags::RDHUP;
         }
         if interest.is_writable() {
             flags |= epoll::EventFlags::OUT;
@@ -78,25 +85,24 @@ impl Poller for Epoll {
         if self.silent.contains(&raw) {
             return Err(errors::already_registered(raw));
         }
-        if interest.is_none() {
-            // Probe that the fd is not already in the kernel set: MOD on an unknown fd fails with ENOENT.
-            match epoll::modify(&self.epfd, fd, Self::data(token), Self::flags(interest)) {
-                Ok(()) => return Err(errors::already_registered(raw)),
-                Err(Errno::NOENT) => {}
-                Err(e) => return Err(e.into()),
-            }
-            self.silent.insert(raw);
-            return Ok(());
-        }
         match epoll::add(&self.epfd, fd, Self::data(token), Self::flags(interest)) {
-            Ok(()) => Ok(()),
-            Err(Errno::EXIST) => Err(errors::already_registered(raw)),
-            Err(Errno::PERM) => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("fd {raw} does not support epoll (regular files are always ready)"),
-            )),
-            Err(e) => Err(e.into()),
+            Ok(()) => {}
+            Err(Errno::EXIST) => return Err(errors::already_registered(raw)),
+            Err(Errno::PERM) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("fd {raw} does not support epoll (regular files are always ready)"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
         }
+        if interest.is_none() {
+            // The add above checked, without touching an existing registration, that the fd is new and that
+            // epoll can watch it. Out it goes again: epoll reports hang-up and error whatever the mask.
+            epoll::delete(&self.epfd, fd)?;
+            self.silent.insert(raw);
+        }
+        Ok(())
     }
 
     fn modify(&mut self, fd: BorrowedFd<'_>, token: Token, interest: Interest) -> io::Result<()> {
@@ -104,6 +110,9 @@ impl Poller for Epoll {
             return Err(errors::reserved_token());
         }
         let raw = fd.as_raw_fd();
+        if raw == self.wake.read_fd().as_raw_fd() {
+            return Err(errors::not_registered(raw));
+        }
         let was_silent = self.silent.contains(&raw);
         match (was_silent, interest.is_none()) {
             (true, true) => Ok(()),
@@ -147,12 +156,15 @@ impl Poller for Epoll {
         events.clear();
         let buf = &mut self.buf.0;
         buf.clear();
-        // One slot more than the caller's capacity, so that the wake-up fd never crowds out a real event.
-        let want = events.capacity().saturating_add(1).min(1 << 16);
+        // No more records than `events` holds. The kernel moves every level-triggered fd it reports to the back
+        // of its ready list, so an event fetched here and then dropped for want of room would be dropped again
+        // on every lap, and its fd would starve. (The wake-up fd may take a slot; the event it keeps out comes
+        // with the next wait.)
+        let want = events.capacity().min(1 << 16);
         buf.reserve(want);
         let ts = timespec(timeout);
-        epoll::wait(&self.epfd, rustix::buffer::spare_capacity(buf), ts.as_ref())?;
-        for ev in buf.iter() {
+        let (ready, _) = epoll::wait(&self.epfd, &mut buf.spare_capacity_mut()[..want], ts.as_ref())?;
+        for ev in ready.iter() {
             let token = Token(ev.data.u64() as usize);
             let flags = ev.flags;
             if token == Token::WAKE {

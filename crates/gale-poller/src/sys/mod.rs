@@ -12,5 +12,16 @@ pub(crate) mod epoll;
 ))]
 pub(crate) mod kqueue;
 pub(crate) mod poll;
+// rustix offers an unlimited `select` only here (illumos's, for one, is capped at `FD_SETSIZE`).
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
 pub(crate) mod select;
 pub(crate) mod wake;

@@ -46,17 +46,24 @@ impl WakeFd {
     }
 
     /// Empties the fd so that it is no longer readable; called by the poller after a wait that saw it.
+    ///
+    /// The fd is emptied *before* `pending` is cleared. The other order loses wake-ups: a `notify` landing
+    /// between the two steps would set `pending` and write, the read would swallow that write, and every later
+    /// `notify` would see `pending` set and write nothing, with nothing left to wake the poller. In this order
+    /// a `notify` landing between the steps is absorbed by the wait that is returning anyway (it asked for the
+    /// current or next wait to return, and the current one does), and one landing after them writes again.
     pub(crate) fn drain(&self) {
-        self.pending.store(false, Ordering::SeqCst);
         let mut buf = [0u8; 64];
         loop {
             match rustix::io::read(&self.read, &mut buf) {
+                // A pipe may hold more than one buffer's worth; an eventfd reads as 8 bytes, all at once.
                 Ok(n) if n == buf.len() => continue,
                 Ok(_) => break,
                 Err(Errno::INTR) => continue,
                 Err(_) => break, // EAGAIN: empty.
             }
         }
+        self.pending.store(false, Ordering::SeqCst);
     }
 }
 

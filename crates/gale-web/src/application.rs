@@ -1,0 +1,564 @@
+//! [`Application`]: the route table, the settings, and the request pipeline (Tornado's `Application` and
+//! `RequestHandler._execute`).
+
+use crate::error::{HttpError, Result};
+use crate::handler::{RequestContext, RequestHandler};
+use crate::routing::Router;
+use gale_http1::proto::request::RequestHead;
+use gale_http1::{BodyReader, HttpServer, HttpService, Method, Request, ResponseWriter, ServerOptions};
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
+
+/// Application settings (Tornado's `Application(**settings)`).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Debug mode: error pages show the error's message and panic text.
+    pub debug: bool,
+    /// The key that signs cookies (`set_signed_cookie`); required for signed cookies and XSRF.
+    pub cookie_secret: Option<crate::signing::Secret>,
+    /// Require an XSRF token on `POST`, `PUT`, `PATCH` and `DELETE` (Tornado's `xsrf_cookies`).
+    pub xsrf_cookies: bool,
+    /// Directory served under `static_url_prefix` by a [`StaticFileHandler`](crate::StaticFileHandler).
+    pub static_path: Option<PathBuf>,
+    /// URL prefix of static files (default `/static/`).
+    pub static_url_prefix: String,
+    /// Directory of templates for `render`.
+    pub template_path: Option<PathBuf>,
+    /// Gzip responses to clients that accept it (for compressible types, above a small size).
+    pub compress_response: bool,
+    /// Where `authenticated()` sends anonymous users (with `?next=`).
+    pub login_url: Option<String>,
+    /// Send an `ETag` with `GET` responses and answer a matching `If-None-Match` with 304 (default on).
+    pub compute_etag: bool,
+    /// Most form arguments a request may carry (default 1,000, as Tornado).
+    pub max_arguments: usize,
+    /// Most parts in a multipart body (default 100, as Tornado).
+    pub max_multipart_parts: usize,
+    /// Largest headers of one multipart part (default 10 KiB, as Tornado).
+    pub max_part_header_size: usize,
+    /// Log every request (method, path, status, duration) through `log`, target `gale_web::access`.
+    pub access_log: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            debug: false,
+            cookie_secret: None,
+            xsrf_cookies: false,
+            static_path: None,
+            static_url_prefix: "/static/".to_owned(),
+            template_path: None,
+            compress_response: false,
+            login_url: None,
+            compute_etag: true,
+            max_arguments: 1000,
+            max_multipart_parts: 100,
+            max_part_header_size: 10 * 1024,
+            access_log: true,
+        }
+    }
+}
+
+/// A route's handler factory, type-erased.
+pub(crate) trait Route {
+    fn stream_body(&self) -> bool;
+    fn run(&self, cx: RequestContext) -> Pin<Box<dyn Future<Output = ()>>>;
+}
+
+struct HandlerRoute<F, H> {
+    factory: F,
+    _handler: PhantomData<fn() -> H>,
+}
+
+impl<F, H> Route for HandlerRoute<F, H>
+where
+    F: Fn() -> H + 'static,
+    H: RequestHandler,
+{
+    fn stream_body(&self) -> bool {
+        H::STREAM_REQUEST_BODY
+    }
+
+    fn run(&self, cx: RequestContext) -> Pin<Box<dyn Future<Output = ()>>> {
+        Box::pin(execute((self.factory)(), cx))
+    }
+}
+
+/// Hook computing the current user of a request.
+pub type CurrentUserHook = Rc<dyn Fn(&mut RequestContext) -> Option<String>>;
+
+pub(crate) struct AppInner {
+    pub(crate) settings: Settings,
+    router: Router<Rc<dyn Route>>,
+    default_route: Rc<dyn Route>,
+    any_streaming: bool,
+    pub(crate) current_user_hook: Option<CurrentUserHook>,
+    templates: Option<crate::template::Templates>,
+    static_versions: std::cell::RefCell<std::collections::HashMap<String, Option<String>>>,
+}
+
+impl AppInner {
+    pub(crate) fn reverse_url(&self, name: &str, args: &[&str]) -> Result<String> {
+        self.router.reverse_url(name, args).map_err(|e| HttpError::with_message(500, e.to_string()))
+    }
+
+    pub(crate) fn secret(&self) -> Result<&crate::signing::Secret> {
+        self.settings
+            .cookie_secret
+            .as_ref()
+            .ok_or_else(|| HttpError::with_message(500, "the application needs a cookie_secret for signed cookies"))
+    }
+
+    pub(crate) fn render<T: serde::Serialize>(
+        &self,
+        name: &str,
+        context: T,
+        xsrf_form_html: &str,
+        current_user: Option<&str>,
+    ) -> Result<String> {
+        let Some(t) = &self.templates else {
+            return Err(HttpError::with_message(500, "the application has no template_path"));
+        };
+        let form = minijinja::Value::from_safe_string(xsrf_form_html.to_owned());
+        let extra = [
+            ("xsrf_form_html", minijinja::Value::from_function(move || form.clone())),
+            ("current_user", minijinja::Value::from(current_user)),
+        ];
+        t.render_with(name, context, extra).map_err(|e| HttpError::with_message(500, format!("template {name}: {e}")))
+    }
+
+    pub(crate) fn static_url(&self, path: &str) -> String {
+        let prefix = &self.settings.static_url_prefix;
+        let version = {
+            let mut cache = self.static_versions.borrow_mut();
+            cache
+                .entry(path.to_owned())
+                .or_insert_with(|| {
+                    self.settings.static_path.as_ref().and_then(|root| crate::static_files::content_version(root, path))
+                })
+                .clone()
+        };
+        match version {
+            Some(v) => format!("{prefix}{path}?v={v}"),
+            None => format!("{prefix}{path}"),
+        }
+    }
+}
+
+/// A web application: an ordered route table of regex patterns → handler factories, plus settings.
+///
+/// Routes are tried in order; the first whose pattern matches the whole path wins, and its captures become
+/// the handler's path arguments. Unmatched paths get a 404 (or the default handler's answer).
+///
+/// An `Application` lives on one thread (its handlers need not be `Send`); for several cores, build one per
+/// worker with [`run`](crate::run).
+///
+/// # Examples
+///
+/// ```no_run
+/// use gale_web::{Application, RequestContext, RequestHandler, Result};
+///
+/// struct MainHandler;
+/// impl RequestHandler for MainHandler {
+///     async fn get(&mut self, cx: &mut RequestContext) -> Result {
+///         cx.write("Hello, world");
+///         Ok(())
+///     }
+/// }
+///
+/// let io_loop = gale_web::IOLoop::current();
+/// let app = Application::builder().route(r"/", || MainHandler).build()?;
+/// let _server = app.listen(8888)?;
+/// io_loop.start()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Application {
+    pub(crate) inner: Rc<AppInner>,
+}
+
+impl fmt::Debug for Application {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Application").field("routes", &self.inner.router.len()).finish()
+    }
+}
+
+/// Builds an [`Application`].
+pub struct ApplicationBuilder {
+    routes: Vec<(String, Option<String>, Rc<dyn Route>)>,
+    settings: Settings,
+    default_route: Option<Rc<dyn Route>>,
+    current_user: Option<CurrentUserHook>,
+    template_globals: Vec<(String, minijinja::Value)>,
+}
+
+impl fmt::Debug for ApplicationBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApplicationBuilder").field("routes", &self.routes.len()).finish()
+    }
+}
+
+impl Application {
+    /// Starts building an application.
+    pub fn builder() -> ApplicationBuilder {
+        ApplicationBuilder {
+            routes: Vec::new(),
+            settings: Settings::default(),
+            default_route: None,
+            current_user: None,
+            template_globals: Vec::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The URL of the route named `name` with `args` (Tornado's `reverse_url`).
+    ///
+    /// # Errors
+    ///
+    /// If there is no such route or the arguments don't fit.
+    pub fn reverse_url(&self, name: &str, args: &[&str]) -> Result<String> {
+        self.inner.reverse_url(name, args)
+    }
+
+    /// Serves the application on `port` of 127.0.0.1... no: of all interfaces, on the current thread's loop
+    /// (Tornado's `app.listen`). Keep the returned server alive; run the loop to serve.
+    ///
+    /// # Errors
+    ///
+    /// If the port cannot be bound.
+    pub fn listen(&self, port: u16) -> io::Result<HttpServer<Application>> {
+        self.listen_on(port, None, ServerOptions::default())
+    }
+
+    /// Serves on `port` of `address` with server options.
+    ///
+    /// # Errors
+    ///
+    /// If the port cannot be bound.
+    pub fn listen_on(
+        &self,
+        port: u16,
+        address: Option<&str>,
+        options: ServerOptions,
+    ) -> io::Result<HttpServer<Application>> {
+        let server = HttpServer::new(&gale_http1::IOLoop::current(), self.clone(), options)?;
+        server.listen(port, address)?;
+        Ok(server)
+    }
+}
+
+impl ApplicationBuilder {
+    /// Adds a route: `pattern` is a regex matched against the whole path; `factory` makes a handler per
+    /// request.
+    #[must_use]
+    pub fn route<F, H>(self, pattern: &str, factory: F) -> Self
+    where
+        F: Fn() -> H + 'static,
+        H: RequestHandler,
+    {
+        self.named_route_opt(pattern, None, factory)
+    }
+
+    /// Adds a route with a name, for [`Application::reverse_url`].
+    #[must_use]
+    pub fn named_route<F, H>(self, name: &str, pattern: &str, factory: F) -> Self
+    where
+        F: Fn() -> H + 'static,
+        H: RequestHandler,
+    {
+        self.named_route_opt(pattern, Some(name), factory)
+    }
+
+    fn named_route_opt<F, H>(mut self, pattern: &str, name: Option<&str>, factory: F) -> Self
+    where
+        F: Fn() -> H + 'static,
+        H: RequestHandler,
+    {
+        let route: Rc<dyn Route> = Rc::new(HandlerRoute { factory, _handler: PhantomData });
+        self.routes.push((pattern.to_owned(), name.map(str::to_owned), route));
+        self
+    }
+
+    /// The handler for paths no route matches (default: 404).
+    #[must_use]
+    pub fn default_handler<F, H>(mut self, factory: F) -> Self
+    where
+        F: Fn() -> H + 'static,
+        H: RequestHandler,
+    {
+        self.default_route = Some(Rc::new(HandlerRoute { factory, _handler: PhantomData }));
+        self
+    }
+
+    /// Replaces the settings.
+    #[must_use]
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Changes the settings in place.
+    #[must_use]
+    pub fn configure(mut self, f: impl FnOnce(&mut Settings)) -> Self {
+        f(&mut self.settings);
+        self
+    }
+
+    /// How to find the logged-in user of a request (Tornado's `get_current_user`), e.g. from a signed
+    /// cookie: `|cx| cx.get_signed_cookie("user", None)`.
+    #[must_use]
+    pub fn current_user(mut self, hook: impl Fn(&mut RequestContext) -> Option<String> + 'static) -> Self {
+        self.current_user = Some(Rc::new(hook));
+        self
+    }
+
+    /// Makes `value` available to every template as `name`.
+    #[must_use]
+    pub fn template_global(mut self, name: &str, value: impl serde::Serialize) -> Self {
+        self.template_globals.push((name.to_owned(), minijinja::Value::from_serialize(value)));
+        self
+    }
+
+    /// Builds the application: compiles the routes, adds the static file route when `static_path` is set,
+    /// and loads the template environment.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::InvalidInput`] for an invalid route pattern.
+    pub fn build(self) -> io::Result<Application> {
+        let mut router = Router::new();
+        let mut any_streaming = false;
+        let mut routes = self.routes;
+        if let Some(root) = &self.settings.static_path {
+            let prefix = regex::escape(&self.settings.static_url_prefix);
+            let root = root.clone();
+            let route: Rc<dyn Route> = Rc::new(HandlerRoute {
+                factory: move || crate::StaticFileHandler::new(root.clone()),
+                _handler: PhantomData,
+            });
+            routes.insert(0, (format!("{prefix}(.*)"), None, route));
+        }
+        for (pattern, name, route) in routes {
+            any_streaming |= route.stream_body();
+            router
+                .add(&pattern, name.as_deref(), route)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("route {pattern:?}: {e}")))?;
+        }
+        let templates = match &self.settings.template_path {
+            Some(p) => {
+                let mut t = crate::template::Templates::from_dir(p);
+                for (k, v) in self.template_globals {
+                    t.add_global(&k, v);
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        let default_route =
+            self.default_route.unwrap_or_else(|| Rc::new(HandlerRoute { factory: || NotFound, _handler: PhantomData }));
+        Ok(Application {
+            inner: Rc::new(AppInner {
+                settings: self.settings,
+                router,
+                default_route,
+                any_streaming,
+                current_user_hook: self.current_user,
+                templates,
+                static_versions: Default::default(),
+            }),
+        })
+    }
+}
+
+/// Answers 404 (the default for unmatched paths).
+struct NotFound;
+
+impl RequestHandler for NotFound {
+    async fn prepare(&mut self, _cx: &mut RequestContext) -> Result {
+        Err(HttpError::new(404))
+    }
+}
+
+impl HttpService for Application {
+    fn stream_body(&self, head: &RequestHead) -> bool {
+        self.inner.any_streaming && self.inner.router.find(head.path()).is_some_and(|(r, _)| r.stream_body())
+    }
+
+    async fn call(&self, request: Request, body: Option<BodyReader>, writer: ResponseWriter) {
+        let inner = &self.inner;
+        let (route, args) = match inner.router.find(request.path()) {
+            Some((route, args)) => (route.clone(), Some(args)),
+            None => (inner.default_route.clone(), None),
+        };
+        let fallback = writer.clone();
+        let mut cx = RequestContext::new(inner.clone(), request, writer, body);
+        if let Some(args) = args {
+            let text =
+                |v: &Option<Vec<u8>>| v.as_deref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+            cx.path_args = args.positional().iter().map(text).collect();
+            cx.path_kwargs = args.named().iter().map(|(k, v)| (k.to_string(), text(v))).collect();
+        }
+        let debug = inner.settings.debug;
+        let fut = route.run(cx);
+        if let Err(msg) = CatchUnwind(fut).await {
+            log::error!("handler panicked: {msg}");
+            if !fallback.head_written() {
+                let detail =
+                    if debug { format!("<pre>{}</pre>", crate::escape::xhtml_escape(&msg)) } else { String::new() };
+                let page = format!(
+                    "<html><title>500: Internal Server Error</title><body>500: Internal Server Error{detail}</body></html>"
+                );
+                let mut headers = gale_http1::HeaderMap::new();
+                headers.insert("Content-Type", "text/html; charset=UTF-8");
+                let _ = fallback.write_head(500, None, &headers, Some(page.len() as u64));
+                let _ = fallback.write(page);
+                let _ = fallback.finish();
+            }
+        }
+    }
+}
+
+/// Runs a handler future, turning a panic into `Err(message)`.
+struct CatchUnwind(Pin<Box<dyn Future<Output = ()>>>);
+
+impl Future for CatchUnwind {
+    type Output = std::result::Result<(), String>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
+            Err(payload) => {
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".to_owned());
+                Poll::Ready(Err(msg))
+            }
+        }
+    }
+}
+
+/// Polls `a` and `b`; the first to finish wins.
+async fn first<A: Future, B: Future>(a: A, b: B) -> std::result::Result<A::Output, B::Output> {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = a.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        if let Poll::Ready(v) = b.as_mut().poll(cx) {
+            return Poll::Ready(Err(v));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Tornado's `_execute`: XSRF check, `prepare`, the streamed body, the method, errors, `finish`, `on_finish`,
+/// and the access log.
+async fn execute<H: RequestHandler>(mut handler: H, mut cx: RequestContext) {
+    let closed_watch = cx.writer.clone();
+    let method = cx.request.method().clone();
+    let run = async {
+        if cx.app.settings.xsrf_cookies
+            && !matches!(method, Method::Get | Method::Head | Method::Options)
+            && handler.check_xsrf()
+        {
+            cx.check_xsrf_cookie()?;
+        }
+        handler.prepare(&mut cx).await?;
+        if cx.finished {
+            return Ok(());
+        }
+        if H::STREAM_REQUEST_BODY {
+            while let Some(chunk) = cx.body_chunk().await? {
+                handler.data_received(&mut cx, chunk).await?;
+            }
+        }
+        match method {
+            Method::Get => handler.get(&mut cx).await,
+            Method::Head => handler.head(&mut cx).await,
+            Method::Post => handler.post(&mut cx).await,
+            Method::Put => handler.put(&mut cx).await,
+            Method::Delete => handler.delete(&mut cx).await,
+            Method::Patch => handler.patch(&mut cx).await,
+            Method::Options => handler.options(&mut cx).await,
+            _ => Err(HttpError::new(405)),
+        }
+    };
+    let outcome = first(run, closed_watch.closed()).await;
+    let result = match outcome {
+        Ok(r) => r,
+        Err(()) => {
+            handler.on_connection_close();
+            log_request(&cx, 499);
+            return;
+        }
+    };
+    match result {
+        Ok(()) => {
+            if let Err(e) = cx.finish() {
+                send_handler_error(&mut handler, &mut cx, e);
+            }
+        }
+        Err(e) if e.is_handled() => {
+            let _ = cx.finish();
+        }
+        Err(e) => send_handler_error(&mut handler, &mut cx, e),
+    }
+    handler.on_finish(&mut cx);
+    log_request(&cx, cx.status);
+}
+
+fn send_handler_error<H: RequestHandler>(handler: &mut H, cx: &mut RequestContext, e: HttpError) {
+    let status = e.status();
+    if status >= 500 {
+        log::error!("{} {}: {e}", cx.request.method(), cx.request.target());
+    } else if let Some(m) = e.log_message() {
+        log::warn!("{status} {} {}: {m}", cx.request.method(), cx.request.target());
+    }
+    if cx.headers_written {
+        // Too late for an error page: end what was started (the connection closes if a length is owed).
+        let _ = cx.writer.finish();
+        cx.finished = true;
+        return;
+    }
+    cx.finished = false;
+    if status == 405 {
+        cx.allow = Some(H::ALLOWED_METHODS.join(", "));
+    }
+    handler.write_error(cx, status, &e);
+    if !cx.finished {
+        if let Err(e2) = cx.finish() {
+            log::error!("cannot send the error page: {e2}");
+        }
+    }
+}
+
+fn log_request(cx: &RequestContext, status: u16) {
+    if !cx.app.settings.access_log {
+        return;
+    }
+    let ms = cx.started.elapsed().as_secs_f64() * 1000.0;
+    let (method, uri, ip) = (cx.request.method(), cx.request.target(), cx.request.remote_ip());
+    if status < 400 {
+        log::info!(target: "gale_web::access", "{status} {method} {uri} ({ip}) {ms:.2}ms");
+    } else if status < 500 {
+        log::warn!(target: "gale_web::access", "{status} {method} {uri} ({ip}) {ms:.2}ms");
+    } else {
+        log::error!(target: "gale_web::access", "{status} {method} {uri} ({ip}) {ms:.2}ms");
+    }
+}

@@ -1,0 +1,833 @@
+//! [`RequestHandler`] and the [`RequestContext`] its methods work with — Tornado's `RequestHandler`, split
+//! into your type (what to do) and the context (the request, the response being built, cookies, arguments).
+
+use crate::application::AppInner;
+use crate::error::{HttpError, Result};
+use crate::params::{Arguments, UploadedFile};
+use bytes::{Bytes, BytesMut};
+use gale_http1::headers::{HeaderBytes, HeaderMap};
+use gale_http1::{BodyReader, Method, Request, ResponseWriter};
+use std::fmt;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// The methods a handler answers (Tornado's `SUPPORTED_METHODS`), for the `Allow` header of a 405.
+pub const DEFAULT_METHODS: &[&str] = &["GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS"];
+
+/// Handles requests for a route. A fresh handler is made for every request (by the factory given to the
+/// route), so fields hold per-request state; state shared between requests lives in `Rc`s the factory clones.
+///
+/// Implement the methods you answer; the others answer 405 with an `Allow` header listing
+/// [`ALLOWED_METHODS`](RequestHandler::ALLOWED_METHODS). Return `Err(HttpError)` to answer with an error
+/// page (see [`write_error`](RequestHandler::write_error)). If a method returns without calling
+/// [`RequestContext::finish`], the response is finished for it.
+///
+/// # Examples
+///
+/// ```
+/// use gale_web::{RequestContext, RequestHandler, Result};
+///
+/// struct MainHandler;
+///
+/// impl RequestHandler for MainHandler {
+///     async fn get(&mut self, cx: &mut RequestContext) -> Result {
+///         cx.write("Hello, world");
+///         Ok(())
+///     }
+/// }
+/// ```
+#[allow(unused_variables)]
+pub trait RequestHandler: 'static {
+    /// The methods this handler implements, for the `Allow` header of a 405 response.
+    const ALLOWED_METHODS: &'static [&'static str] = DEFAULT_METHODS;
+
+    /// Whether the request body is streamed to [`data_received`](RequestHandler::data_received) instead of
+    /// being buffered (Tornado's `@stream_request_body`).
+    const STREAM_REQUEST_BODY: bool = false;
+
+    /// Runs before the method (after the XSRF check); return an error or finish the response to stop there.
+    fn prepare(&mut self, cx: &mut RequestContext) -> impl Future<Output = Result> {
+        async { Ok(()) }
+    }
+
+    /// Answers `GET`.
+    fn get(&mut self, cx: &mut RequestContext) -> impl Future<Output = Result> {
+        async { Err(HttpError::new(405)) }
+    }
+
+    /// Answers `HEAD`; by default as `GET` without the body.
+    fn head(&mut self, cx: &mut RequestContext) -> impl Future<Output = Result> {
+        async { Err(HttpError::new(405)) }
+    }
+
+    /// Answers `POST`.
+    fn post(&mut self, cx: &mut RequestContext) -> impl Future<Output = Result> {
+        async { Err(HttpError::new(405)) }
+    }
+
+    /// Answers `PUT`.
+    fn put(&mut self, cx: &mut RequestContext) -> impl Future<Output = Result> {
+        async { Err(HttpError::new(405)) }
+    }
+
+    /// Answers `DELETE`.
+    fn delete(&mut self, cx: &mut RequestContext) -> impl Future<Output = Result> {
+        async { Err(HttpError::new(405)) }
+    }
+
+    /// Answers `PATCH`.
+    fn patch(&mut self, cx: &mut RequestContext) -> impl Future<Output = Result> {
+        async { Err(HttpError::new(405)) }
+    }
+
+    /// Answers `OPTIONS`.
+    fn options(&mut self, cx: &mut RequestContext) -> impl Future<Output = Result> {
+        async { Err(HttpError::new(405)) }
+    }
+
+    /// Receives a piece of a streamed body (only with [`STREAM_REQUEST_BODY`](RequestHandler::STREAM_REQUEST_BODY));
+    /// called after `prepare` and before the method.
+    fn data_received(&mut self, cx: &mut RequestContext, chunk: Bytes) -> impl Future<Output = Result> {
+        async { Ok(()) }
+    }
+
+    /// Writes the error page for `status` (Tornado's `write_error`). The default writes a small HTML page;
+    /// in debug mode it includes the error's log message.
+    fn write_error(&mut self, cx: &mut RequestContext, status: u16, error: &HttpError) {
+        cx.write_default_error(status, error);
+    }
+
+    /// Called after the response was sent, for cleanup and logging (Tornado's `on_finish`).
+    fn on_finish(&mut self, cx: &mut RequestContext) {}
+
+    /// Called when the client goes away before the response is finished (long polls); the handler is then
+    /// dropped.
+    fn on_connection_close(&mut self) {}
+
+    /// Whether unsafe methods must carry a valid XSRF token when the application's `xsrf_cookies` is on.
+    fn check_xsrf(&self) -> bool {
+        true
+    }
+}
+
+/// Where a [`RequestContext`]'s body comes from.
+pub(crate) enum BodySource {
+    Buffered,
+    Streamed(BodyReader),
+}
+
+/// Everything a handler method works with: the request, its arguments, and the response being built
+/// (Tornado's `RequestHandler` attributes and methods that are not about your logic).
+///
+/// Output is buffered: [`write`](RequestContext::write) appends to the body; [`finish`](RequestContext::finish)
+/// (or returning from the method) sends headers and body together — with an `ETag` and a 304 for a matching
+/// `If-None-Match`, and gzip when the application compresses. [`flush`](RequestContext::flush) sends what is
+/// written so far (a streaming response).
+pub struct RequestContext {
+    pub(crate) app: Rc<AppInner>,
+    pub(crate) request: Request,
+    pub(crate) writer: ResponseWriter,
+    pub(crate) path_args: Vec<String>,
+    pub(crate) path_kwargs: Vec<(String, String)>,
+    pub(crate) status: u16,
+    pub(crate) reason: Option<String>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: BytesMut,
+    pub(crate) headers_written: bool,
+    pub(crate) finished: bool,
+    pub(crate) query_args: Option<Arguments>,
+    pub(crate) body_args: Option<(Arguments, Vec<(String, UploadedFile)>)>,
+    pub(crate) body_source: BodySource,
+    pub(crate) current_user: Option<Option<String>>,
+    pub(crate) xsrf_token: Option<String>,
+    pub(crate) started: Instant,
+    pub(crate) streamed_body: Option<BodyReader>,
+    /// The `Allow` header of a 405 error page.
+    pub(crate) allow: Option<String>,
+}
+
+impl fmt::Debug for RequestContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestContext")
+            .field("method", &self.request.method().as_str())
+            .field("uri", &self.request.target())
+            .field("status", &self.status)
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
+
+impl RequestContext {
+    pub(crate) fn new(app: Rc<AppInner>, request: Request, writer: ResponseWriter, body: Option<BodyReader>) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert("Content-Type", "text/html; charset=UTF-8");
+        RequestContext {
+            app,
+            request,
+            writer,
+            path_args: Vec::new(),
+            path_kwargs: Vec::new(),
+            status: 200,
+            reason: None,
+            headers,
+            body: BytesMut::new(),
+            headers_written: false,
+            finished: false,
+            query_args: None,
+            body_args: None,
+            body_source: if body.is_some() {
+                BodySource::Streamed(body.clone().expect("some"))
+            } else {
+                BodySource::Buffered
+            },
+            current_user: None,
+            xsrf_token: None,
+            started: Instant::now(),
+            streamed_body: body,
+            allow: None,
+        }
+    }
+
+    // ---- the request -----------------------------------------------------------------------------------
+
+    /// The request.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// The request method.
+    pub fn method(&self) -> &Method {
+        self.request.method()
+    }
+
+    /// The request path (without the query).
+    pub fn path(&self) -> &str {
+        self.request.path()
+    }
+
+    /// A request header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.request.headers().get(name)
+    }
+
+    /// Positional captures of the route's pattern, URL-decoded.
+    pub fn path_args(&self) -> &[String] {
+        &self.path_args
+    }
+
+    /// The positional capture `i`, or `""`.
+    pub fn path_arg(&self, i: usize) -> &str {
+        self.path_args.get(i).map_or("", String::as_str)
+    }
+
+    /// A named capture of the route's pattern (`(?P<name>…)`).
+    pub fn path_kwarg(&self, name: &str) -> Option<&str> {
+        self.path_kwargs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The application's settings.
+    pub fn settings(&self) -> &crate::Settings {
+        &self.app.settings
+    }
+
+    /// The URL of the route named `name` with `args` filled in (Tornado's `reverse_url`).
+    ///
+    /// # Errors
+    ///
+    /// 500 if there is no such route or the arguments don't fit it.
+    pub fn reverse_url(&self, name: &str, args: &[&str]) -> Result<String> {
+        self.app.reverse_url(name, args)
+    }
+
+    // ---- arguments -------------------------------------------------------------------------------------
+
+    fn query_arguments(&mut self) -> &Arguments {
+        if self.query_args.is_none() {
+            let parsed = crate::params::parse_query(
+                self.request.query().unwrap_or("").as_bytes(),
+                self.app.settings.max_arguments,
+            )
+            .unwrap_or_else(|e| {
+                log::debug!("bad query string: {e}");
+                Arguments::default()
+            });
+            self.query_args = Some(parsed);
+        }
+        self.query_args.as_ref().expect("parsed")
+    }
+
+    fn body_arguments_parsed(&mut self) -> Result<&(Arguments, Vec<(String, UploadedFile)>)> {
+        if self.body_args.is_none() {
+            let content_type = self.request.headers().get("Content-Type").unwrap_or("").to_owned();
+            let parsed = crate::params::parse_body(&content_type, self.request.body(), &self.app.settings)?;
+            self.body_args = Some(parsed);
+        }
+        Ok(self.body_args.as_ref().expect("parsed"))
+    }
+
+    /// The last value of argument `name` from the query or the body (Tornado's `get_argument`), stripped.
+    ///
+    /// # Errors
+    ///
+    /// 400 if it is missing (or the body cannot be parsed).
+    pub fn get_argument(&mut self, name: &str) -> Result<String> {
+        self.get_argument_opt(name)?.ok_or_else(|| HttpError::missing_argument(name))
+    }
+
+    /// The last value of argument `name`, or `default` when missing.
+    ///
+    /// # Errors
+    ///
+    /// 400 if the body cannot be parsed.
+    pub fn get_argument_or(&mut self, name: &str, default: &str) -> Result<String> {
+        Ok(self.get_argument_opt(name)?.unwrap_or_else(|| default.to_owned()))
+    }
+
+    /// The last value of argument `name`, if present.
+    ///
+    /// # Errors
+    ///
+    /// 400 if the body cannot be parsed.
+    pub fn get_argument_opt(&mut self, name: &str) -> Result<Option<String>> {
+        Ok(self.get_arguments(name)?.pop())
+    }
+
+    /// Every value of argument `name`, query first, then body (Tornado's `get_arguments`), stripped.
+    ///
+    /// # Errors
+    ///
+    /// 400 if the body cannot be parsed.
+    pub fn get_arguments(&mut self, name: &str) -> Result<Vec<String>> {
+        let mut v: Vec<String> = self.query_arguments().get_all(name).iter().map(|s| s.trim().to_owned()).collect();
+        v.extend(self.body_arguments_parsed()?.0.get_all(name).iter().map(|s| s.trim().to_owned()));
+        Ok(v)
+    }
+
+    /// The last value of query argument `name`.
+    ///
+    /// # Errors
+    ///
+    /// 400 if missing.
+    pub fn get_query_argument(&mut self, name: &str) -> Result<String> {
+        self.get_query_arguments(name).pop().ok_or_else(|| HttpError::missing_argument(name))
+    }
+
+    /// Every value of query argument `name`.
+    pub fn get_query_arguments(&mut self, name: &str) -> Vec<String> {
+        self.query_arguments().get_all(name).iter().map(|s| s.trim().to_owned()).collect()
+    }
+
+    /// The last value of body argument `name` (urlencoded or multipart form).
+    ///
+    /// # Errors
+    ///
+    /// 400 if missing or if the body cannot be parsed.
+    pub fn get_body_argument(&mut self, name: &str) -> Result<String> {
+        self.get_body_arguments(name)?.pop().ok_or_else(|| HttpError::missing_argument(name))
+    }
+
+    /// Every value of body argument `name`.
+    ///
+    /// # Errors
+    ///
+    /// 400 if the body cannot be parsed.
+    pub fn get_body_arguments(&mut self, name: &str) -> Result<Vec<String>> {
+        Ok(self.body_arguments_parsed()?.0.get_all(name).iter().map(|s| s.trim().to_owned()).collect())
+    }
+
+    /// Files uploaded in a multipart form field `name` (Tornado's `request.files[name]`).
+    ///
+    /// # Errors
+    ///
+    /// 400 if the body cannot be parsed.
+    pub fn files(&mut self, name: &str) -> Result<Vec<UploadedFile>> {
+        Ok(self.body_arguments_parsed()?.1.iter().filter(|(n, _)| n == name).map(|(_, f)| f.clone()).collect())
+    }
+
+    /// Parses the body as JSON.
+    ///
+    /// # Errors
+    ///
+    /// 400 if it is not valid JSON for `T`.
+    pub fn json_body<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        Ok(serde_json::from_slice(self.request.body())?)
+    }
+
+    /// The next piece of a streamed request body (handlers with `STREAM_REQUEST_BODY` that read it
+    /// themselves rather than through `data_received`), or `None` at its end.
+    ///
+    /// # Errors
+    ///
+    /// 400 for a malformed body, 413 past `max_body_size`.
+    pub async fn body_chunk(&mut self) -> Result<Option<Bytes>> {
+        match &self.body_source {
+            BodySource::Buffered => Ok(None),
+            BodySource::Streamed(r) => r.chunk().await.map_err(|e| match e {
+                gale_http1::BodyError::TooLarge => HttpError::new(413),
+                _ => HttpError::with_message(400, e.to_string()),
+            }),
+        }
+    }
+
+    // ---- the response ----------------------------------------------------------------------------------
+
+    /// Sets the status (and a custom reason phrase with [`set_status_reason`](RequestContext::set_status_reason)).
+    pub fn set_status(&mut self, status: u16) {
+        self.status = status;
+        self.reason = None;
+    }
+
+    /// Sets the status with a custom reason phrase.
+    pub fn set_status_reason(&mut self, status: u16, reason: &str) {
+        self.status = status;
+        self.reason = Some(reason.to_owned());
+    }
+
+    /// The status so far.
+    pub fn get_status(&self) -> u16 {
+        self.status
+    }
+
+    /// Sets a response header, replacing earlier values. Values with CR or LF are refused when the response
+    /// is sent (no header injection); the request then ends with a 500.
+    pub fn set_header(&mut self, name: impl Into<HeaderBytes>, value: impl Into<HeaderBytes>) {
+        self.headers.insert(name, value);
+    }
+
+    /// Adds a response header value (several may share a name).
+    pub fn add_header(&mut self, name: impl Into<HeaderBytes>, value: impl Into<HeaderBytes>) {
+        self.headers.append(name, value);
+    }
+
+    /// Removes a response header.
+    pub fn clear_header(&mut self, name: &str) {
+        self.headers.remove(name);
+    }
+
+    /// The response headers so far.
+    pub fn response_headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// Appends to the response body.
+    pub fn write(&mut self, chunk: impl AsRef<[u8]>) {
+        if self.finished {
+            log::warn!("write() after finish() on {} ignored", self.request.target());
+            return;
+        }
+        self.body.extend_from_slice(chunk.as_ref());
+    }
+
+    /// Writes `value` as JSON and sets `Content-Type: application/json; charset=UTF-8` (Tornado's
+    /// `write(dict)`). `</` is escaped so the JSON is safe inside HTML.
+    ///
+    /// # Errors
+    ///
+    /// 500 if `value` cannot be serialized.
+    pub fn write_json<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        let json = crate::escape::json_encode(value).map_err(|e| HttpError::with_message(500, e.to_string()))?;
+        self.set_header("Content-Type", "application/json; charset=UTF-8");
+        self.write(json);
+        Ok(())
+    }
+
+    /// Renders the template `name` with `context` (autoescaped HTML) and writes it.
+    ///
+    /// # Errors
+    ///
+    /// 500 if the template is missing or fails.
+    pub fn render<T: serde::Serialize>(&mut self, name: &str, context: T) -> Result {
+        let html = self.render_string(name, context)?;
+        self.write(html);
+        Ok(())
+    }
+
+    /// Renders the template `name` to a string.
+    ///
+    /// # Errors
+    ///
+    /// 500 if the template is missing or fails.
+    pub fn render_string<T: serde::Serialize>(&mut self, name: &str, context: T) -> Result<String> {
+        let xsrf = if self.app.settings.xsrf_cookies { self.xsrf_form_html() } else { String::new() };
+        let current_user = self.current_user();
+        self.app.render(name, context, &xsrf, current_user.as_deref())
+    }
+
+    /// Sends what was written so far (headers first, then the body so far, chunked): a streaming response.
+    ///
+    /// # Errors
+    ///
+    /// If the client went away or a header is invalid.
+    pub async fn flush(&mut self) -> Result {
+        self.send_head(None)?;
+        let chunk = self.body.split().freeze();
+        if !chunk.is_empty() {
+            self.writer.write(chunk).map_err(|e| HttpError::with_message(500, e.to_string()))?;
+        }
+        self.writer.flush().await.map_err(|e| HttpError::with_message(500, e.to_string()))
+    }
+
+    /// A copy of the request for a [`FallbackHandler`](crate::FallbackHandler)'s service.
+    pub(crate) fn take_request_for_fallback(&mut self) -> Request {
+        let mut r =
+            Request::from_head(self.request.head().clone(), self.request.body().clone(), self.request.remote_addr());
+        r.set_forwarded(self.request.remote_ip(), self.request.protocol());
+        self.headers_written = true;
+        r
+    }
+
+    /// Whether the client went away; a long poll can stop waiting.
+    pub fn connection_closed(&self) -> bool {
+        self.writer.is_closed()
+    }
+
+    /// Resolves when the client goes away (for long polls: `select` it against your event).
+    pub async fn wait_for_close(&self) {
+        self.writer.closed().await
+    }
+
+    /// Finishes the response: sends headers and the buffered body. Later writes are ignored.
+    ///
+    /// # Errors
+    ///
+    /// 500 if a header is invalid (CR/LF in a value) — nothing was sent then.
+    pub fn finish(&mut self) -> Result {
+        if self.finished {
+            return Ok(());
+        }
+        if !self.headers_written {
+            let body = self.body.split().freeze();
+            let body = self.prepare_whole_body(body);
+            let len = if self.omits_body() { 0 } else { body.len() as u64 };
+            self.send_head(Some(len))?;
+            if !body.is_empty() && !self.omits_body() {
+                self.writer.write(body).map_err(|e| HttpError::with_message(500, e.to_string()))?;
+            }
+        } else {
+            let chunk = self.body.split().freeze();
+            if !chunk.is_empty() {
+                self.writer.write(chunk).map_err(|e| HttpError::with_message(500, e.to_string()))?;
+            }
+        }
+        self.finished = true;
+        let _ = self.writer.finish();
+        Ok(())
+    }
+
+    /// Sends the head announcing a body of `len` bytes (or chunked for `None`); the body then goes out with
+    /// [`send_chunk`](RequestContext::send_chunk). For handlers that stream large bodies.
+    ///
+    /// # Errors
+    ///
+    /// 500 if a header is invalid.
+    pub fn start_body(&mut self, len: Option<u64>) -> Result {
+        self.send_head(len)
+    }
+
+    /// Sends a piece of body now and waits until the kernel took it (back-pressure).
+    ///
+    /// # Errors
+    ///
+    /// If the client went away or the body exceeds the announced length.
+    pub async fn send_chunk(&mut self, chunk: Bytes) -> Result {
+        self.send_head(None)?;
+        self.writer.write(chunk).map_err(|e| HttpError::with_message(500, e.to_string()))?;
+        self.writer.flush().await.map_err(|e| HttpError::with_message(500, e.to_string()))
+    }
+
+    /// Ends a response whose body was sent with [`send_chunk`](RequestContext::send_chunk) (sending the head
+    /// first, with `len`, if it was not sent).
+    ///
+    /// # Errors
+    ///
+    /// 500 if the announced length was not met.
+    pub fn finish_raw(&mut self, len: Option<u64>) -> Result {
+        if !self.headers_written {
+            self.send_head(len)?;
+        }
+        self.finished = true;
+        self.writer.finish().map_err(|e| HttpError::with_message(500, e.to_string()))
+    }
+
+    /// Whether [`finish`](RequestContext::finish) was called.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    fn omits_body(&self) -> bool {
+        self.status == 204 || self.status == 304 || (100..200).contains(&self.status)
+    }
+
+    /// ETag, 304 and compression for a response sent whole.
+    fn prepare_whole_body(&mut self, body: Bytes) -> Bytes {
+        let is_get = matches!(self.request.method(), Method::Get | Method::Head);
+        if is_get && self.status == 200 && self.app.settings.compute_etag && !self.headers.contains("Etag") {
+            let etag = crate::static_files::etag_for(&body);
+            self.headers.insert("Etag", etag);
+        }
+        if is_get && self.status == 200 {
+            if let (Some(inm), Some(etag)) = (self.request.headers().get("If-None-Match"), self.headers.get("Etag")) {
+                if crate::static_files::etag_matches(inm, etag) {
+                    self.status = 304;
+                    self.reason = None;
+                    for h in ["Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"] {
+                        self.headers.remove(h);
+                    }
+                    return Bytes::new();
+                }
+            }
+        }
+        if self.app.settings.compress_response && !self.omits_body() {
+            if let Some(gz) = crate::compress::maybe_gzip(self.request.headers(), &mut self.headers, &body) {
+                return gz;
+            }
+        }
+        body
+    }
+
+    fn send_head(&mut self, content_length: Option<u64>) -> Result {
+        if self.headers_written {
+            return Ok(());
+        }
+        if content_length.is_none() && self.app.settings.compress_response {
+            // A streamed response is sent uncompressed; say it varies anyway for caches.
+            self.headers.append("Vary", "Accept-Encoding");
+        }
+        self.writer
+            .write_head(self.status, self.reason.as_deref(), &self.headers, content_length)
+            .map_err(|e| HttpError::with_message(500, format!("cannot send response head: {e}")))?;
+        self.headers_written = true;
+        Ok(())
+    }
+
+    /// Redirects to `url` with 302 (or 301 when `permanent`).
+    ///
+    /// # Errors
+    ///
+    /// 500 if headers were already sent.
+    pub fn redirect(&mut self, url: &str, permanent: bool) -> Result {
+        self.redirect_with_status(url, if permanent { 301 } else { 302 })
+    }
+
+    /// Redirects to `url` with `status` (301, 302, 303, 307 or 308).
+    ///
+    /// # Errors
+    ///
+    /// 500 if headers were already sent.
+    pub fn redirect_with_status(&mut self, url: &str, status: u16) -> Result {
+        if self.headers_written {
+            return Err(HttpError::with_message(500, "cannot redirect after headers have been written"));
+        }
+        self.set_status(status);
+        self.set_header("Location", url.to_owned());
+        self.body.clear();
+        self.finish()
+    }
+
+    /// Ends the request with the error page for `status` (Tornado's `send_error` without the handler's
+    /// `write_error`; handlers get theirs by returning `Err(HttpError)`).
+    pub fn send_error(&mut self, status: u16) {
+        let e = HttpError::new(status);
+        self.write_default_error(status, &e);
+        let _ = self.finish();
+    }
+
+    /// Writes the default error page (status, headers and body; the response is finished afterwards).
+    pub fn write_default_error(&mut self, status: u16, error: &HttpError) {
+        if self.headers_written {
+            return;
+        }
+        self.body.clear();
+        self.headers = HeaderMap::new();
+        self.headers.insert("Content-Type", "text/html; charset=UTF-8");
+        if let Some(allow) = self.allow.clone() {
+            self.headers.insert("Allow", allow);
+        }
+        self.status = if (100..=999).contains(&status) { status } else { 500 };
+        self.reason = error.reason_phrase().map(str::to_owned);
+        let phrase = error
+            .reason_phrase()
+            .unwrap_or_else(|| gale_http1::proto::response::reason_phrase(self.status).unwrap_or("Unknown"));
+        let phrase = crate::escape::xhtml_escape(phrase);
+        let mut page =
+            format!("<html><title>{code}: {phrase}</title><body>{code}: {phrase}", code = self.status, phrase = phrase);
+        if self.app.settings.debug {
+            if let Some(m) = error.log_message() {
+                page.push_str("<pre>");
+                page.push_str(&crate::escape::xhtml_escape(m));
+                page.push_str("</pre>");
+            }
+        }
+        page.push_str("</body></html>");
+        self.body.extend_from_slice(page.as_bytes());
+    }
+
+    // ---- cookies, users, XSRF --------------------------------------------------------------------------
+
+    /// The value of request cookie `name`.
+    pub fn get_cookie(&self, name: &str) -> Option<String> {
+        let mut found = None;
+        for h in self.request.headers().get_all("Cookie") {
+            let Ok(h) = std::str::from_utf8(h) else { continue };
+            // The last one wins, as in Tornado's cookie dictionary.
+            if let Some((_, v)) = crate::cookies::cookie_pairs(h).filter(|(k, _)| *k == name).last() {
+                found = Some(v.into_owned());
+            }
+        }
+        found
+    }
+
+    /// Sets a cookie (adds a `Set-Cookie` header) with the given attributes.
+    ///
+    /// # Errors
+    ///
+    /// 500 for a name or value that cannot be a cookie.
+    pub fn set_cookie(&mut self, name: &str, value: &str, options: &crate::cookies::CookieOptions) -> Result {
+        let header = crate::cookies::set_cookie_value(name, value, options)
+            .map_err(|e| HttpError::with_message(500, e.to_string()))?;
+        self.add_header("Set-Cookie", header);
+        Ok(())
+    }
+
+    /// Deletes a cookie on the client (an expired `Set-Cookie`) with the given path and domain.
+    pub fn clear_cookie(&mut self, name: &str, options: &crate::cookies::CookieOptions) {
+        match crate::cookies::clear_cookie_value(name, options) {
+            Ok(header) => self.add_header("Set-Cookie", header),
+            Err(e) => log::warn!("cannot clear cookie {name:?}: {e}"),
+        }
+    }
+
+    /// Signs `value` with the application's `cookie_secret` (Tornado's version-2 format) and sets it.
+    ///
+    /// # Errors
+    ///
+    /// 500 if the application has no `cookie_secret`.
+    pub fn set_signed_cookie(&mut self, name: &str, value: &str, options: &crate::cookies::CookieOptions) -> Result {
+        let secret = self.app.secret()?;
+        let signed = crate::signing::create_signed_value(secret, name, value.as_bytes(), std::time::SystemTime::now())
+            .map_err(|e| HttpError::with_message(500, e.to_string()))?;
+        self.set_cookie(name, &signed, options)
+    }
+
+    /// The verified value of signed cookie `name`, if it is valid and at most `max_age_days` old (default 31).
+    pub fn get_signed_cookie(&self, name: &str, max_age_days: Option<f64>) -> Option<String> {
+        let value = self.get_cookie(name)?;
+        let secret = self.app.secret().ok()?;
+        let max_age = max_age_days.unwrap_or(31.0);
+        match crate::signing::decode_signed_value(secret, name, &value, max_age, std::time::SystemTime::now(), 1) {
+            Ok(v) => String::from_utf8(v).ok(),
+            Err(e) => {
+                log::debug!("signed cookie {name:?} refused: {e}");
+                None
+            }
+        }
+    }
+
+    /// The logged-in user: the application's `current_user` hook's answer (computed once per request), or
+    /// what [`set_current_user`](RequestContext::set_current_user) set.
+    pub fn current_user(&mut self) -> Option<String> {
+        if self.current_user.is_none() {
+            let user = match self.app.current_user_hook.clone() {
+                Some(hook) => hook(self),
+                None => None,
+            };
+            self.current_user = Some(user);
+        }
+        self.current_user.clone().flatten()
+    }
+
+    /// Sets the logged-in user for this request (e.g. after an async lookup in `prepare`).
+    pub fn set_current_user(&mut self, user: Option<String>) {
+        self.current_user = Some(user);
+    }
+
+    /// Tornado's `@authenticated`: the current user, or — when nobody is logged in — a redirect to the
+    /// application's `login_url` (with `?next=`) for `GET`/`HEAD`, else 403.
+    ///
+    /// # Errors
+    ///
+    /// [`HttpError::handled`] after redirecting, 403 otherwise; just `?` it.
+    pub fn authenticated(&mut self) -> Result<String> {
+        if let Some(user) = self.current_user() {
+            return Ok(user);
+        }
+        if matches!(self.request.method(), Method::Get | Method::Head) {
+            let Some(login) = self.app.settings.login_url.clone() else {
+                return Err(HttpError::with_message(403, "login required and no login_url is set"));
+            };
+            let sep = if login.contains('?') { '&' } else { '?' };
+            let next = crate::escape::url_escape(self.request.target(), true);
+            self.redirect(&format!("{login}{sep}next={next}"), false)?;
+            return Err(HttpError::handled());
+        }
+        Err(HttpError::new(403))
+    }
+
+    /// This client's XSRF token, setting the `_xsrf` cookie if it has none (Tornado's `xsrf_token`). The token
+    /// is masked afresh for every request (version 2 format), so it cannot be learned by compression attacks.
+    pub fn xsrf_token(&mut self) -> String {
+        if let Some(t) = &self.xsrf_token {
+            return t.clone();
+        }
+        let existing = self.get_cookie("_xsrf").and_then(|c| crate::xsrf::decode_token(&c));
+        let (token, timestamp) = match existing {
+            Some(d) if !d.token.is_empty() => (d.token, d.timestamp.unwrap_or_else(unix_now)),
+            _ => {
+                let token = crate::xsrf::generate_token().map(|t| t.to_vec()).unwrap_or_else(|e| {
+                    log::error!("no randomness for an XSRF token: {e}");
+                    Vec::new()
+                });
+                let ts = unix_now();
+                if let Ok(cookie) = crate::xsrf::encode_token(&token, ts) {
+                    let opts = crate::cookies::CookieOptions { path: Some("/".into()), ..Default::default() };
+                    let _ = self.set_cookie("_xsrf", &cookie, &opts);
+                }
+                (token, ts)
+            }
+        };
+        let encoded = crate::xsrf::encode_token(&token, timestamp).unwrap_or_default();
+        self.xsrf_token = Some(encoded.clone());
+        encoded
+    }
+
+    /// A hidden form field carrying the XSRF token (Tornado's `xsrf_form_html`).
+    pub fn xsrf_form_html(&mut self) -> String {
+        let token = self.xsrf_token();
+        crate::xsrf::xsrf_form_html(&token)
+    }
+
+    /// Checks the `_xsrf` argument or `X-XSRFToken` / `X-CSRFToken` header against the cookie.
+    ///
+    /// # Errors
+    ///
+    /// 403 when missing or wrong.
+    pub fn check_xsrf_cookie(&mut self) -> Result {
+        let supplied = match self.get_argument_opt("_xsrf")? {
+            Some(v) => Some(v),
+            None => self.header("X-XSRFToken").or_else(|| self.header("X-CSRFToken")).map(str::to_owned),
+        };
+        let Some(supplied) = supplied else {
+            return Err(HttpError::with_message(403, "'_xsrf' argument missing from POST"));
+        };
+        let cookie = self.get_cookie("_xsrf");
+        let (Some(a), Some(b)) =
+            (crate::xsrf::decode_token(&supplied), cookie.as_deref().and_then(crate::xsrf::decode_token))
+        else {
+            return Err(HttpError::with_message(403, "'_xsrf' argument has invalid format or cookie is missing"));
+        };
+        if a.token.is_empty() || !crate::xsrf::tokens_match(&a.token, &b.token) {
+            return Err(HttpError::with_message(403, "XSRF cookie does not match POST argument"));
+        }
+        Ok(())
+    }
+
+    /// The URL of static file `path` with a version argument (content hash), for long cache lifetimes.
+    pub fn static_url(&self, path: &str) -> String {
+        self.app.static_url(path)
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
