@@ -163,14 +163,14 @@ pub fn make_app() -> Application {
         .expect("valid routes")
 }
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), gale_examples::CliError> {
     gale_examples::init_logging();
     let port = Options::from_env().port();
     // One worker: the message buffer lives on its thread.
     let handle = gale_web::run(1, port, Some("127.0.0.1"), Default::default(), make_app)
         .map_err(|e| gale_examples::port_error(port, e))?;
     println!("chat listening on http://{}", handle.addr());
-    gale_examples::on_shutdown_signal(move || handle.shutdown(std::time::Duration::from_secs(5)))
+    Ok(gale_examples::on_shutdown_signal(move || handle.shutdown(std::time::Duration::from_secs(5)))?)
 }
 
 const PAGE: &str = r#"<!DOCTYPE html>

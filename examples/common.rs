@@ -72,6 +72,22 @@ pub fn init_logging() {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).try_init();
 }
 
+/// The error type of the examples' `main`: printed as a plain message (`Error: port 8888 is already in
+/// use…`), not as a debug dump.
+pub struct CliError(std::io::Error);
+
+impl std::fmt::Debug for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError(e)
+    }
+}
+
 /// Turns a bind error into a clear message naming the port (no panic, no backtrace).
 pub fn port_error(port: u16, e: std::io::Error) -> std::io::Error {
     if e.kind() == std::io::ErrorKind::AddrInUse {

@@ -61,7 +61,7 @@ impl Poller for CountingPoller {
     }
 }
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), gale_examples::CliError> {
     gale_examples::init_logging();
     let port = Options::from_env().port();
     let counts = Arc::new(Counts::default());
@@ -92,5 +92,5 @@ fn main() -> std::io::Result<()> {
         Duration::from_secs(5),
     );
     report.start_on(&io_loop);
-    io_loop.start()
+    Ok(io_loop.start()?)
 }

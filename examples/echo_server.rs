@@ -9,7 +9,7 @@ use gale_examples::Options;
 use gale_ioloop::IOLoop;
 use gale_iostream::{IOStream, StreamError, TcpServer};
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), gale_examples::CliError> {
     gale_examples::init_logging();
     let port = Options::from_env().port();
     let io_loop = IOLoop::new()?;
@@ -33,5 +33,5 @@ fn main() -> std::io::Result<()> {
     });
     server.listen(port, Some("127.0.0.1")).map_err(|e| gale_examples::port_error(port, e))?;
     println!("echo server listening on 127.0.0.1:{port}");
-    io_loop.start()
+    Ok(io_loop.start()?)
 }

@@ -45,7 +45,7 @@ fn make_app() -> Application {
         .expect("valid routes")
 }
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), gale_examples::CliError> {
     gale_examples::init_logging();
     let opts = Options::from_env();
     let port = opts.port();
@@ -53,5 +53,5 @@ fn main() -> std::io::Result<()> {
     let handle = gale_web::run(workers, port, Some("127.0.0.1"), Default::default(), make_app)
         .map_err(|e| gale_examples::port_error(port, e))?;
     println!("hello listening on http://{} ({} worker(s))", handle.addr(), handle.len());
-    gale_examples::on_shutdown_signal(move || handle.shutdown(std::time::Duration::from_secs(10)))
+    Ok(gale_examples::on_shutdown_signal(move || handle.shutdown(std::time::Duration::from_secs(10)))?)
 }

@@ -53,7 +53,7 @@ impl HttpService for Hello {
     }
 }
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), gale_examples::CliError> {
     gale_examples::init_logging();
     let opts = Options::from_env();
     let port = opts.port();
@@ -62,7 +62,7 @@ fn main() -> std::io::Result<()> {
     let handle = Workers::start(workers, port, Some("127.0.0.1"), options, || Hello)
         .map_err(|e| gale_examples::port_error(port, e))?;
     println!("hello_http listening on http://{} ({} worker(s))", handle.addr(), handle.len());
-    gale_examples::on_shutdown_signal(move || {
+    Ok(gale_examples::on_shutdown_signal(move || {
         handle.shutdown(Duration::from_secs(10));
-    })
+    })?)
 }

@@ -23,7 +23,7 @@ struct Conn {
     pending: Vec<u8>,
 }
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), gale_examples::CliError> {
     gale_examples::init_logging();
     let opts = Options::from_env();
     let port = opts.port();
@@ -67,7 +67,7 @@ fn main() -> std::io::Result<()> {
             }
         }
     })?;
-    io_loop.start()
+    Ok(io_loop.start()?)
 }
 
 fn on_ready(
