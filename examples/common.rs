@@ -88,6 +88,12 @@ impl From<std::io::Error> for CliError {
     }
 }
 
+impl From<rustix::io::Errno> for CliError {
+    fn from(e: rustix::io::Errno) -> Self {
+        CliError(e.into())
+    }
+}
+
 /// Turns a bind error into a clear message naming the port (no panic, no backtrace).
 pub fn port_error(port: u16, e: std::io::Error) -> std::io::Error {
     if e.kind() == std::io::ErrorKind::AddrInUse {
