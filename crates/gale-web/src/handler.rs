@@ -111,6 +111,9 @@ pub trait RequestHandler: 'static {
     }
 }
 
+/// Parsed body arguments and uploaded files.
+pub(crate) type BodyArguments = (Arguments, Vec<(String, UploadedFile)>);
+
 /// Where a [`RequestContext`]'s body comes from.
 pub(crate) enum BodySource {
     Buffered,
@@ -136,8 +139,8 @@ pub struct RequestContext {
     pub(crate) body: BytesMut,
     pub(crate) headers_written: bool,
     pub(crate) finished: bool,
-    pub(crate) query_args: Option<Arguments>,
-    pub(crate) body_args: Option<(Arguments, Vec<(String, UploadedFile)>)>,
+    pub(crate) query_args: Option<Box<Arguments>>,
+    pub(crate) body_args: Option<Box<BodyArguments>>,
     pub(crate) body_source: BodySource,
     pub(crate) current_user: Option<Option<String>>,
     pub(crate) xsrf_token: Option<String>,
@@ -160,8 +163,8 @@ impl fmt::Debug for RequestContext {
 
 impl RequestContext {
     pub(crate) fn new(app: Rc<AppInner>, request: Request, writer: ResponseWriter, body: Option<BodyReader>) -> Self {
-        let mut headers = HeaderMap::new();
-        headers.insert("Content-Type", "text/html; charset=UTF-8");
+        // The default `Content-Type` is added when the head is sent, if the handler set none.
+        let headers = HeaderMap::new();
         RequestContext {
             app,
             request,
@@ -252,18 +255,18 @@ impl RequestContext {
                 log::debug!("bad query string: {e}");
                 Arguments::default()
             });
-            self.query_args = Some(parsed);
+            self.query_args = Some(Box::new(parsed));
         }
-        self.query_args.as_ref().expect("parsed")
+        self.query_args.as_deref().expect("parsed")
     }
 
     fn body_arguments_parsed(&mut self) -> Result<&(Arguments, Vec<(String, UploadedFile)>)> {
         if self.body_args.is_none() {
             let content_type = self.request.headers().get("Content-Type").unwrap_or("").to_owned();
             let parsed = crate::params::parse_body(&content_type, self.request.body(), &self.app.settings)?;
-            self.body_args = Some(parsed);
+            self.body_args = Some(Box::new(parsed));
         }
-        Ok(self.body_args.as_ref().expect("parsed"))
+        Ok(self.body_args.as_deref().expect("parsed"))
     }
 
     /// The last value of argument `name` from the query or the body (Tornado's `get_argument`), stripped.
@@ -561,6 +564,7 @@ impl RequestContext {
 
     /// ETag, 304 and compression for a response sent whole.
     fn prepare_whole_body(&mut self, body: Bytes) -> Bytes {
+        self.ensure_content_type();
         let is_get = matches!(self.request.method(), Method::Get | Method::Head);
         if is_get && self.status == 200 && self.app.settings.compute_etag && !self.headers.contains("Etag") {
             let etag = crate::static_files::etag_for(&body);
@@ -586,10 +590,18 @@ impl RequestContext {
         body
     }
 
+    /// Tornado's default `Content-Type`, unless the handler chose one (or the response has no body).
+    fn ensure_content_type(&mut self) {
+        if !self.omits_body() && !self.headers.contains("Content-Type") {
+            self.headers.append("Content-Type", "text/html; charset=UTF-8");
+        }
+    }
+
     fn send_head(&mut self, content_length: Option<u64>) -> Result {
         if self.headers_written {
             return Ok(());
         }
+        self.ensure_content_type();
         if content_length.is_none() && self.app.settings.compress_response {
             // A streamed response is sent uncompressed; say it varies anyway for caches.
             self.headers.append("Vary", "Accept-Encoding");
