@@ -52,6 +52,9 @@ thread_local! {
 
 struct State {
     read_buf: BytesMut,
+    /// False after a short read: the kernel buffer is then most likely empty, so the next read waits for
+    /// readiness first instead of trying a `read` that would return `EAGAIN`.
+    may_have_data: bool,
     reading: bool,
     write_queue: VecDeque<Bytes>,
     queued_bytes: usize,
@@ -158,6 +161,7 @@ impl<S: AsFd + 'static> IOStream<S> {
                 source: RefCell::new(Some(source)),
                 state: RefCell::new(State {
                     read_buf: BytesMut::new(),
+                    may_have_data: true,
                     reading: false,
                     write_queue: VecDeque::new(),
                     queued_bytes: 0,
@@ -237,12 +241,25 @@ impl<S: AsFd + 'static> IOStream<S> {
             let Some(source) = source.as_ref() else {
                 return Poll::Ready(Err(StreamError::Closed(CloseReason::Local)));
             };
+            if !self.inner.state.borrow().may_have_data {
+                match source.poll_readable(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(())) => self.inner.state.borrow_mut().may_have_data = true,
+                    Poll::Ready(Err(e)) => {
+                        drop(source);
+                        let reason = CloseReason::from_io(&e);
+                        self.close_with(reason);
+                        return Poll::Ready(Err(StreamError::Io(e)));
+                    }
+                }
+            }
             SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
                 let buf = &mut scratch[..want];
                 match source.poll_read_with(cx, |io| rustix::io::read(io, &mut *buf).map_err(io::Error::from)) {
                     Poll::Ready(Ok(n)) => {
                         let mut st = self.inner.state.borrow_mut();
+                        st.may_have_data = n == want;
                         if n > 0 {
                             if st.read_buf.is_empty() {
                                 st.read_buf = BytesMut::from(&buf[..n]);

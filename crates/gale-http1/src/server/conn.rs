@@ -100,8 +100,16 @@ pub(crate) async fn serve<S: HttpService>(
         server: state.clone(),
         body: RefCell::new(None),
     });
-    let mut conn =
-        Conn { service, shared, peer, config, state, parser: None, deadline: Deadline { sleep: None, at: None } };
+    let mut conn = Conn {
+        service,
+        shared,
+        peer,
+        config,
+        state,
+        parser: None,
+        deadline: Deadline { sleep: None, at: None },
+        shutdown_key: None,
+    };
     conn.run().await;
     // A final response is always flushed before the connection closes.
     let _ = conn.shared.flush().await;
@@ -118,6 +126,14 @@ struct Conn<S: HttpService> {
     state: Rc<ServerState>,
     parser: Option<RequestParser>,
     deadline: Deadline,
+    /// This connection's slot among the server's shutdown waiters.
+    shutdown_key: Option<usize>,
+}
+
+impl<S: HttpService> Drop for Conn<S> {
+    fn drop(&mut self) {
+        self.state.forget(self.shutdown_key.take());
+    }
 }
 
 impl<S: HttpService> Conn<S> {
@@ -341,6 +357,7 @@ impl<S: HttpService> Conn<S> {
         let stream = self.shared.stream.clone();
         let state = self.state.clone();
         let deadline = &mut self.deadline;
+        let key = &mut self.shutdown_key;
         poll_fn(|cx| {
             if let Poll::Ready(r) = stream.poll_fill(cx) {
                 return Poll::Ready(r.map_err(Err));
@@ -348,7 +365,7 @@ impl<S: HttpService> Conn<S> {
             if deadline.poll_expired(cx) {
                 return Poll::Ready(Err(Ok(Wait::TimedOut)));
             }
-            if state.poll_shutdown(cx) {
+            if state.poll_shutdown(cx, key) {
                 return Poll::Ready(Err(Ok(Wait::Shutdown)));
             }
             Poll::Pending
