@@ -241,38 +241,33 @@ impl<S: AsFd + 'static> IOStream<S> {
             let Some(source) = source.as_ref() else {
                 return Poll::Ready(Err(StreamError::Closed(CloseReason::Local)));
             };
-            if !self.inner.state.borrow().may_have_data {
-                match source.poll_readable(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(())) => self.inner.state.borrow_mut().may_have_data = true,
-                    Poll::Ready(Err(e)) => {
-                        drop(source);
-                        let reason = CloseReason::from_io(&e);
-                        self.close_with(reason);
-                        return Poll::Ready(Err(StreamError::Io(e)));
-                    }
-                }
-            }
-            SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                let buf = &mut scratch[..want];
-                match source.poll_read_with(cx, |io| rustix::io::read(io, &mut *buf).map_err(io::Error::from)) {
-                    Poll::Ready(Ok(n)) => {
-                        let mut st = self.inner.state.borrow_mut();
-                        st.may_have_data = n == want;
-                        if n > 0 {
-                            if st.read_buf.is_empty() {
-                                st.read_buf = BytesMut::from(&buf[..n]);
-                            } else {
-                                st.read_buf.extend_from_slice(&buf[..n]);
+            let ready =
+                if self.inner.state.borrow().may_have_data { Poll::Ready(Ok(())) } else { source.poll_readable(cx) };
+            match ready {
+                Poll::Pending => return Poll::Pending,
+                // Handled below, once the source is no longer borrowed (closing takes it).
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => SCRATCH.with(|scratch| {
+                    let mut scratch = scratch.borrow_mut();
+                    let buf = &mut scratch[..want];
+                    match source.poll_read_with(cx, |io| rustix::io::read(io, &mut *buf).map_err(io::Error::from)) {
+                        Poll::Ready(Ok(n)) => {
+                            let mut st = self.inner.state.borrow_mut();
+                            st.may_have_data = n == want;
+                            if n > 0 {
+                                if st.read_buf.is_empty() {
+                                    st.read_buf = BytesMut::from(&buf[..n]);
+                                } else {
+                                    st.read_buf.extend_from_slice(&buf[..n]);
+                                }
+                                st.bytes_read += n as u64;
                             }
-                            st.bytes_read += n as u64;
+                            Poll::Ready(Ok(n))
                         }
-                        Poll::Ready(Ok(n))
+                        other => other,
                     }
-                    other => other,
-                }
-            })
+                }),
+            }
         };
         match result {
             Poll::Pending => Poll::Pending,
