@@ -3,16 +3,28 @@
 //! Tasks:
 //! - `ci`: format check, clippy with warnings denied, the whole test suite, and the docs build. If
 //!   `cargo xtask ci` passes locally, CI is green.
+//! - `bench`: builds the gale examples and the peer servers, runs the same load scenarios against each and
+//!   writes a Markdown report with SVG charts (see [`mod@bench`] and `cargo xtask bench --help`).
 
+mod bench;
+mod chart;
+mod harness;
+mod parse;
+mod report;
+
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+const USAGE: &str = "usage: cargo xtask <ci | bench [--quick] [options]>   (cargo xtask bench --help)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let task = args.first().map(String::as_str).unwrap_or("help");
     let result = match task {
         "ci" => ci(),
+        "bench" => bench::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci>");
+            eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -27,17 +39,23 @@ fn main() -> ExitCode {
 
 /// Runs `cargo ARGS…` from the workspace root, failing on a non-zero exit.
 fn cargo(args: &[&str]) -> Result<(), String> {
+    cargo_in(&workspace_root(), args)
+}
+
+/// Runs `cargo ARGS…` in `dir`, failing on a non-zero exit.
+fn cargo_in(dir: &Path, args: &[&str]) -> Result<(), String> {
     eprintln!("$ cargo {}", args.join(" "));
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
-        .current_dir(workspace_root())
+        .current_dir(dir)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("cargo {} failed: {status}", args.join(" "))) }
 }
 
-fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_path_buf()
+/// The workspace root: the parent of this crate's manifest directory.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_path_buf()
 }
 
 fn ci() -> Result<(), String> {
