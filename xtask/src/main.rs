@@ -5,9 +5,12 @@
 //!   `cargo xtask ci` passes locally, CI is green.
 //! - `bench`: builds the gale examples and the peer servers, runs the same load scenarios against each and
 //!   writes a Markdown report with SVG charts (see [`mod@bench`] and `cargo xtask bench --help`).
+//! - `fuzz`: runs every cargo-fuzz target of `fuzz/` for a bounded time (see [`mod@fuzz`]).
 
 mod bench;
 mod chart;
+mod conformance;
+mod fuzz;
 mod harness;
 mod parse;
 mod report;
@@ -15,7 +18,7 @@ mod report;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-const USAGE: &str = "usage: cargo xtask <ci | bench [--quick] [options]>   (cargo xtask bench --help)";
+const USAGE: &str = "usage: cargo xtask <ci | bench [--quick] [options] | fuzz [--seconds N | --quick] [TARGET…]>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,6 +26,9 @@ fn main() -> ExitCode {
     let result = match task {
         "ci" => ci(),
         "bench" => bench::run(&args[1..]),
+        "fuzz" => fuzz::run(&args[1..]),
+        "conformance" => conformance::run(&args[1..]),
+        "browser" => conformance::browser(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
