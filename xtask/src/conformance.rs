@@ -15,8 +15,9 @@
 //!
 //! Starts `websocket_chat` and a headless Chromium with its DevTools port, and drives the browser through
 //! the DevTools protocol from a small Python script (stdlib plus `websockets`: `GALE_PYTHON`, else the CI
-//! venv `target/ci-venv`, else `python3`): two pages connect, page A posts a message, page B must show it,
-//! and a page opened afterwards must show it from the server's message cache. A screenshot of page B is
+//! venv `target/ci-venv`, else `python3`): two pages connect (with permessage-deflate), page A posts a
+//! message, page B must show it (escaped), and a page opened afterwards must show it from the server's
+//! message cache. A screenshot of page B is
 //! saved as `target/browser/chat.png`.
 
 use crate::harness::{ServerProcess, ServerSpec};
@@ -457,7 +458,9 @@ async def main():
         b = await browser.open_page(CHAT_URL)
         await browser.wait_for(a, OPEN, "page A's socket to open")
         await browser.wait_for(b, OPEN, "page B's socket to open")
-        print("both pages connected")
+        extensions = await browser.evaluate(b, "updater.socket.extensions")
+        assert extensions.startswith("permessage-deflate"), f"no compression: {extensions!r}"
+        print("both pages connected, with", extensions)
         await browser.evaluate(a, f"""
             document.getElementById('message').value = {json.dumps(MESSAGE)};
             document.getElementById('messageform').requestSubmit();

@@ -1,9 +1,37 @@
-//! The WebSocket protocol (RFC 6455) with permessage-deflate compression (RFC 7692), for servers and clients.
+//! WebSockets (RFC 6455) with permessage-deflate compression (RFC 7692): Tornado's `tornado.websocket`,
+//! servers and clients.
 //!
-//! Everything here is pure protocol: bytes and headers in, events and bytes out. Nothing reads a socket,
-//! starts a timer or calls a handler; the connection layer owns the stream and drives these types.
+//! # Serving and connecting
+//!
+//! Implement [`WebSocketHandler`] and route to it with [`WebSocketRoute`] (or [`websocket`]):
+//!
+//! ```no_run
+//! use gale_web::websocket::{Message, WebSocket, WebSocketHandler, websocket};
+//! use gale_web::{Application, IOLoop};
+//!
+//! struct Echo;
+//!
+//! impl WebSocketHandler for Echo {
+//!     async fn on_message(&mut self, ws: &WebSocket, message: Message) {
+//!         let _ = ws.write_message(&message).await;
+//!     }
+//! }
+//!
+//! let app = Application::builder().route(r"/echo", websocket(|| Echo)).build()?;
+//! let _server = app.listen(8888)?;
+//! IOLoop::current().start()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Connect with [`websocket_connect`]; both ends send through a [`WebSocket`] handle. [`WebSocketRoute`]
+//! says how a request becomes a connection (`prepare`, the origin check, handshake errors, `open`), and
+//! [`WebSocket`] how a connection is closed and how slow readers are bounded.
 //!
 //! # The pieces
+//!
+//! The connection layer — [`WebSocketHandler`] and [`WebSocketRoute`], [`WebSocket`], [`WebSocketClient`] —
+//! owns the stream and drives the protocol. Below it everything is pure protocol: bytes and headers in,
+//! events and bytes out; nothing there reads a socket, starts a timer or calls a handler.
 //!
 //! | module | what it does |
 //! | --- | --- |
@@ -53,7 +81,7 @@
 //! A received close frame with a valid code is answered with the same code; one with an invalid code is
 //! answered with 1002.
 //!
-//! # Example
+//! # The protocol alone
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -84,15 +112,25 @@
 //! assert_eq!(event, Some(Event::Message(Message::Text("hello, compressed world".into()))));
 //! ```
 
+mod client;
 pub mod close;
+mod connection;
 pub mod deflate;
 pub mod frame;
+mod handler;
 pub mod handshake;
 pub mod message;
 pub mod utf8;
 
+pub use client::{
+    ConnectError, ConnectOptions, DEFAULT_CONNECT_TIMEOUT, WebSocketClient, websocket_connect, websocket_connect_with,
+};
 pub use close::{CloseCode, ProtocolError};
+pub use connection::{
+    CLOSE_TIMEOUT, DEFAULT_MAX_WRITE_BUFFER_SIZE, MessageRef, WebSocket, WebSocketError, WriteMessage,
+};
 pub use deflate::{DeflateConfig, DeflateParams, PerMessageDeflate};
 pub use frame::{OpCode, Role};
+pub use handler::{WebSocketHandler, WebSocketRoute, websocket};
 pub use handshake::{ClientHandshake, UpgradeRequest};
 pub use message::{Event, Message, SendError, State, WebSocketProtocol};
