@@ -5,6 +5,8 @@
 //!   `cargo xtask ci` passes locally, CI is green.
 //! - `bench`: builds the gale examples and the peer servers, runs the same load scenarios against each and
 //!   writes a Markdown report with SVG charts (see [`mod@bench`] and `cargo xtask bench --help`).
+//! - `conformance`: the Autobahn|Testsuite against the `ws_echo` example (`--all` adds the compression
+//!   sections); `browser`: two headless Chromium pages of `websocket_chat` exchange a message.
 //! - `fuzz`: runs every cargo-fuzz target of `fuzz/` for a bounded time (see [`mod@fuzz`]).
 
 mod bench;
@@ -18,7 +20,7 @@ mod report;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-const USAGE: &str = "usage: cargo xtask <ci | bench [--quick] [options] | fuzz [--seconds N | --quick] [TARGET…]>";
+const USAGE: &str = "usage: cargo xtask <ci | bench [--quick] [options] | fuzz [--seconds N | --quick] [TARGET…] | conformance [--all] | browser>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -281,7 +281,10 @@ impl ResponseWriter {
             if self.shared.closed.get() {
                 Poll::Ready(())
             } else {
-                self.shared.close_waiters.borrow_mut().push(cx.waker().clone());
+                let mut waiters = self.shared.close_waiters.borrow_mut();
+                if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    waiters.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
         })
