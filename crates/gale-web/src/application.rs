@@ -473,6 +473,10 @@ async fn execute<H: RequestHandler>(mut handler: H, mut cx: RequestContext) {
     let closed_watch = cx.writer.clone();
     let method = cx.request.method().clone();
     let run = async {
+        // A method the handler does not list is a 405 before anything else (Tornado's SUPPORTED_METHODS).
+        if !H::ALLOWED_METHODS.contains(&method.as_str()) {
+            return Err(HttpError::new(405));
+        }
         if cx.app.settings.xsrf_cookies
             && !matches!(method, Method::Get | Method::Head | Method::Options)
             && handler.check_xsrf()

@@ -56,9 +56,10 @@ pub trait RequestHandler: 'static {
         async { Err(HttpError::new(405)) }
     }
 
-    /// Answers `HEAD`; by default as `GET` without the body.
+    /// Answers `HEAD`; by default as `GET` (the server sends the headers, `Content-Length` included, and
+    /// drops the body).
     fn head(&mut self, cx: &mut RequestContext) -> impl Future<Output = Result> {
-        async { Err(HttpError::new(405)) }
+        self.get(cx)
     }
 
     /// Answers `POST`.
