@@ -291,9 +291,42 @@ impl ResponseWriter {
         .await
     }
 
+    /// Resolves when the server begins a graceful shutdown: for connections that outlive their request (a
+    /// WebSocket after its 101) and must say goodbye themselves.
+    pub fn server_shutdown(&self) -> ShutdownSignal {
+        ShutdownSignal { server: self.shared.server.clone(), key: None }
+    }
+
     /// The stream under the connection, for protocol upgrades (websockets) once a 101 head was written: the
     /// server hands the connection over when the service returns.
     pub fn stream(&self) -> &IOStream {
         &self.shared.stream
+    }
+}
+
+/// The future of [`ResponseWriter::server_shutdown`].
+pub struct ShutdownSignal {
+    server: Rc<ServerState>,
+    key: Option<usize>,
+}
+
+impl fmt::Debug for ShutdownSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownSignal").field("shutting_down", &self.server.shutting_down.get()).finish()
+    }
+}
+
+impl std::future::Future for ShutdownSignal {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if this.server.poll_shutdown(cx, &mut this.key) { Poll::Ready(()) } else { Poll::Pending }
+    }
+}
+
+impl Drop for ShutdownSignal {
+    fn drop(&mut self) {
+        self.server.forget(self.key.take());
     }
 }

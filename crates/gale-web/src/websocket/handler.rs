@@ -191,7 +191,18 @@ impl<H: WebSocketHandler> RequestHandler for WebSocketRoute<H> {
             return Ok(());
         };
         handler.open(&ws, cx).await;
-        ioloop::spawn(run_session(handler, ws));
+        // A graceful server shutdown closes the socket with 1001 (going away) and lets the close handshake
+        // finish; the server waits for the connection like any other.
+        let shutdown = cx.writer.server_shutdown();
+        let watched = ws.clone();
+        let watcher = ioloop::spawn(async move {
+            shutdown.await;
+            let _ = watched.close(Some(CloseCode::GOING_AWAY), "server shutting down");
+        });
+        ioloop::spawn(async move {
+            run_session(handler, ws).await;
+            watcher.cancel();
+        });
         Ok(())
     }
 }
