@@ -7,6 +7,7 @@
 //!   writes a Markdown report with SVG charts (see [`mod@bench`] and `cargo xtask bench --help`).
 //! - `conformance`: the Autobahn|Testsuite against the `ws_echo` example (`--all` adds the compression
 //!   sections); `browser`: two headless Chromium pages of `websocket_chat` exchange a message.
+//! - `nginx`: Debian's nginx in front of two gale processes; HTTP and a WebSocket go through it.
 //! - `fuzz`: runs every cargo-fuzz target of `fuzz/` for a bounded time (see [`mod@fuzz`]).
 
 mod bench;
@@ -14,13 +15,14 @@ mod chart;
 mod conformance;
 mod fuzz;
 mod harness;
+mod nginx;
 mod parse;
 mod report;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-const USAGE: &str = "usage: cargo xtask <ci | bench [--quick] [options] | fuzz [--seconds N | --quick] [TARGET…] | conformance [--all] | browser>";
+const USAGE: &str = "usage: cargo xtask <ci | bench [--quick] [options] | fuzz [--seconds N | --quick] [TARGET…] | conformance [--all] | browser | nginx>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "bench" => bench::run(&args[1..]),
         "fuzz" => fuzz::run(&args[1..]),
+        "nginx" => nginx::run(&args[1..]),
         "conformance" => conformance::run(&args[1..]),
         "browser" => conformance::browser(&args[1..]),
         _ => {
