@@ -114,14 +114,19 @@ pub fn bind_sockets(port: u16, address: Option<&str>, options: &BindOptions) -> 
     }
 }
 
-fn bind_one(addr: SocketAddr, options: &BindOptions) -> io::Result<TcpListener> {
+/// A non-blocking, close-on-exec TCP socket of `addr`'s family.
+fn tcp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
-    let fd = rustix::net::socket_with(
+    Ok(rustix::net::socket_with(
         family,
         SocketType::STREAM,
         SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
         Some(ipproto::TCP),
-    )?;
+    )?)
+}
+
+fn bind_one(addr: SocketAddr, options: &BindOptions) -> io::Result<TcpListener> {
+    let fd = tcp_socket(addr)?;
     sockopt::set_socket_reuseaddr(&fd, true)?;
     if options.reuse_port {
         sockopt::set_socket_reuseport(&fd, true)?;
@@ -486,13 +491,7 @@ pub async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 /// Connects to one address without blocking: `connect` returns `EINPROGRESS`, then writability tells the
 /// outcome, read from `SO_ERROR`.
 pub async fn connect_addr(addr: SocketAddr) -> io::Result<IOStream<TcpStream>> {
-    let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
-    let fd = rustix::net::socket_with(
-        family,
-        SocketType::STREAM,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        Some(ipproto::TCP),
-    )?;
+    let fd = tcp_socket(addr)?;
     let pending = match rustix::net::connect(&fd, &addr) {
         Ok(()) => false,
         Err(Errno::INPROGRESS) | Err(Errno::INTR) => true,
