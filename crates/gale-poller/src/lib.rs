@@ -85,26 +85,10 @@ pub mod testing;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use sys::epoll::Epoll;
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
+#[cfg(gale_kqueue)]
 pub use sys::kqueue::Kqueue;
 pub use sys::poll::Poll;
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
+#[cfg(gale_select)]
 pub use sys::select::Select;
 
 /// A caller-chosen value that identifies a registration in the [`Event`]s it produces.
@@ -417,26 +401,10 @@ impl<P: Poller + ?Sized> Poller for Box<P> {
 pub const BACKENDS: &[&str] = &[
     #[cfg(any(target_os = "linux", target_os = "android"))]
     "epoll",
-    #[cfg(any(
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    ))]
+    #[cfg(gale_kqueue)]
     "kqueue",
     "poll",
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    ))]
+    #[cfg(gale_select)]
     "select",
 ];
 
@@ -460,26 +428,10 @@ pub fn by_name(name: &str) -> io::Result<Box<dyn Poller>> {
     match name {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         "epoll" => Ok(Box::new(Epoll::new()?)),
-        #[cfg(any(
-            target_os = "macos",
-            target_os = "ios",
-            target_os = "freebsd",
-            target_os = "netbsd",
-            target_os = "openbsd",
-            target_os = "dragonfly"
-        ))]
+        #[cfg(gale_kqueue)]
         "kqueue" => Ok(Box::new(Kqueue::new()?)),
         "poll" => Ok(Box::new(Poll::new()?)),
-        #[cfg(any(
-            target_os = "linux",
-            target_os = "android",
-            target_os = "macos",
-            target_os = "ios",
-            target_os = "freebsd",
-            target_os = "netbsd",
-            target_os = "openbsd",
-            target_os = "dragonfly"
-        ))]
+        #[cfg(gale_select)]
         "select" => Ok(Box::new(Select::new()?)),
         other => Err(io::Error::new(
             io::ErrorKind::InvalidInput,

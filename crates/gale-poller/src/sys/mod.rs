@@ -2,26 +2,10 @@
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) mod epoll;
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
+#[cfg(gale_kqueue)]
 pub(crate) mod kqueue;
 pub(crate) mod poll;
 // rustix offers an unlimited `select` only here (illumos's, for one, is capped at `FD_SETSIZE`).
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
+#[cfg(gale_select)]
 pub(crate) mod select;
 pub(crate) mod wake;
