@@ -412,6 +412,11 @@ impl HttpService for Application {
         let debug = inner.settings.debug;
         let fut = route.run(cx);
         if let Err(msg) = CatchUnwind(fut).await {
+            if fallback.head_written() && !fallback.is_finished() {
+                // Too late for an error page, and ending the cut response here would pass it off as complete:
+                // hand the panic on to the server, which logs it and closes the connection.
+                std::panic::resume_unwind(Box::new(msg));
+            }
             log::error!("handler panicked: {msg}");
             if !fallback.head_written() {
                 let detail =
