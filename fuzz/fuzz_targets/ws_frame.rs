@@ -11,8 +11,8 @@ use bytes::BytesMut;
 use gale_fuzz::Split;
 use gale_web::websocket::CloseCode;
 use gale_web::websocket::deflate::{DeflateParams, PerMessageDeflate};
-use gale_web::websocket::frame::{Frame, FrameDecoder, FrameEncoder, Role};
-use gale_web::websocket::message::{Event, State, WebSocketProtocol};
+use gale_web::websocket::frame::{Frame, FrameDecoder, FrameEncoder, OpCode, Role};
+use gale_web::websocket::message::{Event, Message, State, WebSocketProtocol, parse_close_payload};
 use gale_web::websocket::utf8::Utf8Validator;
 use libfuzzer_sys::fuzz_target;
 
@@ -112,7 +112,40 @@ fn session<'a>(role: Role, deflate: bool, small: bool, pieces: impl IntoIterator
         sent.push(frame);
     }
     assert!(output.is_empty(), "a partial frame was queued");
+    check_replies(&events, error, &sent, proto.max_message_size());
     Session { events, error, state: proto.state(), sent }
+}
+
+/// What the protocol must have answered: a pong echoing each ping, and at the end the close frame that echoes
+/// the peer's or names the error; no message over the size limit is delivered.
+fn check_replies(events: &[Event], error: Option<CloseCode>, sent: &[Frame], max: usize) {
+    let pings: Vec<&[u8]> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Ping(payload) => Some(&payload[..]),
+            _ => None,
+        })
+        .collect();
+    let (close, pongs) = match sent.split_last() {
+        Some((last, rest)) if last.opcode == OpCode::Close => (Some(last), rest),
+        _ => (None, sent),
+    };
+    assert!(pongs.iter().all(|f| f.opcode == OpCode::Pong && f.fin && !f.rsv1), "{sent:?}");
+    assert_eq!(pongs.iter().map(|f| &f.payload[..]).collect::<Vec<_>>(), pings, "pongs do not echo the pings");
+    let close_code = close.map(|f| parse_close_payload(&f.payload).expect("a valid close frame").0);
+    match (error, events.last()) {
+        (Some(code), _) => assert_eq!(close_code, Some(Some(code)), "the error was not sent"),
+        (None, Some(Event::Close { code, .. })) => assert_eq!(close_code, Some(*code), "the close was not echoed"),
+        (None, _) => assert_eq!(close_code, None, "a close frame out of nowhere"),
+    }
+    for event in events {
+        let size = match event {
+            Event::Message(Message::Text(text)) => text.len(),
+            Event::Message(Message::Binary(data)) => data.len(),
+            _ => 0,
+        };
+        assert!(size <= max, "a message of {size} bytes passed a limit of {max}");
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -162,7 +162,9 @@ pub struct Policy {
 /// Where the connection stands.
 #[derive(Debug)]
 enum State {
+    /// Reading a head.
     Head,
+    /// Reading the body of the last message.
     Body(Decoder),
     /// The connection ends after the last message (no keep-alive, or a protocol switch).
     Closed,
@@ -194,7 +196,7 @@ pub struct ServerModel {
     state: State,
     /// The requests seen, the last one possibly incomplete.
     pub messages: Vec<Message>,
-    /// Every error the parser or decoder returned, kept for reports.
+    /// The error that refused a request, if one was refused.
     pub error: Option<ParseError>,
 }
 

@@ -19,6 +19,7 @@ use std::process::{Command, Stdio};
 pub const TARGETS: &[&str] = &[
     "http1_request",
     "http1_connection",
+    "http1_response",
     "chunked_decoder",
     "ws_frame",
     "ws_deflate",
