@@ -1,311 +1,261 @@
-//! C10K: one worker holds N standing connections — half long polls, half websockets — while another client
-//! measures the latency of ordinary requests; then everything is released and the server must be back to its
-//! baseline of file descriptors.
+//! C10K and beyond: one gale-web worker holds N standing connections — half long polls, half websockets —
+//! while another client measures the latency of ordinary requests and the server's CPU per request; then
+//! everything is released, and the server must come back to its baseline with nothing leaked.
 //!
 //! ```text
-//! cargo run --release -p gale-benches --bin c10k -- --conns 10000 [--backend epoll|poll|select]
+//! cargo run --release -p gale-benches --bin c10k -- --conns 10000 --backend epoll [--requests 2000] [--json]
+//! cargo run --release -p gale-benches --bin c10k -- --sweep 100,1000,5000,10000 \
+//!     --backends epoll,poll,select --repeat 3 --report benches/report
 //! ```
 //!
-//! The server runs in a child process (this binary with `--serve`), so that its memory and fds are measured
-//! alone, from `/proc/PID`.
+//! The server is this binary again (`--serve`), in a child process on the poller that `GALE_POLLER` names,
+//! so that its memory, fds and CPU time are read alone from `/proc/PID`. The driver (this process) raises its
+//! fd limit to the hard limit first; the child inherits it. Linux only.
+//!
+//! A run holds and releases the connections twice (`--cycles`) on the same server. It fails (exit status 1)
+//! unless in every cycle every long poll is answered and every websocket upgrades, echoes and closes cleanly;
+//! after every release the server's fd count, live handlers, connections, loop tasks and timers are exactly
+//! what they were before; and the second cycle reuses the memory of the first instead of growing. `--json`
+//! prints each run's [`run::Outcome`] as one JSON line.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "c10k/client.rs"]
+mod client;
+#[path = "c10k/procfs.rs"]
+mod procfs;
+#[path = "c10k/report.rs"]
+mod report;
+#[path = "c10k/run.rs"]
+mod run;
+#[path = "c10k/server.rs"]
+mod server;
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: c10k [--conns N] [--backend epoll|poll|select] [--requests R] [--cycles C] [--repeat K] [--json]
+       c10k --sweep N,N,... [--backends B,B,...] [--requests R] [--cycles C] [--repeat K] [--report DIR] [--json]
+
+  --conns N       standing connections, half long polls and half websockets (default 10000)
+  --backend B     the server's poller (default epoll)
+  --requests R    ordinary requests timed per phase (default 2000)
+  --repeat K      run each configuration K times; the report shows the median by server CPU (default 1)
+  --cycles C      hold-and-release cycles per run, on the same server (default 2)
+  --sweep LIST    one run per N and backend; with --report DIR, writes DIR/c10k-DATE-Ncore.{md,svg}
+  --backends LIST backends of the sweep (default epoll,poll,select)
+  --json          print each run as a JSON line instead of a summary";
+
+/// The command line.
+#[derive(Debug)]
+struct Args {
+    conns: Vec<usize>,
+    backends: Vec<String>,
+    requests: usize,
+    repeat: usize,
+    cycles: usize,
+    json: bool,
+    report: Option<PathBuf>,
 }
 
-fn main() {
-    if std::env::args().any(|a| a == "--serve") {
-        serve(arg("--port").and_then(|p| p.parse().ok()).unwrap_or(0));
-        return;
-    }
-    let conns: usize = arg("--conns").and_then(|c| c.parse().ok()).unwrap_or(10_000);
-    let backend = arg("--backend").unwrap_or_else(|| "epoll".into());
-    raise_fd_limit();
-    let report = drive(conns, &backend);
-    println!("{report}");
-    if report.contains("FAILED") {
-        std::process::exit(1);
-    }
+fn parse_list<T: std::str::FromStr>(flag: &str, value: &str) -> Result<Vec<T>, String> {
+    value
+        .split(',')
+        .map(|v| v.trim().parse::<T>().map_err(|_| format!("{flag}: cannot read {v:?}")))
+        .collect::<Result<Vec<T>, String>>()
+        .and_then(|v| if v.is_empty() { Err(format!("{flag}: empty list")) } else { Ok(v) })
 }
 
-// ---- the server -----------------------------------------------------------------------------------------
-
-mod server {
-    use gale_web::websocket::{Message, WebSocket, WebSocketHandler};
-    use gale_web::{RequestContext, RequestHandler, Result};
-    use std::cell::{Cell, RefCell};
-    use std::rc::Rc;
-    use std::task::{Poll, Waker};
-
-    /// Long polls wait until `/release`.
-    #[derive(Default)]
-    pub struct Gate {
-        pub open: Cell<bool>,
-        pub waiters: RefCell<Vec<Waker>>,
-    }
-
-    pub struct Wait(pub Rc<Gate>);
-
-    impl RequestHandler for Wait {
-        async fn get(&mut self, cx: &mut RequestContext) -> Result {
-            let gate = self.0.clone();
-            std::future::poll_fn(|c| {
-                if gate.open.get() {
-                    Poll::Ready(())
-                } else {
-                    gate.waiters.borrow_mut().push(c.waker().clone());
-                    Poll::Pending
-                }
-            })
-            .await;
-            cx.write("released");
-            Ok(())
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut parsed = Args {
+        conns: vec![10_000],
+        backends: vec!["epoll".into()],
+        requests: 2_000,
+        repeat: 1,
+        cycles: 2,
+        json: false,
+        report: None,
+    };
+    let (mut sweep, mut backends) = (None, None);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--conns" => parsed.conns = parse_list("--conns", value()?)?,
+            "--backend" => parsed.backends = vec![value()?.clone()],
+            "--sweep" => sweep = Some(parse_list("--sweep", value()?)?),
+            "--backends" => backends = Some(parse_list("--backends", value()?)?),
+            "--requests" => parsed.requests = value()?.parse().map_err(|_| "--requests: not a number".to_owned())?,
+            "--cycles" => parsed.cycles = value()?.parse().map_err(|_| "--cycles: not a number".to_owned())?,
+            "--repeat" => parsed.repeat = value()?.parse().map_err(|_| "--repeat: not a number".to_owned())?,
+            "--report" => parsed.report = Some(PathBuf::from(value()?)),
+            "--json" => parsed.json = true,
+            other => return Err(format!("unknown argument {other:?}")),
         }
     }
-
-    pub struct Release(pub Rc<Gate>);
-
-    impl RequestHandler for Release {
-        async fn get(&mut self, cx: &mut RequestContext) -> Result {
-            self.0.open.set(true);
-            for w in self.0.waiters.borrow_mut().drain(..) {
-                w.wake();
-            }
-            cx.write("ok");
-            Ok(())
-        }
+    if let Some(sweep) = sweep {
+        parsed.conns = sweep;
+        parsed.backends = backends.unwrap_or_else(|| ["epoll", "poll", "select"].map(String::from).to_vec());
+    } else if backends.is_some() || parsed.report.is_some() {
+        return Err("--backends and --report go with --sweep".into());
     }
-
-    pub struct Hello;
-
-    impl RequestHandler for Hello {
-        async fn get(&mut self, cx: &mut RequestContext) -> Result {
-            cx.write("Hello, World!");
-            Ok(())
-        }
+    if parsed.requests == 0 || parsed.repeat == 0 || parsed.cycles == 0 {
+        return Err("--requests, --repeat and --cycles must be at least 1".into());
     }
-
-    #[derive(Default)]
-    pub struct Echo;
-
-    impl WebSocketHandler for Echo {
-        fn check_origin(&self, _origin: &str, _host: &str) -> bool {
-            true
-        }
-        async fn open(&mut self, _ws: &WebSocket, _cx: &mut RequestContext) {}
-        async fn on_message(&mut self, ws: &WebSocket, message: Message) {
-            let _ = ws.write_message(&message).await;
-        }
-    }
+    Ok(parsed)
 }
 
-fn serve(port: u16) {
-    use gale_web::Application;
-    use std::rc::Rc;
-    let gate = Rc::new(server::Gate::default());
-    let (g1, g2) = (gate.clone(), gate);
-    let app = Application::builder()
-        .route("/", || server::Hello)
-        .route("/wait", move || server::Wait(g1.clone()))
-        .route("/release", move || server::Release(g2.clone()))
-        .route("/ws", gale_web::websocket::websocket(server::Echo::default))
-        .configure(|s| s.access_log = false)
-        .build()
-        .unwrap();
-    let io_loop = gale_web::IOLoop::new().unwrap();
-    io_loop.make_current();
-    let opts = gale_web::ServerOptions { limits: Default::default(), ..Default::default() };
-    let server = gale_web::http1::HttpServer::new(&io_loop, app, opts).unwrap();
-    server.listen(port, Some("127.0.0.1")).unwrap();
-    println!("{}", server.local_addrs()[0].port());
-    io_loop.start().unwrap();
-}
-
-// ---- the driver -----------------------------------------------------------------------------------------
-
-fn raise_fd_limit() {
+/// Raises the soft fd limit to the hard one and returns it.
+fn raise_fd_limit() -> u64 {
     use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut lim = getrlimit(Resource::Nofile);
-    lim.current = lim.maximum;
-    let _ = setrlimit(Resource::Nofile, lim);
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.maximum.is_some() && limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        // On failure the soft limit stays; the check below reports it.
+        let _ = setrlimit(Resource::Nofile, limit);
     }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
-fn start(backend: &str) -> Server {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .arg("--serve")
-        .env("GALE_POLLER", backend)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("server process");
-    let mut out = child.stdout.take().unwrap();
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while out.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
-        line.push(byte[0]);
+fn summary(o: &run::Outcome) -> String {
+    format!(
+        "{backend:>6} {conns:>6} conns: long polls {lpa}/{lp}, websockets {wse}/{ws} echoed {wsc} closed; \
+         {kib:.2} KiB/conn ({kib_lp:.2} per long poll, {kib_ws:.2} per websocket); GET p50/p99 {p50:.1}/{p99:.1} µs \
+         idle, {lp50:.1}/{lp99:.1} µs held; CPU {icpu:.1} → {lcpu:.1} µs/GET; fds {f0}→{f1}→{f2}; \
+         RSS {r0}→{r1} KiB, after each release {r2:?}; opened in {open:.1} s: {verdict}",
+        backend = o.backend,
+        conns = o.conns,
+        lpa = o.long_polls_answered,
+        lp = o.long_polls,
+        wse = o.websockets_echoed,
+        ws = o.websockets,
+        wsc = o.websockets_closed,
+        kib = o.memory.kib_per_conn,
+        kib_lp = o.memory.kib_per_long_poll,
+        kib_ws = o.memory.kib_per_websocket,
+        p50 = o.idle.p50_us,
+        p99 = o.idle.p99_us,
+        lp50 = o.loaded.p50_us,
+        lp99 = o.loaded.p99_us,
+        icpu = o.idle.cpu_us_per_request,
+        lcpu = o.loaded.cpu_us_per_request,
+        f0 = o.baseline.fds,
+        f1 = o.held.fds,
+        f2 = o.after.fds,
+        r0 = o.baseline.rss_kib,
+        r1 = o.held.rss_kib,
+        r2 = o.rss_after_release_kib,
+        open = o.open_seconds,
+        verdict = if o.passed() { "OK".to_owned() } else { format!("FAILED: {}", o.failures.join("; ")) },
+    )
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--serve") {
+        let port = args.get(1..).and_then(|a| a.windows(2).find(|w| w[0] == "--port")).map(|w| w[1].as_str());
+        return match server::serve(port.and_then(|p| p.parse().ok()).unwrap_or(0)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("c10k server: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
-    let port = String::from_utf8_lossy(&line).trim().parse().expect("the server prints its port");
-    Server { child, port }
-}
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let args = match parse_args(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("c10k: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let limit = raise_fd_limit();
+    let most = args.conns.iter().copied().max().unwrap_or(0) as u64;
+    // Each process needs one fd per standing connection, plus a few of its own.
+    if most + 64 > limit {
+        eprintln!("c10k: {most} connections need more fds than the limit of {limit} (raise the hard limit)");
+        return ExitCode::FAILURE;
+    }
 
-fn proc_status(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
-}
-
-fn connect(port: u16) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s
-}
-
-/// Reads one HTTP response with a Content-Length body; returns (status line, body).
-fn read_response(s: &mut TcpStream) -> Option<(String, String)> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len = text[..end]
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                let status = text.lines().next().unwrap_or("").to_owned();
-                return Some((status, text[end + 4..end + 4 + len].to_owned()));
+    // Taken now, for the load average before the runs.
+    let machine = args.report.as_ref().map(|_| report::Machine::detect());
+    let mut outcomes = Vec::new();
+    let mut failed = false;
+    for backend in &args.backends {
+        for conns in args.conns.iter().flat_map(|&c| std::iter::repeat_n(c, args.repeat)) {
+            let config = run::Config { backend: backend.clone(), conns, requests: args.requests, cycles: args.cycles };
+            match run::run(&config) {
+                Ok(o) => {
+                    failed |= !o.passed();
+                    if args.json {
+                        println!("{}", serde_json::to_string(&o).expect("serializable"));
+                    } else {
+                        println!("{}", summary(&o));
+                    }
+                    outcomes.push(o);
+                }
+                Err(e) => {
+                    failed = true;
+                    eprintln!("c10k: {backend} with {conns} connections: {e}");
+                }
             }
         }
-        match s.read(&mut byte) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&byte[..n]),
+    }
+
+    if let (Some(dir), Some(machine)) = (&args.report, &machine) {
+        let stem = machine.stem();
+        let command = format!("c10k {}", std::env::args().skip(1).collect::<Vec<_>>().join(" "));
+        let md = report::markdown(machine, &command, &format!("{stem}.svg"), &outcomes);
+        let written = std::fs::create_dir_all(dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| report::chart_svg(&outcomes))
+            .and_then(|svg| std::fs::write(dir.join(format!("{stem}.svg")), svg).map_err(|e| e.to_string()))
+            .and_then(|()| std::fs::write(dir.join(format!("{stem}.md")), md).map_err(|e| e.to_string()));
+        match written {
+            Ok(()) => eprintln!("c10k: report written to {}", dir.join(format!("{stem}.md")).display()),
+            Err(e) => {
+                eprintln!("c10k: cannot write the report: {e}");
+                failed = true;
+            }
         }
     }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
-fn drive(conns: usize, backend: &str) -> String {
-    let server = start(backend);
-    let (pid, port) = (server.child.id(), server.port);
-    // Warm up and take the baseline.
-    let mut probe = connect(port);
-    probe.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    read_response(&mut probe).expect("hello");
-    std::thread::sleep(Duration::from_millis(200));
-    let (rss0, fds0) = (proc_status(pid, "VmRSS:"), fd_count(pid));
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    // Standing connections: half long polls, half websockets.
-    let started = Instant::now();
-    let mut polls = Vec::new();
-    let mut sockets = Vec::new();
-    for i in 0..conns {
-        let mut s = connect(port);
-        if i % 2 == 0 {
-            s.write_all(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-            polls.push(s);
-        } else {
-            s.write_all(
-                b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            )
-            .unwrap();
-            sockets.push(s);
-        }
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(String::from).collect()
     }
-    let mut upgraded = 0;
-    for s in &mut sockets {
-        let mut buf = [0u8; 512];
-        if s.read(&mut buf).is_ok_and(|n| String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101")) {
-            upgraded += 1;
-        }
-    }
-    let open_s = started.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_millis(500));
-    let (rss1, fds1) = (proc_status(pid, "VmRSS:"), fd_count(pid));
 
-    // Ordinary requests while they stand.
-    let mut lat = Vec::with_capacity(2000);
-    let cpu0 = cpu_ticks(pid);
-    for _ in 0..2000 {
-        let t = Instant::now();
-        probe.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        read_response(&mut probe).expect("hello while loaded");
-        lat.push(t.elapsed());
+    #[test]
+    fn a_single_run_defaults_to_ten_thousand_on_epoll() {
+        let a = parse_args(&[]).unwrap();
+        assert_eq!((a.conns, a.backends, a.requests, a.json), (vec![10_000], vec!["epoll".to_owned()], 2_000, false));
+        let a = parse_args(&args("--conns 200 --backend select --json --requests 50")).unwrap();
+        assert_eq!((a.conns, a.backends, a.requests, a.json), (vec![200], vec!["select".to_owned()], 50, true));
     }
-    let ticks = cpu_ticks(pid) - cpu0;
-    lat.sort();
-    let p50 = lat[lat.len() / 2];
-    let p99 = lat[lat.len() * 99 / 100];
-    let hz = 100.0; // USER_HZ on Linux
-    let cpu_us = ticks as f64 / hz * 1e6 / 2000.0;
 
-    // Release: every long poll must be answered; close the websockets.
-    let mut rel = connect(port);
-    rel.write_all(b"GET /release HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    read_response(&mut rel).expect("release");
-    let mut answered = 0;
-    for s in &mut polls {
-        if read_response(s).is_some_and(|(st, body)| st.contains("200") && body == "released") {
-            answered += 1;
-        }
+    #[test]
+    fn a_sweep_covers_every_backend_unless_told() {
+        let a = parse_args(&args("--sweep 100,1000 --report out")).unwrap();
+        assert_eq!(a.conns, [100, 1000]);
+        assert_eq!(a.backends, ["epoll", "poll", "select"]);
+        assert_eq!(a.report, Some(PathBuf::from("out")));
+        assert_eq!(parse_args(&args("--sweep 5 --backends poll")).unwrap().backends, ["poll"]);
     }
-    let expected_polls = polls.len();
-    drop(polls);
-    drop(sockets);
-    drop(rel);
-    // The server notices the closes; give it a moment, then read its fds again.
-    let mut fds2 = fd_count(pid);
-    for _ in 0..100 {
-        if fds2 <= fds0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        fds2 = fd_count(pid);
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        assert!(parse_args(&args("--conns")).is_err());
+        assert!(parse_args(&args("--conns ten")).is_err());
+        assert!(parse_args(&args("--report out")).is_err(), "a report needs a sweep");
+        assert!(parse_args(&args("--requests 0")).is_err());
+        assert!(parse_args(&args("--frobnicate")).is_err());
     }
-    let rss2 = proc_status(pid, "VmRSS:");
-    let per_conn = (rss1.saturating_sub(rss0)) as f64 / conns.max(1) as f64;
-    let ok = answered == expected_polls && upgraded == conns / 2 && fds2 <= fds0;
-    format!(
-        "backend={backend} conns={conns} open_s={open_s:.2} upgraded={upgraded}/{} long_polls_answered={answered}/{} \
-         rss_kib={rss0}->{rss1}->{rss2} kib_per_conn={per_conn:.2} fds={fds0}->{fds1}->{fds2} \
-         p50_us={} p99_us={} cpu_us_per_req={cpu_us:.1} {}",
-        conns / 2,
-        expected_polls,
-        p50.as_micros(),
-        p99.as_micros(),
-        if ok { "OK" } else { "FAILED" }
-    )
 }

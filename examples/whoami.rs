@@ -4,8 +4,10 @@
 //! comes from the proxy's `X-Real-IP` / `X-Forwarded-For`), and a WebSocket echo on `/ws`.
 //!
 //! ```text
-//! cargo run --release --example whoami -- --port 8001
+//! cargo run --release --example whoami -- --port 8001 [--workers 1]
 //! ```
+//!
+//! `cargo xtask nginx` runs two of these behind nginx (see `docs/deploy-nginx.md`).
 
 use gale_examples::Options;
 use gale_web::websocket::{Message, WebSocket, WebSocketHandler, websocket};
@@ -46,8 +48,12 @@ impl WebSocketHandler for Echo {
 
 fn main() -> Result<(), gale_examples::CliError> {
     gale_examples::init_logging();
-    let port = Options::from_env().port();
-    let options = ServerOptions { xheaders: true, trusted_downstream: vec!["127.0.0.1".into()], ..Default::default() };
+    let options = Options::from_env();
+    let (port, workers) = (options.port(), options.get("workers", 1));
+    // Behind nginx on this host: the client's address and scheme come from its X-Real-IP / X-Forwarded-*
+    // headers. A request with X-Forwarded-For alone would name the client as its last hop not from this host.
+    let server_options =
+        ServerOptions { xheaders: true, trusted_downstream: vec!["127.0.0.1".into()], ..Default::default() };
     let make_app = || {
         Application::builder()
             .route("/", || WhoAmI)
@@ -56,8 +62,8 @@ fn main() -> Result<(), gale_examples::CliError> {
             .build()
             .expect("valid routes")
     };
-    let handle =
-        gale_web::run(1, port, Some("127.0.0.1"), options, make_app).map_err(|e| gale_examples::port_error(port, e))?;
+    let handle = gale_web::run(workers, port, Some("127.0.0.1"), server_options, make_app)
+        .map_err(|e| gale_examples::port_error(port, e))?;
     println!("whoami listening on http://{} (pid {})", handle.addr(), std::process::id());
     Ok(gale_examples::on_shutdown_signal(move || handle.shutdown(std::time::Duration::from_secs(5)))?)
 }
