@@ -222,6 +222,25 @@ impl<S: AsFd + 'static> IOStream<S> {
     /// [`StreamError::BufferFull`] (and the stream closes) if the buffer already holds `max_buffer_size`
     /// bytes; [`StreamError::Closed`] if the stream was closed; the I/O error (the stream closes) otherwise.
     pub fn poll_fill(&self, cx: &mut Context<'_>) -> Poll<Result<usize, StreamError>> {
+        self.poll_fill_with(cx, |_| 0)
+    }
+
+    /// [`poll_fill`](IOStream::poll_fill) that first offers fresh input to `consume` when nothing was buffered:
+    /// `consume` sees the bytes just read and returns how many leading ones it took (say, a whole request head it
+    /// parsed); only the rest is copied into the stream's buffer. A protocol that consumes its input whole thus
+    /// never copies it through the stream. When bytes were already buffered, the new ones are appended and
+    /// `consume` is not called: read them with [`with_read_buf`](IOStream::with_read_buf).
+    ///
+    /// `consume` runs while the thread's read buffer is borrowed: it must not read from any stream.
+    ///
+    /// # Errors
+    ///
+    /// As [`poll_fill`](IOStream::poll_fill).
+    pub fn poll_fill_with(
+        &self,
+        cx: &mut Context<'_>,
+        consume: impl FnOnce(&[u8]) -> usize,
+    ) -> Poll<Result<usize, StreamError>> {
         let options = self.inner.options.get();
         {
             let st = self.inner.state.borrow();
@@ -255,12 +274,16 @@ impl<S: AsFd + 'static> IOStream<S> {
                             let mut st = self.inner.state.borrow_mut();
                             st.may_have_data = n == want;
                             if n > 0 {
+                                st.bytes_read += n as u64;
                                 if st.read_buf.is_empty() {
-                                    st.read_buf = BytesMut::from(&buf[..n]);
+                                    drop(st);
+                                    let used = consume(&buf[..n]).min(n);
+                                    if used < n {
+                                        self.inner.state.borrow_mut().read_buf = BytesMut::from(&buf[used..n]);
+                                    }
                                 } else {
                                     st.read_buf.extend_from_slice(&buf[..n]);
                                 }
-                                st.bytes_read += n as u64;
                             }
                             Poll::Ready(Ok(n))
                         }
@@ -508,6 +531,46 @@ impl<S: AsFd + 'static> IOStream<S> {
             self.start_flusher();
         }
         WriteFuture { stream: self.clone(), mark, error }
+    }
+
+    /// Writes from the caller's buffer straight to the kernel, without queuing, when nothing is queued: returns
+    /// how many bytes the kernel took now (0 if it would block, or if earlier writes still wait in the queue).
+    /// Queue what is left with [`queue_write`](IOStream::queue_write) to keep the order. A protocol that encodes
+    /// into its own buffer and reuses it saves a copy and an allocation per message this way.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::Closed`] after close; the I/O error (the stream closes) otherwise.
+    pub fn try_write(&self, data: &[u8]) -> Result<usize, StreamError> {
+        let result = {
+            let st = self.inner.state.borrow();
+            if let Some(reason) = &st.closed {
+                return Err(StreamError::Closed(reason.clone()));
+            }
+            if !st.write_queue.is_empty() || data.is_empty() {
+                return Ok(0);
+            }
+            let source = self.inner.source.borrow();
+            let Some(source) = source.as_ref() else { return Err(StreamError::Closed(CloseReason::Local)) };
+            loop {
+                match rustix::io::write(source.get_ref().as_fd(), data) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    other => break other,
+                }
+            }
+        };
+        match result {
+            Ok(n) => {
+                self.inner.state.borrow_mut().bytes_written += n as u64;
+                Ok(n)
+            }
+            Err(rustix::io::Errno::AGAIN) => Ok(0),
+            Err(e) => {
+                let e = io::Error::from(e);
+                self.close_with(CloseReason::from_io(&e));
+                Err(StreamError::Io(e))
+            }
+        }
     }
 
     /// Bytes queued but not yet sent.

@@ -17,7 +17,7 @@
 use std::fmt;
 use std::mem::MaybeUninit;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::body::BodyKind;
 use super::error::{ParseError, ParseErrorKind};
@@ -51,12 +51,14 @@ use crate::headers::HeaderMap;
 pub struct RequestParser {
     limits: Limits,
     scanner: HeadScanner,
+    /// A head allocated for a parse that found the head incomplete, for the next attempt.
+    spare: Option<Box<RequestHead>>,
 }
 
 impl RequestParser {
     /// A parser enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
-        RequestParser { limits, scanner: HeadScanner::default() }
+        RequestParser { limits, scanner: HeadScanner::default(), spare: None }
     }
 
     /// The limits enforced.
@@ -75,19 +77,35 @@ impl RequestParser {
     /// A [`ParseError`] whose [`status`](ParseError::status) is the response to send (400, 414, 431, 501 or
     /// 505) before closing the connection. Limits are enforced on partial heads too.
     pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<RequestHead>, ParseError> {
+        Ok(self.parse_slice(buf)?.map(|(head, len)| {
+            buf.advance(len);
+            *head
+        }))
+    }
+
+    /// [`parse`](RequestParser::parse) over borrowed input: returns the head and how many bytes of `buf` it
+    /// took. The head keeps a copy of its own bytes (so a request that lives long never pins a large read
+    /// buffer); `buf` itself is left alone. An incomplete head returns `Ok(None)`: call again with the same
+    /// bytes followed by more.
+    ///
+    /// # Errors
+    ///
+    /// As [`parse`](RequestParser::parse).
+    pub fn parse_slice(&mut self, buf: &[u8]) -> Result<Option<(Box<RequestHead>, usize)>, ParseError> {
         let Some(start) = head::skip_empty_line(buf, ParseErrorKind::InvalidRequestLine)? else {
             return Ok(None);
         };
         if self.scanner.ready(buf, start) {
-            // Filled in place: the head is large enough for moves to show in profiles.
-            let mut head = RequestHead::blank();
+            // Filled in place, on the heap: the head is large enough for moves to show in profiles.
+            let mut head = self.spare.take().unwrap_or_else(|| Box::new(RequestHead::blank()));
             if let Some(complete) = parse_head(buf, start, &self.limits, &mut head)? {
                 self.scanner.reset();
-                let bytes = buf.split_to(complete.len).freeze();
+                let bytes = Bytes::copy_from_slice(&buf[..complete.len]);
                 head.method = Method::from_head(&bytes[complete.method], &bytes);
                 head.headers.set_buffer(bytes);
-                return Ok(Some(head));
+                return Ok(Some((head, complete.len)));
             }
+            self.spare = Some(head);
         }
         self.scanner.wait(buf, start, &self.limits, ParseErrorKind::RequestLineTooLong)?;
         Ok(None)

@@ -22,7 +22,7 @@ use crate::proto::Version;
 use crate::proto::body::{BodyKind, Decoded, Decoder};
 use crate::proto::request::{RequestHead, RequestParser};
 use crate::proto::response::{CONTINUE, ConnectionAfter, ResponseContext};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use gale_iostream::ioloop::{self as gale_ioloop, Sleep};
 use gale_iostream::{IOStream, StreamError};
 use std::cell::{Cell, RefCell};
@@ -169,7 +169,7 @@ impl<S: HttpService> Conn<S> {
                 let mut decoder = Decoder::new(kind);
                 let mut request = self.make_request(head);
                 if kind != BodyKind::Empty && request.head.expects_continue() && request.version() == Version::Http11 {
-                    s.out.borrow_mut().extend_from_slice(CONTINUE);
+                    s.out().extend_from_slice(CONTINUE);
                     if s.flush().await.is_err() {
                         break 'handle false;
                     }
@@ -302,11 +302,26 @@ impl<S: HttpService> Conn<S> {
     /// Reads the next head; `None` when the connection should end (EOF, timeout, error answered).
     async fn read_head(&mut self) -> Option<Box<RequestHead>> {
         let mut idle = true;
+        // Out of `self` while it is in use: put back when a head is returned (the connection ends otherwise).
+        let mut parser = self.parser.take().unwrap_or_else(|| RequestParser::new(self.config.limits));
+        let mut parsed = if self.shared.stream.buffered() > 0 {
+            self.shared.stream.with_read_buf(|buf| {
+                parser.parse_slice(buf).map(|h| {
+                    h.map(|(head, len)| {
+                        buf.advance(len);
+                        head
+                    })
+                })
+            })
+        } else {
+            Ok(None)
+        };
         loop {
-            let parser = self.parser.get_or_insert_with(|| RequestParser::new(self.config.limits));
-            let parsed = self.shared.stream.with_read_buf(|buf| parser.parse(buf));
             match parsed {
-                Ok(Some(head)) => return Some(Box::new(head)),
+                Ok(Some(head)) => {
+                    self.parser = Some(parser);
+                    return Some(head);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     log::debug!("{}: bad request: {e}", self.peer);
@@ -317,10 +332,11 @@ impl<S: HttpService> Conn<S> {
             if self.state.shutting_down.get() && self.stream().buffered() == 0 {
                 return None;
             }
-            // About to wait for input: send what is due first.
+            // About to wait for input: send what is due first, and hand the output buffer back.
             if self.shared.flush().await.is_err() {
                 return None;
             }
+            self.shared.release_out();
             let buffered = self.stream().buffered();
             if buffered == 0 && idle {
                 self.deadline.set(self.config.idle_connection_timeout);
@@ -328,7 +344,23 @@ impl<S: HttpService> Conn<S> {
                 idle = false;
                 self.deadline.set(self.config.header_timeout);
             }
-            match self.fill().await {
+            // Fresh input is parsed where it was read; only what is left of it is buffered.
+            let mut fresh = None;
+            let filled = {
+                self.fill_with(|input| match parser.parse_slice(input) {
+                    Ok(Some((head, len))) => {
+                        fresh = Some(Ok(head));
+                        len
+                    }
+                    Ok(None) => 0,
+                    Err(e) => {
+                        fresh = Some(Err(e));
+                        0
+                    }
+                })
+                .await
+            };
+            match filled {
                 Ok(0) => {
                     if self.stream().buffered() > 0 {
                         log::debug!("{}: connection closed in the middle of a request head", self.peer);
@@ -349,17 +381,35 @@ impl<S: HttpService> Conn<S> {
                 }
                 Err(Err(_)) => return None,
             }
+            parsed = match fresh {
+                Some(r) => r.map(Some),
+                None => self.shared.stream.with_read_buf(|buf| {
+                    parser.parse_slice(buf).map(|h| {
+                        h.map(|(head, len)| {
+                            buf.advance(len);
+                            head
+                        })
+                    })
+                }),
+            };
         }
     }
 
     /// Reads more input, unless the deadline passes or (while idle) the server shuts down.
     async fn fill(&mut self) -> Result<usize, Result<Wait, StreamError>> {
+        self.fill_with(|_| 0).await
+    }
+
+    /// [`fill`](Conn::fill), offering fresh input to `consume` first (see [`IOStream::poll_fill_with`]).
+    async fn fill_with(&mut self, consume: impl FnOnce(&[u8]) -> usize) -> Result<usize, Result<Wait, StreamError>> {
         let stream = self.shared.stream.clone();
         let state = self.state.clone();
         let deadline = &mut self.deadline;
         let key = &mut self.shutdown_key;
+        let mut consume = Some(consume);
         poll_fn(|cx| {
-            if let Poll::Ready(r) = stream.poll_fill(cx) {
+            let consume = |input: &[u8]| consume.take().map_or(0, |f| f(input));
+            if let Poll::Ready(r) = stream.poll_fill_with(cx, consume) {
                 return Poll::Ready(r.map_err(Err));
             }
             if deadline.poll_expired(cx) {

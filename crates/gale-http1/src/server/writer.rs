@@ -7,7 +7,7 @@ use crate::message::Response;
 use crate::proto::EncodeError;
 use crate::proto::body::{BodyEncoder, Frame};
 use crate::proto::response::{ConnectionAfter, OutgoingResponse, ResponseContext, ResponseEncoder};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use gale_iostream::{IOStream, StreamError};
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -90,7 +90,38 @@ pub(crate) struct Shared {
     pub(crate) body: RefCell<Option<BodyReader>>,
 }
 
+thread_local! {
+    /// One output buffer kept per thread for the next response: a connection borrows it while it encodes and
+    /// sends, and gives it back before waiting for input, so that an idle connection holds no output buffer
+    /// and a busy one allocates none.
+    static SPARE_OUT: Cell<BytesMut> = Cell::new(BytesMut::new());
+}
+
+/// Output buffers larger than this are freed rather than kept as the thread's spare.
+const SPARE_OUT_MAX: usize = 64 * 1024;
+
 impl Shared {
+    /// The output buffer, borrowed from the thread's spare if the connection has none.
+    #[inline]
+    pub(crate) fn out(&self) -> std::cell::RefMut<'_, BytesMut> {
+        let mut out = self.out.borrow_mut();
+        if out.capacity() == 0 {
+            *out = SPARE_OUT.take();
+        }
+        out
+    }
+
+    /// Gives an empty output buffer back to the thread, before the connection waits for input.
+    pub(crate) fn release_out(&self) {
+        let mut out = self.out.borrow_mut();
+        if out.is_empty() && out.capacity() > 0 {
+            let buf = std::mem::take(&mut *out);
+            if buf.capacity() <= SPARE_OUT_MAX {
+                SPARE_OUT.set(buf);
+            }
+        }
+    }
+
     /// Moves `out` onto the stream's write queue (no syscall).
     pub(crate) fn queue_out(&self) -> Result<(), StreamError> {
         let mut out = self.out.borrow_mut();
@@ -102,10 +133,24 @@ impl Shared {
         self.stream.queue_write(chunk)
     }
 
-    /// Queues `out` and sends everything queued; resolves when the kernel has it.
+    /// Sends `out` and everything queued; resolves when the kernel has it all. When nothing else is queued,
+    /// `out` is written in place and kept for reuse.
     pub(crate) async fn flush(&self) -> Result<(), StreamError> {
-        self.queue_out()?;
         self.pending.set(0);
+        {
+            let mut out = self.out.borrow_mut();
+            if !out.is_empty() {
+                let n = self.stream.try_write(&out)?;
+                if n == out.len() {
+                    out.clear();
+                    return Ok(());
+                }
+                out.advance(n);
+            } else if self.stream.write_buffer_len() == 0 {
+                return Ok(());
+            }
+        }
+        self.queue_out()?;
         self.stream.flush().await
     }
 
@@ -159,7 +204,7 @@ impl ResponseWriter {
         if s.server.shutting_down.get() || s.body.borrow().as_ref().is_some_and(BodyReader::failed) {
             ctx = ctx.with_keep_alive(false);
         }
-        let mut out = s.out.borrow_mut();
+        let mut out = s.out();
         let before = out.len();
         let head = s.encoder.encode(&ctx, &response, &mut out)?;
         s.pending.set(s.pending.get() + out.len() - before);
@@ -190,7 +235,7 @@ impl ResponseWriter {
             return Err(WriteError::Closed);
         }
         let data: Bytes = data.into();
-        let mut out = s.out.borrow_mut();
+        let mut out = s.out();
         if data.len() <= COPY_BODY_LIMIT {
             body.encode(&data, &mut out)?;
             s.pending.set(s.pending.get() + data.len());
@@ -202,7 +247,7 @@ impl ResponseWriter {
                     drop(out);
                     s.stream.queue_write(head)?;
                     s.stream.queue_write(data.clone())?;
-                    s.out.borrow_mut().extend_from_slice(suffix);
+                    s.out().extend_from_slice(suffix);
                     s.pending.set(s.pending.get() + data.len());
                 }
             }
@@ -233,7 +278,7 @@ impl ResponseWriter {
             Writing::Head => return Err(WriteError::HeadNotWritten),
             Writing::Done => return Err(WriteError::Encode(EncodeError::AlreadyFinished)),
         };
-        let result = body.finish(&mut s.out.borrow_mut());
+        let result = body.finish(&mut s.out());
         if result.is_err() || body.is_close_delimited() {
             s.after.set(ConnectionAfter::Close);
         }
