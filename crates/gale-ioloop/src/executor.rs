@@ -194,12 +194,34 @@ pub(crate) type Wrapped = (Pin<Box<dyn Future<Output = ()>>>, Rc<dyn JoinSink>);
 
 pub(crate) fn wrap<F: Future + 'static>(future: F) -> (Wrapped, JoinHandle<F::Output>) {
     let state = Rc::new(RefCell::new(JoinState { result: None, waker: None, finished: false }));
-    let s = state.clone();
-    let task = Box::pin(async move {
-        let out = future.await;
-        s.borrow_mut().complete(Ok(out));
-    });
+    let task = Box::pin(Join { future, state: state.clone() });
     ((task, state.clone()), JoinHandle { state, task: None })
+}
+
+pin_project_lite::pin_project! {
+    /// A spawned future and the join state its output goes to. A hand-written future rather than an `async`
+    /// block: an `async` block awaiting a captured future stores it twice (the capture and the awaited copy),
+    /// which doubled the memory of every task.
+    struct Join<F: Future> {
+        #[pin]
+        future: F,
+        state: Rc<RefCell<JoinState<F::Output>>>,
+    }
+}
+
+impl<F: Future> Future for Join<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        match this.future.poll(cx) {
+            Poll::Ready(out) => {
+                this.state.borrow_mut().complete(Ok(out));
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// Tells a handle which task it joins, once the task has an id.

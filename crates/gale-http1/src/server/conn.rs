@@ -187,7 +187,7 @@ impl<S: HttpService> Conn<S> {
                     })
                 } else {
                     if kind != BodyKind::Empty {
-                        match self.read_body(&mut decoder).await {
+                        match Box::pin(self.read_body(&mut decoder)).await {
                             Ok(body) => request.body = body,
                             Err(status) => {
                                 if status != 0 {
