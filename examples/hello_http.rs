@@ -10,9 +10,7 @@
 //! ```
 
 use gale_examples::Options;
-use gale_http1::{
-    BodyReader, HttpService, Method, Request, ResponseWriter, ServerOptions, Workers, headers::HeaderMap,
-};
+use gale_http1::{BodyReader, HttpService, Method, Request, ResponseWriter, ServerOptions, Workers};
 use std::time::Duration;
 
 /// The service: a match on method and path, writing straight into the connection's buffer.
@@ -24,14 +22,7 @@ struct Message {
 }
 
 fn reply(writer: &ResponseWriter, status: u16, content_type: &'static str, body: impl Into<bytes::Bytes>) {
-    let body = body.into();
-    let mut headers = HeaderMap::new();
-    headers.append("Content-Type", content_type);
-    let result = writer
-        .write_head(status, None, &headers, Some(body.len() as u64))
-        .and_then(|()| writer.write(body))
-        .and_then(|()| writer.finish());
-    if let Err(e) = result {
+    if let Err(e) = writer.respond(status, &[("Content-Type", content_type)], body) {
         log::warn!("cannot answer: {e}");
     }
 }

@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Length of an IMF-fixdate.
 pub const DATE_VALUE_LENGTH: usize = 29;
@@ -19,11 +19,18 @@ struct Cache {
     from: Cell<SystemTime>,
     until: Cell<SystemTime>,
     line: Cell<[u8; DATE_LINE_LENGTH]>,
+    /// When the line was made for the current time: until when it stays right, on the monotonic clock.
+    mono_until: Cell<Option<Instant>>,
 }
 
 thread_local! {
     static CACHE: Cache = const {
-        Cache { from: Cell::new(UNIX_EPOCH), until: Cell::new(UNIX_EPOCH), line: Cell::new([0; DATE_LINE_LENGTH]) }
+        Cache {
+            from: Cell::new(UNIX_EPOCH),
+            until: Cell::new(UNIX_EPOCH),
+            line: Cell::new([0; DATE_LINE_LENGTH]),
+            mono_until: Cell::new(None),
+        }
     };
 }
 
@@ -60,10 +67,28 @@ pub(crate) fn line() -> [u8; DATE_LINE_LENGTH] {
     line_at(SystemTime::now())
 }
 
+/// The `Date` line for now, given the current time on the monotonic clock (an event loop's cached time will
+/// do: a time read earlier only makes the line be renewed earlier). The wall clock is read only when the
+/// second may have changed, not per response.
+#[inline]
+pub(crate) fn line_mono(mono: Instant) -> [u8; DATE_LINE_LENGTH] {
+    CACHE.with(|cache| {
+        if cache.mono_until.get().is_some_and(|until| mono < until) {
+            return cache.line.get();
+        }
+        let wall = SystemTime::now();
+        let line = line_at(wall);
+        let into = wall.duration_since(cache.from.get()).unwrap_or_default();
+        cache.mono_until.set(Some(mono + Duration::from_secs(1).saturating_sub(into)));
+        line
+    })
+}
+
 fn line_at(time: SystemTime) -> [u8; DATE_LINE_LENGTH] {
     CACHE.with(|cache| {
         // Two comparisons on the hot path; the clock may also step backwards.
         if time >= cache.until.get() || time < cache.from.get() {
+            cache.mono_until.set(None);
             let second = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let from = UNIX_EPOCH + Duration::from_secs(second);
             cache.line.set(format_line(from));
@@ -128,6 +153,26 @@ mod tests {
     fn the_line_wraps_the_value() {
         let line = line_at(UNIX_EPOCH + Duration::from_secs(784_111_777));
         assert_eq!(&line, b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n");
+    }
+
+    #[test]
+    fn the_monotonic_path_reads_the_wall_clock_at_most_once_a_second() {
+        let until = || CACHE.with(|c| c.mono_until.get()).expect("set by line_mono");
+        let mono = Instant::now();
+        let line = line_mono(mono);
+        let first = until();
+        assert!(first > mono && first <= mono + Duration::from_secs(1), "valid for the rest of this second");
+        // Within that time: the cached line, and the validity is not moved.
+        assert_eq!(line_mono(first - Duration::from_nanos(1)), line);
+        assert_eq!(until(), first);
+        // Past it: the wall clock is read again and the validity starts from the time given.
+        let later = first + Duration::from_millis(1);
+        let renewed = line_mono(later);
+        assert!(until() > later && until() <= later + Duration::from_secs(1));
+        assert!(std::str::from_utf8(&renewed).unwrap().starts_with("Date: "));
+        // Formatting an arbitrary time invalidates the shortcut.
+        let _ = at(UNIX_EPOCH);
+        assert!(CACHE.with(|c| c.mono_until.get()).is_none());
     }
 
     #[test]

@@ -431,31 +431,37 @@ pub(crate) struct Outgoing {
 pub(crate) fn scan_outgoing(map: &HeaderMap) -> Outgoing {
     let mut out = Outgoing::default();
     for (name, value) in map {
-        match name.len() {
-            4 if name.eq_ignore_ascii_case(b"date") => out.date = true,
-            4 if name.eq_ignore_ascii_case(b"host") => out.host = true,
-            6 if name.eq_ignore_ascii_case(b"server") => out.server = true,
-            10 if name.eq_ignore_ascii_case(b"connection") => {
-                out.connection = true;
-                out.close |= headers::list_contains_token(value, b"close");
-                out.keep_alive |= headers::list_contains_token(value, b"keep-alive");
-            }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
-                let parsed = parse_decimal(trim_ows(value)).ok_or(());
-                out.content_length = match (out.content_length, parsed) {
-                    (None, p) => Some(p),
-                    (Some(Ok(a)), Ok(b)) if a == b => Some(Ok(a)),
-                    _ => Some(Err(())),
-                };
-            }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                let chunked = trim_ows(value).eq_ignore_ascii_case(b"chunked");
-                out.transfer_encoding = Some(chunked && out.transfer_encoding.unwrap_or(true));
-            }
-            _ => {}
-        }
+        note_outgoing(&mut out, name, value);
     }
     out
+}
+
+/// Records what one outgoing field says about framing and connection handling.
+#[inline]
+pub(crate) fn note_outgoing(out: &mut Outgoing, name: &[u8], value: &[u8]) {
+    match name.len() {
+        4 if name.eq_ignore_ascii_case(b"date") => out.date = true,
+        4 if name.eq_ignore_ascii_case(b"host") => out.host = true,
+        6 if name.eq_ignore_ascii_case(b"server") => out.server = true,
+        10 if name.eq_ignore_ascii_case(b"connection") => {
+            out.connection = true;
+            out.close |= headers::list_contains_token(value, b"close");
+            out.keep_alive |= headers::list_contains_token(value, b"keep-alive");
+        }
+        14 if name.eq_ignore_ascii_case(b"content-length") => {
+            let parsed = parse_decimal(trim_ows(value)).ok_or(());
+            out.content_length = match (out.content_length, parsed) {
+                (None, p) => Some(p),
+                (Some(Ok(a)), Ok(b)) if a == b => Some(Ok(a)),
+                _ => Some(Err(())),
+            };
+        }
+        17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            let chunked = trim_ows(value).eq_ignore_ascii_case(b"chunked");
+            out.transfer_encoding = Some(chunked && out.transfer_encoding.unwrap_or(true));
+        }
+        _ => {}
+    }
 }
 
 /// Writes `name: value\r\n`, refusing names that are not tokens and values with control bytes, so that no

@@ -17,10 +17,11 @@
 //! | length unknown, HTTP/1.0 client | none; the connection closes             | until close      |
 
 use bytes::{Bytes, BytesMut};
+use std::time::Instant;
 
 use super::body::{BodyEncoder, BodyKind};
 use super::error::EncodeError;
-use super::head::{self, write_content_length, write_field};
+use super::head::{Outgoing, note_outgoing, write_content_length, write_field};
 use super::request::RequestHead;
 use super::{Method, Version, date};
 use crate::headers::{self, HeaderMap};
@@ -131,13 +132,20 @@ pub struct ResponseContext {
     head: bool,
     connect: bool,
     keep_alive: bool,
+    now: Option<Instant>,
 }
 
 impl ResponseContext {
     /// A context for a request of `version` and `method`; `keep_alive` says whether the connection may be
     /// kept open (what the client asked, and what the server allows).
     pub fn new(version: Version, method: &Method, keep_alive: bool) -> Self {
-        ResponseContext { version, head: *method == Method::Head, connect: *method == Method::Connect, keep_alive }
+        ResponseContext {
+            version,
+            head: *method == Method::Head,
+            connect: *method == Method::Connect,
+            keep_alive,
+            now: None,
+        }
     }
 
     /// The context for answering `request`, keeping the connection open if the client asked to.
@@ -148,6 +156,13 @@ impl ResponseContext {
     /// The same context with keep-alive allowed or not (e.g. off while the server shuts down).
     pub fn with_keep_alive(mut self, keep_alive: bool) -> Self {
         self.keep_alive = keep_alive;
+        self
+    }
+
+    /// The current time on the monotonic clock, if the caller has it cheaply (an event loop's cached time):
+    /// `Date` is then written without reading the wall clock, except once a second.
+    pub fn with_now(mut self, now: Instant) -> Self {
+        self.now = Some(now);
         self
     }
 }
@@ -271,76 +286,42 @@ impl ResponseEncoder {
         response: &OutgoingResponse<'_>,
         dst: &mut BytesMut,
     ) -> Result<EncodedHead, EncodeError> {
+        self.encode_fields(ctx, response.status, response.reason, response.headers, response.content_length, dst)
+    }
+
+    /// [`encode`](ResponseEncoder::encode) for any list of fields.
+    pub(crate) fn encode_fields<L: FieldList>(
+        &self,
+        ctx: &ResponseContext,
+        status: u16,
+        reason: Option<&str>,
+        fields: L,
+        content_length: Option<u64>,
+        dst: &mut BytesMut,
+    ) -> Result<EncodedHead, EncodeError> {
         let mark = dst.len();
-        let result = self.encode_unchecked(ctx, response, dst);
+        let result = self.encode_unchecked(ctx, status, reason, fields, content_length, dst);
         if result.is_err() {
             dst.truncate(mark);
         }
         result
     }
 
-    fn encode_unchecked(
+    /// Writes the head in one pass over the fields, learning what they say about framing as it copies them;
+    /// the caller truncates `dst` on error.
+    fn encode_unchecked<L: FieldList>(
         &self,
         ctx: &ResponseContext,
-        response: &OutgoingResponse<'_>,
+        status: u16,
+        reason: Option<&str>,
+        fields: L,
+        content_length: Option<u64>,
         dst: &mut BytesMut,
     ) -> Result<EncodedHead, EncodeError> {
-        let status = response.status;
         if !(100..=999).contains(&status) {
             return Err(EncodeError::InvalidStatus(status));
         }
-        let fields = head::scan_outgoing(response.headers);
-        let length = match (fields.content_length, response.content_length) {
-            (None, given) => given,
-            (Some(Err(())), _) => return Err(EncodeError::InvalidContentLength),
-            (Some(Ok(set)), None) => Some(set),
-            (Some(Ok(set)), Some(given)) if set == given => Some(set),
-            (Some(Ok(_)), Some(_)) => return Err(EncodeError::ContentLengthMismatch),
-        };
-        let chunked_field = match fields.transfer_encoding {
-            None => false,
-            Some(true) if fields.content_length.is_none() => true,
-            Some(true) => return Err(EncodeError::InvalidFraming),
-            Some(false) => return Err(EncodeError::UnsupportedTransferEncoding),
-        };
-        let has_framing = fields.content_length.is_some() || chunked_field;
-
-        // Decide the framing: which body encoder, and which framing field we add.
-        let tunnel = status == 101 || (ctx.connect && (200..300).contains(&status));
-        let (body, add_length, add_chunked) = if status < 200 || status == 204 || tunnel {
-            if has_framing || response.content_length.is_some_and(|n| n > 0) {
-                return Err(EncodeError::BodyNotAllowed);
-            }
-            (BodyEncoder::new(BodyKind::Empty), None, false)
-        } else if status == 304 {
-            if chunked_field {
-                return Err(EncodeError::BodyNotAllowed);
-            }
-            (BodyEncoder::new(BodyKind::Empty), None, false)
-        } else if ctx.head {
-            (BodyEncoder::discard(), length.filter(|_| fields.content_length.is_none()), false)
-        } else if let Some(n) = length {
-            (BodyEncoder::new(BodyKind::from_length(n)), Some(n).filter(|_| fields.content_length.is_none()), false)
-        } else if ctx.version == Version::Http11 {
-            (BodyEncoder::new(BodyKind::Chunked), None, !chunked_field)
-        } else if chunked_field {
-            return Err(EncodeError::UnsupportedTransferEncoding);
-        } else {
-            (BodyEncoder::new(BodyKind::CloseDelimited), None, false)
-        };
-
-        let interim = status < 200 && !tunnel;
-        let connection = if tunnel {
-            ConnectionAfter::Upgrade
-        } else if interim || ctx.keep_alive && !fields.close && !body.is_close_delimited() {
-            ConnectionAfter::KeepAlive
-        } else {
-            ConnectionAfter::Close
-        };
-        // A caller's `Connection: keep-alive` must not survive a decision to close.
-        let drop_connection_fields = connection == ConnectionAfter::Close && !fields.close;
-
-        match (response.reason, status_line(status)) {
+        match (reason, status_line(status)) {
             (None, Some(line)) => dst.extend_from_slice(line),
             (reason, _) => {
                 let reason = reason.unwrap_or("Unknown");
@@ -355,22 +336,81 @@ impl ResponseEncoder {
                 dst.extend_from_slice(b"\r\n");
             }
         }
-        for (name, value) in response.headers {
-            if drop_connection_fields && name.eq_ignore_ascii_case(b"connection") {
-                continue;
+        let fields_at = dst.len();
+        let mut seen = Outgoing::default();
+        fields.try_each(|name, value| {
+            note_outgoing(&mut seen, name, value);
+            write_field(dst, name, value)
+        })?;
+
+        let length = match (seen.content_length, content_length) {
+            (None, given) => given,
+            (Some(Err(())), _) => return Err(EncodeError::InvalidContentLength),
+            (Some(Ok(set)), None) => Some(set),
+            (Some(Ok(set)), Some(given)) if set == given => Some(set),
+            (Some(Ok(_)), Some(_)) => return Err(EncodeError::ContentLengthMismatch),
+        };
+        let chunked_field = match seen.transfer_encoding {
+            None => false,
+            Some(true) if seen.content_length.is_none() => true,
+            Some(true) => return Err(EncodeError::InvalidFraming),
+            Some(false) => return Err(EncodeError::UnsupportedTransferEncoding),
+        };
+        let has_framing = seen.content_length.is_some() || chunked_field;
+
+        // Decide the framing: which body encoder, and which framing field we add.
+        let tunnel = status == 101 || (ctx.connect && (200..300).contains(&status));
+        let (body, add_length, add_chunked) = if status < 200 || status == 204 || tunnel {
+            if has_framing || content_length.is_some_and(|n| n > 0) {
+                return Err(EncodeError::BodyNotAllowed);
             }
-            write_field(dst, name, value)?;
+            (BodyEncoder::new(BodyKind::Empty), None, false)
+        } else if status == 304 {
+            if chunked_field {
+                return Err(EncodeError::BodyNotAllowed);
+            }
+            (BodyEncoder::new(BodyKind::Empty), None, false)
+        } else if ctx.head {
+            (BodyEncoder::discard(), length.filter(|_| seen.content_length.is_none()), false)
+        } else if let Some(n) = length {
+            (BodyEncoder::new(BodyKind::from_length(n)), Some(n).filter(|_| seen.content_length.is_none()), false)
+        } else if ctx.version == Version::Http11 {
+            (BodyEncoder::new(BodyKind::Chunked), None, !chunked_field)
+        } else if chunked_field {
+            return Err(EncodeError::UnsupportedTransferEncoding);
+        } else {
+            (BodyEncoder::new(BodyKind::CloseDelimited), None, false)
+        };
+
+        let interim = status < 200 && !tunnel;
+        let connection = if tunnel {
+            ConnectionAfter::Upgrade
+        } else if interim || ctx.keep_alive && !seen.close && !body.is_close_delimited() {
+            ConnectionAfter::KeepAlive
+        } else {
+            ConnectionAfter::Close
+        };
+        // A caller's `Connection: keep-alive` must not survive a decision to close: copy the fields again
+        // without it (rare, so the common case stays one pass).
+        if connection == ConnectionAfter::Close && !seen.close && seen.connection {
+            dst.truncate(fields_at);
+            fields.try_each(|name, value| {
+                if name.eq_ignore_ascii_case(b"connection") { Ok(()) } else { write_field(dst, name, value) }
+            })?;
         }
-        if let (Some(line), false) = (&self.server_line, fields.server) {
+        if let (Some(line), false) = (&self.server_line, seen.server) {
             dst.extend_from_slice(line);
         }
-        if self.date && !fields.date {
-            dst.extend_from_slice(&date::line());
+        if self.date && !seen.date {
+            match ctx.now {
+                Some(now) => dst.extend_from_slice(&date::line_mono(now)),
+                None => dst.extend_from_slice(&date::line()),
+            }
         }
         match connection {
             _ if interim => {}
-            ConnectionAfter::Close if !fields.close => dst.extend_from_slice(b"Connection: close\r\n"),
-            ConnectionAfter::KeepAlive if ctx.version == Version::Http10 && !fields.keep_alive => {
+            ConnectionAfter::Close if !seen.close => dst.extend_from_slice(b"Connection: close\r\n"),
+            ConnectionAfter::KeepAlive if ctx.version == Version::Http10 && !seen.keep_alive => {
                 dst.extend_from_slice(b"Connection: keep-alive\r\n");
             }
             _ => {}
@@ -382,6 +422,37 @@ impl ResponseEncoder {
             (None, false) => dst.extend_from_slice(b"\r\n"),
         }
         Ok(EncodedHead { body, connection })
+    }
+}
+
+/// A list of header fields the encoder can walk (more than once, in the rare case it must): a [`HeaderMap`],
+/// or a slice of `(name, value)` string pairs.
+pub trait FieldList: Copy {
+    /// Calls `f` on every field in order, stopping at the first error.
+    ///
+    /// # Errors
+    ///
+    /// The first error `f` returns.
+    fn try_each<E>(self, f: impl FnMut(&[u8], &[u8]) -> Result<(), E>) -> Result<(), E>;
+}
+
+impl FieldList for &HeaderMap {
+    #[inline]
+    fn try_each<E>(self, mut f: impl FnMut(&[u8], &[u8]) -> Result<(), E>) -> Result<(), E> {
+        for (name, value) in self {
+            f(name, value)?;
+        }
+        Ok(())
+    }
+}
+
+impl FieldList for &[(&str, &str)] {
+    #[inline]
+    fn try_each<E>(self, mut f: impl FnMut(&[u8], &[u8]) -> Result<(), E>) -> Result<(), E> {
+        for (name, value) in self {
+            f(name.as_bytes(), value.as_bytes())?;
+        }
+        Ok(())
     }
 }
 

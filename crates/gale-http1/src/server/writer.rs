@@ -6,7 +6,7 @@ use crate::headers::HeaderMap;
 use crate::message::Response;
 use crate::proto::EncodeError;
 use crate::proto::body::{BodyEncoder, Frame};
-use crate::proto::response::{ConnectionAfter, OutgoingResponse, ResponseContext, ResponseEncoder};
+use crate::proto::response::{ConnectionAfter, FieldList, ResponseContext, ResponseEncoder};
 use bytes::{Buf, Bytes, BytesMut};
 use gale_iostream::{IOStream, StreamError};
 use std::cell::{Cell, RefCell};
@@ -195,18 +195,28 @@ impl ResponseWriter {
         headers: &HeaderMap,
         content_length: Option<u64>,
     ) -> Result<(), WriteError> {
+        self.write_head_fields(status, reason, headers, content_length)
+    }
+
+    fn write_head_fields<L: FieldList>(
+        &self,
+        status: u16,
+        reason: Option<&str>,
+        fields: L,
+        content_length: Option<u64>,
+    ) -> Result<(), WriteError> {
         let s = &self.shared;
         if s.writing.get() != Writing::Head {
             return Err(WriteError::HeadAlreadyWritten);
         }
-        let response = OutgoingResponse { status, reason, headers, content_length };
         let mut ctx = s.ctx.get();
         if s.server.shutting_down.get() || s.body.borrow().as_ref().is_some_and(BodyReader::failed) {
             ctx = ctx.with_keep_alive(false);
         }
         let mut out = s.out();
         let before = out.len();
-        let head = s.encoder.encode(&ctx, &response, &mut out)?;
+        let ctx = ctx.with_now(gale_iostream::ioloop::now());
+        let head = s.encoder.encode_fields(&ctx, status, reason, fields, content_length, &mut out)?;
         s.pending.set(s.pending.get() + out.len() - before);
         if (100..200).contains(&status) && status != 101 {
             // An interim response: the final one follows.
@@ -215,6 +225,27 @@ impl ResponseWriter {
         s.after.set(head.connection);
         s.writing.set(Writing::Body(head.body));
         Ok(())
+    }
+
+    /// Writes a whole response in one call: status, header fields given as `(name, value)` pairs, and a body
+    /// whose length goes in `Content-Length`. The quickest way to answer: no [`HeaderMap`] to build.
+    ///
+    /// ```no_run
+    /// # async fn answer(writer: gale_http1::ResponseWriter) -> Result<(), gale_http1::WriteError> {
+    /// writer.respond(200, &[("Content-Type", "text/plain")], &b"Hello, World!"[..])
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`write_head`](ResponseWriter::write_head) and [`write`](ResponseWriter::write).
+    pub fn respond(&self, status: u16, fields: &[(&str, &str)], body: impl Into<Bytes>) -> Result<(), WriteError> {
+        let body = body.into();
+        self.write_head_fields(status, None, fields, Some(body.len() as u64))?;
+        if !body.is_empty() {
+            self.write(body)?;
+        }
+        self.finish()
     }
 
     /// Writes a piece of body (copied if small, else queued as is).
