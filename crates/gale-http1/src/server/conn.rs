@@ -18,6 +18,7 @@ use super::writer::{ResponseWriter, Shared, Writing};
 use super::{Config, HttpService, ServerState};
 use crate::headers::HeaderMap;
 use crate::message::Request;
+use crate::proto::ParseError;
 use crate::proto::Version;
 use crate::proto::body::{BodyKind, Decoded, Decoder};
 use crate::proto::request::{RequestHead, RequestParser};
@@ -49,9 +50,14 @@ enum Wait {
 
 /// A deadline re-armed lazily: moving it later costs a field store; the timer is only rescheduled when it
 /// fires early.
+///
+/// Only the connection's own task polls it, so once its timer holds that task's waker, a poll before the
+/// timer's deadline has nothing to do.
 struct Deadline {
     sleep: Option<Pin<Box<Sleep>>>,
     at: Option<Instant>,
+    /// Whether the timer is registered with the task's waker.
+    armed: bool,
 }
 
 impl Deadline {
@@ -62,6 +68,13 @@ impl Deadline {
 
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(at) = self.at else { return false };
+        if let (true, Some(s)) = (self.armed, &self.sleep) {
+            // Armed for no later than `at`, and not yet due: the timer will wake the task.
+            if s.deadline() <= at && gale_ioloop::now() < s.deadline() {
+                return false;
+            }
+        }
+        self.armed = false;
         loop {
             match &mut self.sleep {
                 None => self.sleep = Some(Box::pin(gale_ioloop::sleep_until(at))),
@@ -70,7 +83,10 @@ impl Deadline {
                         s.as_mut().reset(at);
                     }
                     match s.as_mut().poll(cx) {
-                        Poll::Pending => return false,
+                        Poll::Pending => {
+                            self.armed = true;
+                            return false;
+                        }
                         Poll::Ready(()) if Instant::now() >= at => return true,
                         Poll::Ready(()) => s.as_mut().reset(at),
                     }
@@ -104,10 +120,10 @@ pub(crate) async fn serve<S: HttpService>(
         service,
         shared,
         peer,
+        parser: RequestParser::new(config.limits),
         config,
         state,
-        parser: None,
-        deadline: Deadline { sleep: None, at: None },
+        deadline: Deadline { sleep: None, at: None, armed: false },
         shutdown_key: None,
     };
     conn.run().await;
@@ -124,7 +140,7 @@ struct Conn<S: HttpService> {
     peer: SocketAddr,
     config: Rc<Config>,
     state: Rc<ServerState>,
-    parser: Option<RequestParser>,
+    parser: RequestParser,
     deadline: Deadline,
     /// This connection's slot among the server's shutdown waiters.
     shutdown_key: Option<usize>,
@@ -302,26 +318,10 @@ impl<S: HttpService> Conn<S> {
     /// Reads the next head; `None` when the connection should end (EOF, timeout, error answered).
     async fn read_head(&mut self) -> Option<Box<RequestHead>> {
         let mut idle = true;
-        // Out of `self` while it is in use: put back when a head is returned (the connection ends otherwise).
-        let mut parser = self.parser.take().unwrap_or_else(|| RequestParser::new(self.config.limits));
-        let mut parsed = if self.shared.stream.buffered() > 0 {
-            self.shared.stream.with_read_buf(|buf| {
-                parser.parse_slice(buf).map(|h| {
-                    h.map(|(head, len)| {
-                        buf.advance(len);
-                        head
-                    })
-                })
-            })
-        } else {
-            Ok(None)
-        };
+        let mut parsed = if self.shared.stream.buffered() > 0 { self.parse_buffered() } else { Ok(None) };
         loop {
             match parsed {
-                Ok(Some(head)) => {
-                    self.parser = Some(parser);
-                    return Some(head);
-                }
+                Ok(Some(head)) => return Some(head),
                 Ok(None) => {}
                 Err(e) => {
                     log::debug!("{}: bad request: {e}", self.peer);
@@ -347,15 +347,18 @@ impl<S: HttpService> Conn<S> {
             // Fresh input is parsed where it was read; only what is left of it is buffered.
             let mut fresh = None;
             let filled = {
-                self.fill_with(|input| match parser.parse_slice(input) {
-                    Ok(Some((head, len))) => {
-                        fresh = Some(Ok(head));
-                        len
-                    }
-                    Ok(None) => 0,
-                    Err(e) => {
-                        fresh = Some(Err(e));
-                        0
+                let parser = &mut self.parser;
+                fill_with(&self.shared.stream, &self.state, &mut self.deadline, &mut self.shutdown_key, |input| {
+                    match parser.parse_slice(input) {
+                        Ok(Some((head, len))) => {
+                            fresh = Some(Ok(head));
+                            len
+                        }
+                        Ok(None) => 0,
+                        Err(e) => {
+                            fresh = Some(Err(e));
+                            0
+                        }
                     }
                 })
                 .await
@@ -383,44 +386,25 @@ impl<S: HttpService> Conn<S> {
             }
             parsed = match fresh {
                 Some(r) => r.map(Some),
-                None => self.shared.stream.with_read_buf(|buf| {
-                    parser.parse_slice(buf).map(|h| {
-                        h.map(|(head, len)| {
-                            buf.advance(len);
-                            head
-                        })
-                    })
-                }),
+                None => self.parse_buffered(),
             };
         }
     }
 
-    /// Reads more input, unless the deadline passes or (while idle) the server shuts down.
-    async fn fill(&mut self) -> Result<usize, Result<Wait, StreamError>> {
-        self.fill_with(|_| 0).await
+    /// Parses a head from the bytes the stream has buffered.
+    fn parse_buffered(&mut self) -> Result<Option<Box<RequestHead>>, ParseError> {
+        let parser = &mut self.parser;
+        self.shared.stream.with_read_buf(|buf| {
+            Ok(parser.parse_slice(buf)?.map(|(head, len)| {
+                buf.advance(len);
+                head
+            }))
+        })
     }
 
-    /// [`fill`](Conn::fill), offering fresh input to `consume` first (see [`IOStream::poll_fill_with`]).
-    async fn fill_with(&mut self, consume: impl FnOnce(&[u8]) -> usize) -> Result<usize, Result<Wait, StreamError>> {
-        let stream = self.shared.stream.clone();
-        let state = self.state.clone();
-        let deadline = &mut self.deadline;
-        let key = &mut self.shutdown_key;
-        let mut consume = Some(consume);
-        poll_fn(|cx| {
-            let consume = |input: &[u8]| consume.take().map_or(0, |f| f(input));
-            if let Poll::Ready(r) = stream.poll_fill_with(cx, consume) {
-                return Poll::Ready(r.map_err(Err));
-            }
-            if deadline.poll_expired(cx) {
-                return Poll::Ready(Err(Ok(Wait::TimedOut)));
-            }
-            if state.poll_shutdown(cx, key) {
-                return Poll::Ready(Err(Ok(Wait::Shutdown)));
-            }
-            Poll::Pending
-        })
-        .await
+    /// Reads more input, unless the deadline passes or (while idle) the server shuts down.
+    async fn fill(&mut self) -> Result<usize, Result<Wait, StreamError>> {
+        fill_with(&self.shared.stream, &self.state, &mut self.deadline, &mut self.shutdown_key, |_| 0).await
     }
 
     /// Answers a request the connection itself refuses (bad head, body too large), then closes.
@@ -487,6 +471,34 @@ impl<S: HttpService> Conn<S> {
             }
         })
     }
+}
+
+/// Reads more input, unless the deadline passes or (while idle) the server shuts down; fresh input is offered
+/// to `consume` first (see [`IOStream::poll_fill_with`]).
+async fn fill_with(
+    stream: &IOStream,
+    state: &ServerState,
+    deadline: &mut Deadline,
+    key: &mut Option<usize>,
+    consume: impl FnOnce(&[u8]) -> usize,
+) -> Result<usize, Result<Wait, StreamError>> {
+    let mut consume = Some(consume);
+    poll_fn(|cx| {
+        let consume = |input: &[u8]| consume.take().map_or(0, |f| f(input));
+        if let Poll::Ready(r) = stream.poll_fill_with(cx, consume) {
+            return Poll::Ready(r.map_err(Err));
+        }
+        if deadline.poll_expired(cx) {
+            return Poll::Ready(Err(Ok(Wait::TimedOut)));
+        }
+        // Once registered, the connection's own task (the only one polling this) is woken by a shutdown.
+        let shutdown = if key.is_some() { state.shutting_down.get() } else { state.poll_shutdown(cx, key) };
+        if shutdown {
+            return Poll::Ready(Err(Ok(Wait::Shutdown)));
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
