@@ -166,6 +166,17 @@ impl HeaderMap {
         self.buf = buf;
     }
 
+    /// Takes the buffer parsed fields refer to, leaving the fields.
+    pub(crate) fn take_buffer(&mut self) -> Bytes {
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Removes every field but keeps the buffer, for reuse.
+    pub(crate) fn clear_fields(&mut self) {
+        self.entries.clear();
+        self.shared.clear();
+    }
+
     /// The buffer parsed fields refer to.
     pub(crate) fn buffer(&self) -> &Bytes {
         &self.buf

@@ -14,12 +14,39 @@ use std::net::SocketAddr;
 /// of the bytes read from the socket.
 pub struct Request {
     /// Boxed: a request is moved several times on its way to the service, a pointer is cheap to move.
-    pub(crate) head: Box<RequestHead>,
+    pub(crate) head: PooledHead,
     pub(crate) body: Bytes,
     pub(crate) trailers: Option<Box<HeaderMap>>,
     pub(crate) remote_addr: SocketAddr,
     pub(crate) remote_ip: Option<String>,
     pub(crate) scheme: &'static str,
+}
+
+/// A request's head, given back to the thread's pool of heads when the request is dropped.
+pub(crate) struct PooledHead(Option<Box<RequestHead>>);
+
+impl std::ops::Deref for PooledHead {
+    type Target = RequestHead;
+
+    #[inline]
+    fn deref(&self) -> &RequestHead {
+        self.0.as_deref().expect("a head until dropped")
+    }
+}
+
+impl std::ops::DerefMut for PooledHead {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut RequestHead {
+        self.0.as_deref_mut().expect("a head until dropped")
+    }
+}
+
+impl Drop for PooledHead {
+    fn drop(&mut self) {
+        if let Some(head) = self.0.take() {
+            crate::proto::request::pool::put(head);
+        }
+    }
 }
 
 impl fmt::Debug for Request {
@@ -37,7 +64,14 @@ impl fmt::Debug for Request {
 impl Request {
     /// Builds a request from a parsed head (for tests and for layers that parse heads themselves).
     pub fn from_head(head: impl Into<Box<RequestHead>>, body: Bytes, remote_addr: SocketAddr) -> Request {
-        Request { head: head.into(), body, trailers: None, remote_addr, remote_ip: None, scheme: "http" }
+        Request {
+            head: PooledHead(Some(head.into())),
+            body,
+            trailers: None,
+            remote_addr,
+            remote_ip: None,
+            scheme: "http",
+        }
     }
 
     /// Sets the client IP and scheme as a trusted proxy reported them (what `xheaders` does).

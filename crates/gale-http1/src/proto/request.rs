@@ -17,7 +17,7 @@
 use std::fmt;
 use std::mem::MaybeUninit;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
 use super::body::BodyKind;
 use super::error::{ParseError, ParseErrorKind};
@@ -97,10 +97,11 @@ impl RequestParser {
         };
         if self.scanner.ready(buf, start) {
             // Filled in place, on the heap: the head is large enough for moves to show in profiles.
-            let mut head = self.spare.take().unwrap_or_else(|| Box::new(RequestHead::blank()));
+            let mut head = self.spare.take().unwrap_or_else(pool::take);
             if let Some(complete) = parse_head(buf, start, &self.limits, &mut head)? {
                 self.scanner.reset();
-                let bytes = Bytes::copy_from_slice(&buf[..complete.len]);
+                let bytes = pool::fill(head.headers.take_buffer(), &buf[..complete.len]);
+                head.len = complete.len as u32;
                 head.method = Method::from_head(&bytes[complete.method], &bytes);
                 head.headers.set_buffer(bytes);
                 return Ok(Some((head, complete.len)));
@@ -109,6 +110,64 @@ impl RequestParser {
         }
         self.scanner.wait(buf, start, &self.limits, ParseErrorKind::RequestLineTooLong)?;
         Ok(None)
+    }
+}
+
+/// Request heads kept per thread for reuse: a head handed to a service comes back when its request is dropped,
+/// with its allocation and its byte buffer, so that a steady stream of requests allocates nothing for heads.
+pub(crate) mod pool {
+    use super::RequestHead;
+    use bytes::Bytes;
+    use std::cell::RefCell;
+
+    /// Most heads kept per thread.
+    const MAX: usize = 64;
+    /// Heads whose buffer is larger than this are not kept.
+    const MAX_BUFFER: usize = 8 * 1024;
+    /// Size of a new head buffer, so that it fits the heads that follow.
+    const NEW_BUFFER: usize = 1024;
+
+    thread_local! {
+        // The boxes are what is reused: a request holds its head by `Box`.
+        #[allow(clippy::vec_box)]
+        static POOL: RefCell<Vec<Box<RequestHead>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A blank head, from the pool if it has one.
+    pub(crate) fn take() -> Box<RequestHead> {
+        POOL.try_with(|p| p.borrow_mut().pop()).ok().flatten().unwrap_or_else(|| Box::new(RequestHead::blank()))
+    }
+
+    /// Empties `head` and keeps it for [`take`], if there is room.
+    pub(crate) fn put(mut head: Box<RequestHead>) {
+        head.headers.clear_fields();
+        head.method = crate::proto::Method::Get;
+        head.len = 0;
+        if head.headers.buffer().len() > MAX_BUFFER {
+            drop(head.headers.take_buffer());
+        }
+        let _ = POOL.try_with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < MAX {
+                p.push(head);
+            }
+        });
+    }
+
+    /// A buffer starting with `bytes`: `old` overwritten if no one else holds it and it is large enough, else a
+    /// new one. Buffers are as long as their allocation, so that freezing and reclaiming them never allocates.
+    pub(crate) fn fill(old: Bytes, bytes: &[u8]) -> Bytes {
+        if old.len() >= bytes.len() {
+            if let Ok(mut buf) = old.try_into_mut() {
+                buf[..bytes.len()].copy_from_slice(bytes);
+                return buf.freeze();
+            }
+        }
+        let len = bytes.len().max(NEW_BUFFER);
+        let mut buf = Vec::with_capacity(len);
+        buf.extend_from_slice(bytes);
+        buf.resize(len, 0);
+        Bytes::from(buf)
     }
 }
 
@@ -135,7 +194,10 @@ pub struct RequestHead {
     form: TargetForm,
     /// Authority of absolute- and authority-form targets, as offsets into the head.
     authority: (u32, u32),
+    /// The fields; their buffer holds the head's bytes, possibly followed by unused ones (buffers are reused).
     headers: HeaderMap,
+    /// Length of the head in the buffer.
+    len: u32,
     body: BodyKind,
     keep_alive: bool,
     expect_continue: bool,
@@ -151,6 +213,7 @@ impl RequestHead {
             form: TargetForm::Origin,
             authority: (0, 0),
             headers: HeaderMap::new(),
+            len: 0,
             body: BodyKind::Empty,
             keep_alive: false,
             expect_continue: false,
@@ -252,9 +315,10 @@ impl RequestHead {
         self.upgrade
     }
 
-    /// The whole head as received, shared.
-    pub fn head_bytes(&self) -> &Bytes {
-        self.headers.buffer()
+    /// The whole head as received.
+    pub fn head_bytes(&self) -> &[u8] {
+        // Empty if the fields were cleared through `headers_mut`.
+        self.headers.buffer().get(..self.len as usize).unwrap_or_default()
     }
 
     fn str_at(&self, (start, len): (u32, u32)) -> &str {
@@ -487,7 +551,7 @@ Priority: u=0, i\r\n\r\n";
         assert!(head.keep_alive());
         assert!(!head.expects_continue());
         assert!(!head.is_upgrade());
-        assert_eq!(&head.head_bytes()[..], BROWSER);
+        assert_eq!(head.head_bytes(), BROWSER);
         assert_eq!(&buf[..], b"GET /next", "pipelined bytes stay in the buffer");
     }
 
@@ -1020,6 +1084,52 @@ Priority: u=0, i\r\n\r\n";
         let head = parse(b"PROPFIND /dav HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(head.method().as_str(), "PROPFIND");
         assert!(matches!(head.method(), Method::Extension(_)));
+    }
+
+    /// Parses `input` whole with `parser`, returning the pooled head.
+    fn parse_boxed(parser: &mut RequestParser, input: &[u8]) -> Box<RequestHead> {
+        let (head, len) = parser.parse_slice(input).unwrap().unwrap();
+        assert_eq!(len, input.len());
+        head
+    }
+
+    #[test]
+    fn pooled_heads_are_reused_and_never_mix_requests() {
+        let mut parser = RequestParser::default();
+        let long = parse_boxed(&mut parser, BROWSER);
+        let (long_at, long_fields) = (long.head_bytes().as_ptr(), long.headers().len());
+        assert!(long_fields > 3);
+        pool::put(long);
+        let short = parse_boxed(&mut parser, b"GET /s?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(short.head_bytes().as_ptr(), long_at, "the head and its buffer were reused");
+        assert_eq!(short.head_bytes(), b"GET /s?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(short.headers().len(), 1);
+        assert_eq!(short.headers().get("host"), Some("a"));
+        assert_eq!(short.headers().get("cookie"), None, "nothing left of the earlier request");
+        assert_eq!((short.method(), short.path(), short.query()), (&Method::Get, "/s", Some("x=1")));
+        pool::put(short);
+    }
+
+    #[test]
+    fn a_pooled_buffer_still_in_use_is_not_overwritten() {
+        let mut parser = RequestParser::default();
+        let head = parse_boxed(&mut parser, b"PROPFIND /dav HTTP/1.1\r\nHost: h\r\n\r\n");
+        // The extension method shares the head's buffer and outlives the head.
+        let method = head.method().clone();
+        pool::put(head);
+        let next = parse_boxed(&mut parser, b"MKCALENDAR /x HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(method.as_str(), "PROPFIND");
+        assert_eq!(next.method().as_str(), "MKCALENDAR");
+    }
+
+    #[test]
+    fn heads_with_large_buffers_are_not_kept() {
+        let mut parser = RequestParser::default();
+        let big = format!("GET / HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\n\r\n", "v".repeat(10_000));
+        let head = parse_boxed(&mut parser, big.as_bytes());
+        pool::put(head);
+        let next = parse_boxed(&mut parser, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(next.headers().buffer().len(), 1024, "a new buffer of the usual size");
     }
 
     #[test]
