@@ -351,17 +351,14 @@ fn gap_is(gap: &[u8], ending: &[u8]) -> bool {
     g == ending
 }
 
-/// [`gap_is`] for the common `\r\n` with nothing before it.
-#[inline]
-fn is_crlf_gap(gap: &[u8]) -> bool {
-    matches!(gap, [b'\r', b'\n']) || gap_is(gap, b"\r\n")
-}
-
 /// Whether the token `name` is `lower` (lowercase letters and `-`) in any case. Setting bit 5 maps the
 /// uppercase letters onto lowercase ones; the only other byte it could map onto `-` is CR, which no token holds.
+/// The first byte is compared alone first: most names that share a length with one we look for differ there.
 #[inline]
 fn token_is<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
-    name.len() == N && name.iter().zip(lower).fold(true, |eq, (&b, &l)| eq & (b | 0x20 == l))
+    name.len() == N
+        && name[0] | 0x20 == lower[0]
+        && name.iter().zip(lower).fold(true, |eq, (&b, &l)| eq & (b | 0x20 == l))
 }
 
 /// Records the fields `httparse` found into `map` as offsets into `buf`, checks the line endings it was lenient
@@ -376,15 +373,17 @@ pub(crate) fn collect_fields(
     map: &mut HeaderMap,
 ) -> Result<Fields, ParseErrorKind> {
     let mut summary = Fields::new();
+    let base = buf.as_ptr() as usize;
     let mut prev_end = line_end;
     for field in fields {
         let name = field.name.as_bytes();
         let value = field.value;
-        let name_at = offset(buf, name);
-        let value_at = offset(buf, value);
+        let name_at = name.as_ptr() as usize - base;
+        let value_at = value.as_ptr() as usize - base;
         // httparse also ends lines at a bare LF; a CR must precede every LF (RFC 9112 §2.2), or a front end
         // that disagrees about line boundaries could smuggle a field past us.
-        if !is_crlf_gap(&buf[prev_end..name_at]) {
+        let gap = buf.get(prev_end..name_at).ok_or(ParseErrorKind::InvalidLineEnding)?;
+        if gap != b"\r\n" && !gap_is(gap, b"\r\n") {
             return Err(ParseErrorKind::InvalidLineEnding);
         }
         prev_end = value_at + value.len();
@@ -405,7 +404,7 @@ pub(crate) fn collect_fields(
             _ => {}
         }
     }
-    if !gap_is(&buf[prev_end..head_end], b"\r\n\r\n") {
+    if !gap_is(buf.get(prev_end..head_end).ok_or(ParseErrorKind::InvalidLineEnding)?, b"\r\n\r\n") {
         return Err(ParseErrorKind::InvalidLineEnding);
     }
     summary.finish();
