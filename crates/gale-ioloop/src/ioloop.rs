@@ -21,6 +21,11 @@ use std::time::{Duration, Instant};
 const MAX_POLL_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How many events one wait collects.
 const EVENTS_CAPACITY: usize = 1024;
+/// A timer further than this from the start of an iteration is waited for with the clock read at that start
+/// (stopping this much short of it, then reading the clock afresh on the way in); a nearer one reads the clock
+/// again before the wait. So the common iteration reads the clock once, and a timer still fires late only if
+/// the iteration before its wait ran longer than this.
+const CLOCK_REUSE_MARGIN: Duration = Duration::from_millis(100);
 
 type Callback = Box<dyn FnOnce()>;
 type HandlerFn = Box<dyn FnMut(RawFd, Event)>;
@@ -75,7 +80,6 @@ pub(crate) struct Inner {
     blocking_threshold: Cell<Option<Duration>>,
     /// Scratch buffers reused across iterations.
     scratch_ready: RefCell<Vec<TaskId>>,
-    scratch_events: RefCell<Vec<Event>>,
 }
 
 /// A single-threaded event loop: fd handlers, callbacks, timers and async tasks, run one at a time.
@@ -166,7 +170,6 @@ impl IOLoop {
                 closed: Cell::new(false),
                 blocking_threshold: Cell::new(None),
                 scratch_ready: RefCell::new(Vec::new()),
-                scratch_events: RefCell::new(Vec::new()),
             }),
         }
     }
@@ -527,9 +530,7 @@ impl IOLoop {
             // Collect due timers before running anything.
             let now = Instant::now();
             LOOP_NOW.with(|c| c.set(Some(now)));
-            if inner.timers.borrow().len() > 0 {
-                inner.timers.borrow().due(now, &mut due);
-            }
+            inner.timers.borrow().due(now, &mut due);
 
             for _ in 0..ncallbacks {
                 let cb = inner.callbacks.borrow_mut().pop_front();
@@ -547,7 +548,9 @@ impl IOLoop {
                 }
             }
 
-            if inner.remote.stop_requested.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            if inner.remote.stop_requested.load(std::sync::atomic::Ordering::Relaxed)
+                && inner.remote.stop_requested.swap(false, std::sync::atomic::Ordering::AcqRel)
+            {
                 inner.running.set(false);
             }
             if !inner.running.get() {
@@ -556,11 +559,7 @@ impl IOLoop {
             let work_pending = !inner.callbacks.borrow().is_empty()
                 || inner.remote.pending.load(std::sync::atomic::Ordering::Acquire)
                 || LOCAL_READY.with(|q| !q.borrow().is_empty());
-            let timeout = if work_pending {
-                Duration::ZERO
-            } else {
-                inner.timers.borrow().next_delay(Instant::now()).unwrap_or(MAX_POLL_TIMEOUT).min(MAX_POLL_TIMEOUT)
-            };
+            let timeout = if work_pending { Duration::ZERO } else { self.poll_timeout(now) };
             let result = inner.poller.borrow_mut().wait(&mut events, Some(timeout));
             match result {
                 Ok(()) => {}
@@ -619,6 +618,19 @@ impl IOLoop {
         self.inner.closed.get()
     }
 
+    /// How long the wait may block: until the next timer (or [`MAX_POLL_TIMEOUT`]), reusing the clock reading
+    /// `now` of the iteration's start for far timers (see [`CLOCK_REUSE_MARGIN`]).
+    fn poll_timeout(&self, now: Instant) -> Duration {
+        let Some(deadline) = self.inner.timers.borrow().earliest() else { return MAX_POLL_TIMEOUT };
+        let from_start = deadline.saturating_duration_since(now);
+        let timeout = if from_start > CLOCK_REUSE_MARGIN {
+            from_start - CLOCK_REUSE_MARGIN
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
+        timeout.min(MAX_POLL_TIMEOUT)
+    }
+
     fn drain_remote_callbacks(&self) {
         let inner = &self.inner;
         if !inner.remote.pending.load(std::sync::atomic::Ordering::Acquire) {
@@ -639,7 +651,9 @@ impl IOLoop {
         // Tasks woken on this thread, then those woken from others. Tasks woken while these run wait for the
         // next iteration.
         LOCAL_READY.with(|q| std::mem::swap(&mut ready, &mut *q.borrow_mut()));
-        if inner.remote.pending.swap(false, std::sync::atomic::Ordering::AcqRel) {
+        if inner.remote.pending.load(std::sync::atomic::Ordering::Acquire)
+            && inner.remote.pending.swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
             ready.append(&mut remote::lock(&inner.remote.ready));
             // Remote callbacks that arrived after the drain keep the flag up for the next iteration.
             if !remote::lock(&inner.remote.callbacks).is_empty() {
@@ -708,8 +722,17 @@ impl IOLoop {
         self.check_blocking(start, "callback", name);
     }
 
+    #[inline]
     fn check_blocking(&self, start: Option<Instant>, kind: &str, name: &str) {
-        if let (Some(start), Some(threshold)) = (start, self.inner.blocking_threshold.get()) {
+        if let Some(start) = start {
+            self.report_blocking(start, kind, name);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn report_blocking(&self, start: Instant, kind: &str, name: &str) {
+        if let Some(threshold) = self.inner.blocking_threshold.get() {
             let took = start.elapsed();
             if took > threshold {
                 log::warn!("IOLoop blocked for {took:?} (threshold {threshold:?}) by {kind} {name}");
@@ -719,10 +742,8 @@ impl IOLoop {
 
     fn dispatch(&self, events: &Events) {
         let inner = &self.inner;
-        let mut list = inner.scratch_events.take();
-        list.clear();
-        list.extend_from_slice(events.as_slice());
-        for ev in list.iter() {
+        // `events` is the loop's own buffer: no handler can reach it, so it is read in place.
+        for ev in events.iter() {
             let (key, generation) = untoken(ev.token());
             // Sources: record readiness and wake; no user code runs here.
             let mut entries = inner.entries.borrow_mut();
@@ -767,7 +788,6 @@ impl IOLoop {
                 }
             }
         }
-        *inner.scratch_events.borrow_mut() = list;
     }
 
     fn on_source_event(&self, key: usize, s: &mut SourceState, ev: &Event) {

@@ -502,6 +502,26 @@ fn sleep_waits_at_least_its_duration() {
 }
 
 #[test]
+fn a_far_timer_fires_after_its_deadline_even_behind_a_slow_iteration() {
+    // The wait before a far timer reuses the clock reading of the iteration's start; a slow callback in that
+    // iteration must not make the timer fire early (nor never).
+    each_backend(|io_loop| {
+        let deadline = Instant::now() + Duration::from_millis(250);
+        let fired_at = Rc::new(Cell::new(None));
+        let (f, l) = (fired_at.clone(), io_loop.clone());
+        io_loop.call_at(deadline, move || {
+            f.set(Some(Instant::now()));
+            l.stop();
+        });
+        io_loop.add_callback(|| std::thread::sleep(Duration::from_millis(30)));
+        let timed_out = watchdog(&io_loop, Duration::from_secs(10));
+        io_loop.start().unwrap();
+        assert!(!timed_out.get());
+        assert!(fired_at.get().is_some_and(|t| t >= deadline));
+    });
+}
+
+#[test]
 fn a_waker_woken_from_another_thread_resumes_the_task() {
     each_backend(|io_loop| {
         let slot: Arc<Mutex<(bool, Option<Waker>)>> = Arc::new(Mutex::new((false, None)));
