@@ -59,10 +59,33 @@ impl Wake for TaskWaker {
 
 /// A spawned task: its future, its waker, and where its failure is reported.
 pub(crate) struct Task {
-    pub(crate) future: Pin<Box<dyn Future<Output = ()>>>,
-    pub(crate) waker: Arc<TaskWaker>,
+    pub(crate) id: TaskId,
+    /// `None` while the task is being polled (the loop holds the future then).
+    pub(crate) future: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    /// The waker every poll passes, made once at spawn; `None` while the task is polled.
+    pub(crate) waker: Option<Waker>,
+    /// The state behind `waker`, to unschedule the task before each poll.
+    pub(crate) wake_state: Arc<TaskWaker>,
     pub(crate) name: &'static str,
     pub(crate) join: Rc<dyn JoinSink>,
+}
+
+impl Task {
+    pub(crate) fn new(
+        future: Pin<Box<dyn Future<Output = ()>>>,
+        wake_state: Arc<TaskWaker>,
+        name: &'static str,
+        join: Rc<dyn JoinSink>,
+    ) -> Task {
+        Task {
+            id: wake_state.id,
+            future: Some(future),
+            waker: Some(Waker::from(wake_state.clone())),
+            wake_state,
+            name,
+            join,
+        }
+    }
 }
 
 impl Drop for Task {

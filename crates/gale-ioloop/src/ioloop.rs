@@ -50,8 +50,12 @@ pub(crate) struct SourceState {
     pub(crate) interest: Interest,
     pub(crate) ready: Interest,
     pub(crate) hangup: bool,
+    /// The last waker polled per direction. It is kept after a wake-up, so that a task waiting again (the
+    /// usual case) costs a `will_wake` compare rather than a clone and a drop; `waiting` says who waits now.
     pub(crate) read_waker: Option<Waker>,
     pub(crate) write_waker: Option<Waker>,
+    /// The directions whose waker waits for readiness and has not been woken since.
+    pub(crate) waiting: Interest,
     pub(crate) generation: u64,
 }
 
@@ -339,6 +343,7 @@ impl IOLoop {
             hangup: false,
             read_waker: None,
             write_waker: None,
+            waiting: Interest::NONE,
             generation,
         }));
         // Registered with no interest: the first poll_* call asks for what it needs.
@@ -366,7 +371,7 @@ impl IOLoop {
     pub(crate) fn poll_source(&self, key: usize, dir: Interest, waker: &Waker) -> Poll<io::Result<()>> {
         let mut entries = self.inner.entries.borrow_mut();
         let Some(Entry::Source(s)) = entries.get_mut(key) else {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::NotConnected, "source is closed")));
+            return Poll::Ready(Err(source_closed()));
         };
         if s.ready.is_readable() && dir.is_readable() || s.ready.is_writable() && dir.is_writable() {
             s.ready = s.ready.remove(dir);
@@ -377,15 +382,24 @@ impl IOLoop {
             Some(w) if w.will_wake(waker) => {}
             _ => *slot = Some(waker.clone()),
         }
+        s.waiting = s.waiting.add(dir);
         if !s.interest.is_readable() && dir.is_readable() || !s.interest.is_writable() && dir.is_writable() {
-            let interest = s.interest.add(dir);
-            let generation = s.generation;
-            let fd = s.fd.clone();
-            if let Err(e) = self.inner.poller.borrow_mut().modify(fd.as_fd(), token(key, generation), interest) {
-                return Poll::Ready(Err(e));
-            }
-            s.interest = interest;
+            return self.watch_source(key, s, dir);
         }
+        Poll::Pending
+    }
+
+    /// Asks the poller to watch one more direction of a source (the rare branch of
+    /// [`poll_source`](IOLoop::poll_source), kept out of its way).
+    #[cold]
+    #[inline(never)]
+    fn watch_source(&self, key: usize, s: &mut SourceState, dir: Interest) -> Poll<io::Result<()>> {
+        let interest = s.interest.add(dir);
+        let fd = s.fd.clone();
+        if let Err(e) = self.inner.poller.borrow_mut().modify(fd.as_fd(), token(key, s.generation), interest) {
+            return Poll::Ready(Err(e));
+        }
+        s.interest = interest;
         Poll::Pending
     }
 
@@ -453,7 +467,7 @@ impl IOLoop {
         let entry = tasks.vacant_entry();
         let id = TaskId { key: entry.key(), generation };
         let waker = TaskWaker::new(id, self.inner.remote.clone());
-        entry.insert(Task { future, waker, name, join });
+        entry.insert(Task::new(future, waker, name, join));
         drop(tasks);
         executor::set_task(&mut handle, Rc::downgrade(&self.inner), id);
         self.inner.remote.schedule_task(id);
@@ -668,27 +682,26 @@ impl IOLoop {
 
     fn poll_task(&self, id: TaskId) {
         let inner = &self.inner;
-        // Take the future out so that the task table is not borrowed while it runs.
+        // Take the future and its waker out so that the task table is not borrowed while it runs.
         let (mut future, waker, name) = {
             let mut tasks = inner.tasks.borrow_mut();
             let Some(task) = tasks.get_mut(id.key) else { return };
-            if task.waker_id() != id {
+            if task.id != id {
                 return;
             }
-            let placeholder: std::pin::Pin<Box<dyn Future<Output = ()>>> = Box::pin(std::future::pending());
-            (std::mem::replace(&mut task.future, placeholder), task.waker.clone(), task.name)
+            let (Some(future), Some(waker)) = (task.future.take(), task.waker.take()) else { return };
+            task.wake_state.unschedule();
+            (future, waker, task.name)
         };
-        waker.unschedule();
-        let w = Waker::from(waker);
         let start = inner.blocking_threshold.get().map(|_| Instant::now());
-        let result = executor::poll_task(&mut future, &w);
+        let result = executor::poll_task(&mut future, &waker);
         self.check_blocking(start, "task", name);
         let mut tasks = inner.tasks.borrow_mut();
         let result = match result {
             Ok(p) => p,
             Err(msg) => {
                 log::error!("task {name} panicked: {msg}");
-                if let Some(t) = tasks.get(id.key).filter(|t| t.waker_id() == id) {
+                if let Some(t) = tasks.get(id.key).filter(|t| t.id == id) {
                     t.join.fail(JoinError::Panicked(msg));
                 }
                 Poll::Ready(())
@@ -696,19 +709,24 @@ impl IOLoop {
         };
         match result {
             Poll::Ready(()) => {
-                if tasks.get(id.key).is_some_and(|t| t.waker_id() == id) {
+                if tasks.get(id.key).is_some_and(|t| t.id == id) {
                     let task = tasks.remove(id.key);
                     drop(tasks);
                     drop(task);
                 }
                 drop(future);
+                drop(waker);
             }
             Poll::Pending => match tasks.get_mut(id.key) {
-                Some(task) if task.waker_id() == id => task.future = future,
+                Some(task) if task.id == id => {
+                    task.future = Some(future);
+                    task.waker = Some(waker);
+                }
                 _ => {
                     // Cancelled while it ran: drop it now.
                     drop(tasks);
                     drop(future);
+                    drop(waker);
                 }
             },
         }
@@ -799,34 +817,35 @@ impl IOLoop {
             ready = ready.add(Interest::WRITABLE);
         }
         // Only directions being watched count: the rest was reported alongside a hang-up or an error.
-        if !s.interest.is_readable() {
-            ready = ready.remove(Interest::READABLE);
-        }
-        if !s.interest.is_writable() {
-            ready = ready.remove(Interest::WRITABLE);
-        }
+        ready = ready.remove(Interest::BOTH.remove(s.interest));
         s.ready = s.ready.add(ready);
         s.hangup |= ev.is_hangup();
-        let mut wanted = s.interest;
-        if ready.is_readable() {
-            match s.read_waker.take() {
-                Some(w) => w.wake(),
-                None => wanted = wanted.remove(Interest::READABLE),
+        let woken = ready.remove(Interest::BOTH.remove(s.waiting));
+        s.waiting = s.waiting.remove(woken);
+        if woken.is_readable() {
+            if let Some(w) = &s.read_waker {
+                w.wake_by_ref();
             }
         }
-        if ready.is_writable() {
-            match s.write_waker.take() {
-                Some(w) => w.wake(),
-                None => wanted = wanted.remove(Interest::WRITABLE),
+        if woken.is_writable() {
+            if let Some(w) = &s.write_waker {
+                w.wake_by_ref();
             }
         }
-        // Nobody waits for this direction: stop watching it, or level-triggered readiness would spin the loop.
-        if wanted != s.interest {
-            let fd = s.fd.clone();
-            match self.inner.poller.borrow_mut().modify(fd.as_fd(), token(key, s.generation), wanted) {
-                Ok(()) => s.interest = wanted,
-                Err(e) => log::error!("cannot update interest of fd {}: {e}", fd.as_fd().as_raw_fd()),
-            }
+        // Nobody waits for a ready direction: stop watching it, or level-triggered readiness would spin the loop.
+        if woken != ready {
+            self.unwatch_source(key, s, ready.remove(woken));
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unwatch_source(&self, key: usize, s: &mut SourceState, unwanted: Interest) {
+        let wanted = s.interest.remove(unwanted);
+        let fd = s.fd.clone();
+        match self.inner.poller.borrow_mut().modify(fd.as_fd(), token(key, s.generation), wanted) {
+            Ok(()) => s.interest = wanted,
+            Err(e) => log::error!("cannot update interest of fd {}: {e}", fd.as_fd().as_raw_fd()),
         }
     }
 
@@ -843,17 +862,16 @@ impl IOLoop {
 /// Drops a task's future now (for [`JoinHandle::cancel`]), unless the task already ended.
 pub(crate) fn cancel_task(inner: &Inner, id: TaskId) {
     let mut tasks = inner.tasks.borrow_mut();
-    if tasks.get(id.key).is_some_and(|t| t.waker_id() == id) {
+    if tasks.get(id.key).is_some_and(|t| t.id == id) {
         let task = tasks.remove(id.key);
         drop(tasks);
         drop(task); // its destructors run with no borrow held
     }
 }
 
-impl Task {
-    fn waker_id(&self) -> TaskId {
-        self.waker.id
-    }
+#[cold]
+fn source_closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "source is closed")
 }
 
 fn not_a_handler(fd: RawFd) -> io::Error {

@@ -584,6 +584,38 @@ fn source_futures_read_and_write() {
 }
 
 #[test]
+fn a_source_awaited_by_one_task_then_another_wakes_the_one_waiting() {
+    each_backend(|io_loop| {
+        let (mut a, b) = pair();
+        let order = io_loop.run_sync(async move {
+            let b = Rc::new(Source::new(b).unwrap());
+            let order = Rc::new(RefCell::new(Vec::new()));
+            let (b1, o1) = (b.clone(), order.clone());
+            let first = gale_ioloop::spawn(async move {
+                b1.readable().await.unwrap();
+                o1.borrow_mut().push("first");
+            });
+            sleep(Duration::from_millis(5)).await;
+            a.write_all(b"x").unwrap();
+            first.await.unwrap();
+            // The data is left unread; a second task now waits on the same source, after draining it.
+            let mut buf = [0u8; 8];
+            assert_eq!(b.read_with(|s| (&*s).read(&mut buf)).await.unwrap(), 1);
+            let (b2, o2) = (b.clone(), order.clone());
+            let second = gale_ioloop::spawn(async move {
+                b2.readable().await.unwrap();
+                o2.borrow_mut().push("second");
+            });
+            sleep(Duration::from_millis(5)).await;
+            a.write_all(b"y").unwrap();
+            second.await.unwrap();
+            order.take()
+        });
+        assert_eq!(order, ["first", "second"]);
+    });
+}
+
+#[test]
 fn an_idle_source_does_not_spin_the_loop() {
     each_backend(|io_loop| {
         let (mut a, b) = pair();
