@@ -24,8 +24,20 @@ const EVENTS_CAPACITY: usize = 1024;
 /// A timer further than this from the start of an iteration is waited for with the clock read at that start
 /// (stopping this much short of it, then reading the clock afresh on the way in); a nearer one reads the clock
 /// again before the wait. So the common iteration reads the clock once, and a timer still fires late only if
-/// the iteration before its wait ran longer than this.
+/// the iteration before its wait ran longer than half this (see [`WaitPlan`]).
 const CLOCK_REUSE_MARGIN: Duration = Duration::from_millis(100);
+
+/// A wait timeout for a far timer, worked out once and reused by the iterations that start within
+/// `CLOCK_REUSE_MARGIN / 2` of it, so that they do no clock arithmetic.
+#[derive(Clone, Copy)]
+struct WaitPlan {
+    /// The earliest timer deadline the plan was made for; another one voids it.
+    deadline: Instant,
+    /// Iterations starting before this may wait `timeout`: they wake at least `CLOCK_REUSE_MARGIN / 2` short
+    /// of `deadline`.
+    valid_until: Instant,
+    timeout: Duration,
+}
 
 type Callback = Box<dyn FnOnce()>;
 type HandlerFn = Box<dyn FnMut(RawFd, Event)>;
@@ -538,6 +550,7 @@ impl IOLoop {
         inner.running.set(true);
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut due: Vec<TimeoutHandle> = Vec::new();
+        let mut plan: Option<WaitPlan> = None;
         loop {
             self.drain_remote_callbacks();
             let ncallbacks = inner.callbacks.borrow().len();
@@ -573,7 +586,7 @@ impl IOLoop {
             let work_pending = !inner.callbacks.borrow().is_empty()
                 || inner.remote.pending.load(std::sync::atomic::Ordering::Acquire)
                 || LOCAL_READY.with(|q| !q.borrow().is_empty());
-            let timeout = if work_pending { Duration::ZERO } else { self.poll_timeout(now) };
+            let timeout = if work_pending { Duration::ZERO } else { self.poll_timeout(now, &mut plan) };
             let result = inner.poller.borrow_mut().wait(&mut events, Some(timeout));
             match result {
                 Ok(()) => {}
@@ -633,16 +646,23 @@ impl IOLoop {
     }
 
     /// How long the wait may block: until the next timer (or [`MAX_POLL_TIMEOUT`]), reusing the clock reading
-    /// `now` of the iteration's start for far timers (see [`CLOCK_REUSE_MARGIN`]).
-    fn poll_timeout(&self, now: Instant) -> Duration {
+    /// `now` of the iteration's start for far timers (see [`CLOCK_REUSE_MARGIN`]), and the `plan` made by an
+    /// earlier iteration for the same timer if it is still good.
+    fn poll_timeout(&self, now: Instant, plan: &mut Option<WaitPlan>) -> Duration {
         let Some(deadline) = self.inner.timers.borrow().earliest() else { return MAX_POLL_TIMEOUT };
+        if let Some(p) = plan {
+            if p.deadline == deadline && now < p.valid_until {
+                return p.timeout;
+            }
+        }
         let from_start = deadline.saturating_duration_since(now);
-        let timeout = if from_start > CLOCK_REUSE_MARGIN {
-            from_start - CLOCK_REUSE_MARGIN
+        if from_start > CLOCK_REUSE_MARGIN {
+            let timeout = (from_start - CLOCK_REUSE_MARGIN).min(MAX_POLL_TIMEOUT);
+            *plan = Some(WaitPlan { deadline, valid_until: now + CLOCK_REUSE_MARGIN / 2, timeout });
+            timeout
         } else {
             deadline.saturating_duration_since(Instant::now())
-        };
-        timeout.min(MAX_POLL_TIMEOUT)
+        }
     }
 
     fn drain_remote_callbacks(&self) {

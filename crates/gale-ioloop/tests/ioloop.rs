@@ -521,6 +521,91 @@ fn a_far_timer_fires_after_its_deadline_even_behind_a_slow_iteration() {
     });
 }
 
+/// The timeouts a [`RecordingPoller`] was asked to wait, each with the phase of the test it was asked in.
+type WaitLog = Arc<Mutex<Vec<(usize, Option<Duration>)>>>;
+
+/// A poller that passes everything to an inner one and records the timeout of each wait, tagged with `phase`.
+#[derive(Debug)]
+struct RecordingPoller {
+    inner: Box<dyn gale_ioloop::Poller>,
+    phase: Arc<AtomicUsize>,
+    waits: WaitLog,
+}
+
+impl gale_ioloop::Poller for RecordingPoller {
+    fn register(
+        &mut self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        token: gale_poller::Token,
+        interest: Interest,
+    ) -> std::io::Result<()> {
+        self.inner.register(fd, token, interest)
+    }
+    fn modify(
+        &mut self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        token: gale_poller::Token,
+        interest: Interest,
+    ) -> std::io::Result<()> {
+        self.inner.modify(fd, token, interest)
+    }
+    fn deregister(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+        self.inner.deregister(fd)
+    }
+    fn wait(&mut self, events: &mut gale_poller::Events, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.waits.lock().unwrap().push((self.phase.load(Ordering::SeqCst), timeout));
+        self.inner.wait(events, timeout)
+    }
+    fn notifier(&self) -> gale_poller::Notifier {
+        self.inner.notifier()
+    }
+    fn name(&self) -> &'static str {
+        "recording"
+    }
+}
+
+#[test]
+fn a_timer_nearer_than_the_one_a_wait_was_planned_for_cuts_the_next_wait_short() {
+    // The loop waits for the watchdog, a far timer; a handler then schedules a near one, which must bound the
+    // next wait rather than let it reuse the wait planned for the watchdog.
+    for name in util::backends() {
+        let phase = Arc::new(AtomicUsize::new(0));
+        let waits = Arc::new(Mutex::new(Vec::new()));
+        let poller =
+            RecordingPoller { inner: gale_poller::by_name(name).unwrap(), phase: phase.clone(), waits: waits.clone() };
+        let io_loop = IOLoop::with_poller(Box::new(poller));
+        let (mut a, b) = pair();
+        let fired = Rc::new(Cell::new(false));
+        let (f, l) = (fired.clone(), io_loop.clone());
+        let mut reader = b.try_clone().unwrap();
+        io_loop
+            .add_handler(&b, Interest::READABLE, move |_, _| {
+                let mut buf = [0u8; 8];
+                let _ = reader.read(&mut buf);
+                let (f, l2) = (f.clone(), l.clone());
+                l.call_later(Duration::from_millis(20), move || {
+                    f.set(true);
+                    l2.stop();
+                });
+                phase.store(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            a.write_all(b"x").unwrap();
+            a
+        });
+        let timed_out = watchdog(&io_loop, Duration::from_secs(5));
+        io_loop.start().unwrap();
+        drop(writer.join().unwrap());
+        io_loop.remove_handler(&b).unwrap();
+        assert!(fired.get() && !timed_out.get(), "{name}");
+        let waits = waits.lock().unwrap();
+        assert!(waits.iter().any(|&(p, t)| p == 0 && t > Some(Duration::from_secs(1))), "{name}: {waits:?}");
+        assert!(waits.iter().all(|&(p, t)| p == 0 || t <= Some(Duration::from_millis(20))), "{name}: {waits:?}");
+    }
+}
+
 #[test]
 fn a_waker_woken_from_another_thread_resumes_the_task() {
     each_backend(|io_loop| {
