@@ -389,6 +389,21 @@ impl IOLoop {
             s.ready = s.ready.remove(dir);
             return Poll::Ready(Ok(()));
         }
+        let slot = if dir.is_readable() { &s.read_waker } else { &s.write_waker };
+        let watched = s.interest.is_readable() && dir.is_readable() || s.interest.is_writable() && dir.is_writable();
+        // The usual case: the task that waited last time waits again, on a direction already watched.
+        if watched && slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            s.waiting = s.waiting.add(dir);
+            return Poll::Pending;
+        }
+        self.wait_source(key, s, dir, waker)
+    }
+
+    /// The rare branch of [`poll_source`](IOLoop::poll_source), kept out of its way: a new waker to store,
+    /// or a direction the poller must start watching.
+    #[cold]
+    #[inline(never)]
+    fn wait_source(&self, key: usize, s: &mut SourceState, dir: Interest, waker: &Waker) -> Poll<io::Result<()>> {
         let slot = if dir.is_readable() { &mut s.read_waker } else { &mut s.write_waker };
         match slot {
             Some(w) if w.will_wake(waker) => {}
@@ -396,22 +411,13 @@ impl IOLoop {
         }
         s.waiting = s.waiting.add(dir);
         if !s.interest.is_readable() && dir.is_readable() || !s.interest.is_writable() && dir.is_writable() {
-            return self.watch_source(key, s, dir);
+            let interest = s.interest.add(dir);
+            let fd = s.fd.clone();
+            if let Err(e) = self.inner.poller.borrow_mut().modify(fd.as_fd(), token(key, s.generation), interest) {
+                return Poll::Ready(Err(e));
+            }
+            s.interest = interest;
         }
-        Poll::Pending
-    }
-
-    /// Asks the poller to watch one more direction of a source (the rare branch of
-    /// [`poll_source`](IOLoop::poll_source), kept out of its way).
-    #[cold]
-    #[inline(never)]
-    fn watch_source(&self, key: usize, s: &mut SourceState, dir: Interest) -> Poll<io::Result<()>> {
-        let interest = s.interest.add(dir);
-        let fd = s.fd.clone();
-        if let Err(e) = self.inner.poller.borrow_mut().modify(fd.as_fd(), token(key, s.generation), interest) {
-            return Poll::Ready(Err(e));
-        }
-        s.interest = interest;
         Poll::Pending
     }
 
