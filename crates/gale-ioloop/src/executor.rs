@@ -57,14 +57,16 @@ impl Wake for TaskWaker {
     }
 }
 
+/// The boxed future of a task.
+pub(crate) type TaskFuture = Pin<Box<dyn Future<Output = ()>>>;
+
 /// A spawned task: its future, its waker, and where its failure is reported.
 pub(crate) struct Task {
     pub(crate) id: TaskId,
-    /// `None` while the task is being polled (the loop holds the future then).
-    pub(crate) future: Option<Pin<Box<dyn Future<Output = ()>>>>,
-    /// The waker every poll passes, made once at spawn; `None` while the task is polled.
-    pub(crate) waker: Option<Waker>,
-    /// The state behind `waker`, to unschedule the task before each poll.
+    /// The future and the waker every poll passes (made once at spawn); `None` while the task is being polled,
+    /// when the loop holds them.
+    pub(crate) body: Option<(TaskFuture, Waker)>,
+    /// The state behind the waker, to unschedule the task before each poll.
     pub(crate) wake_state: Arc<TaskWaker>,
     pub(crate) name: &'static str,
     pub(crate) join: Rc<dyn JoinSink>,
@@ -72,19 +74,13 @@ pub(crate) struct Task {
 
 impl Task {
     pub(crate) fn new(
-        future: Pin<Box<dyn Future<Output = ()>>>,
+        future: TaskFuture,
         wake_state: Arc<TaskWaker>,
         name: &'static str,
         join: Rc<dyn JoinSink>,
     ) -> Task {
-        Task {
-            id: wake_state.id,
-            future: Some(future),
-            waker: Some(Waker::from(wake_state.clone())),
-            wake_state,
-            name,
-            join,
-        }
+        let waker = Waker::from(wake_state.clone());
+        Task { id: wake_state.id, body: Some((future, waker)), wake_state, name, join }
     }
 }
 

@@ -94,8 +94,6 @@ pub(crate) struct Inner {
     stopped: Cell<bool>,
     closed: Cell<bool>,
     blocking_threshold: Cell<Option<Duration>>,
-    /// Scratch buffers reused across iterations.
-    scratch_ready: RefCell<Vec<TaskId>>,
 }
 
 /// A single-threaded event loop: fd handlers, callbacks, timers and async tasks, run one at a time.
@@ -185,7 +183,6 @@ impl IOLoop {
                 stopped: Cell::new(false),
                 closed: Cell::new(false),
                 blocking_threshold: Cell::new(None),
-                scratch_ready: RefCell::new(Vec::new()),
             }),
         }
     }
@@ -557,6 +554,7 @@ impl IOLoop {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut due: Vec<TimeoutHandle> = Vec::new();
         let mut plan: Option<WaitPlan> = None;
+        let mut ready: Vec<TaskId> = Vec::new();
         loop {
             self.drain_remote_callbacks();
             let ncallbacks = inner.callbacks.borrow().len();
@@ -572,12 +570,14 @@ impl IOLoop {
                     None => break,
                 }
             }
-            self.run_ready_tasks();
-            for handle in due.drain(..) {
-                // A due timer cancelled by an earlier callback is gone from the map and does not run.
-                let cb = inner.timers.borrow_mut().remove(handle);
-                if let Some(cb) = cb {
-                    self.run_guarded(cb.name, cb.f);
+            self.run_ready_tasks(&mut ready);
+            if !due.is_empty() {
+                for handle in due.drain(..) {
+                    // A due timer cancelled by an earlier callback is gone from the map and does not run.
+                    let cb = inner.timers.borrow_mut().remove(handle);
+                    if let Some(cb) = cb {
+                        self.run_guarded(cb.name, cb.f);
+                    }
                 }
             }
 
@@ -685,12 +685,12 @@ impl IOLoop {
         }
     }
 
-    fn run_ready_tasks(&self) {
+    /// Polls the woken tasks; `ready` is an empty buffer, left empty.
+    fn run_ready_tasks(&self, ready: &mut Vec<TaskId>) {
         let inner = &self.inner;
-        let mut ready = inner.scratch_ready.take();
         // Tasks woken on this thread, then those woken from others. Tasks woken while these run wait for the
         // next iteration.
-        LOCAL_READY.with(|q| std::mem::swap(&mut ready, &mut *q.borrow_mut()));
+        LOCAL_READY.with(|q| std::mem::swap(ready, &mut *q.borrow_mut()));
         if inner.remote.pending.load(std::sync::atomic::Ordering::Acquire)
             && inner.remote.pending.swap(false, std::sync::atomic::Ordering::AcqRel)
         {
@@ -703,7 +703,6 @@ impl IOLoop {
         for id in ready.drain(..) {
             self.poll_task(id);
         }
-        *inner.scratch_ready.borrow_mut() = ready;
     }
 
     fn poll_task(&self, id: TaskId) {
@@ -715,7 +714,7 @@ impl IOLoop {
             if task.id != id {
                 return;
             }
-            let (Some(future), Some(waker)) = (task.future.take(), task.waker.take()) else { return };
+            let Some((future, waker)) = task.body.take() else { return };
             task.wake_state.unschedule();
             (future, waker, task.name)
         };
@@ -745,8 +744,7 @@ impl IOLoop {
             }
             Poll::Pending => match tasks.get_mut(id.key) {
                 Some(task) if task.id == id => {
-                    task.future = Some(future);
-                    task.waker = Some(waker);
+                    task.body = Some((future, waker));
                 }
                 _ => {
                     // Cancelled while it ran: drop it now.
