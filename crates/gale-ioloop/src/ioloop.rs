@@ -238,7 +238,7 @@ impl IOLoop {
     }
 
     /// Logs (at `warn`) every callback, handler or task poll that holds the loop longer than `threshold`,
-    /// naming it. `None` (the default) turns the detector off; it costs two clock reads per callback when on.
+    /// naming it. `None` (the default) turns the detector off; it costs a clock read per callback when on.
     pub fn set_blocking_log_threshold(&self, threshold: Option<Duration>) {
         self.inner.blocking_threshold.set(threshold);
     }
@@ -561,22 +561,24 @@ impl IOLoop {
             // Collect due timers before running anything.
             let now = Instant::now();
             LOOP_NOW.with(|c| c.set(Some(now)));
+            // For the blocked-loop detector: the clock reading that starts the next timed callback.
+            let mut mark = Some(now);
             inner.timers.borrow().due(now, &mut due);
 
             for _ in 0..ncallbacks {
                 let cb = inner.callbacks.borrow_mut().pop_front();
                 match cb {
-                    Some(cb) => self.run_guarded(cb.name, cb.f),
+                    Some(cb) => self.run_guarded(cb.name, cb.f, &mut mark),
                     None => break,
                 }
             }
-            self.run_ready_tasks(&mut ready);
+            self.run_ready_tasks(&mut ready, &mut mark);
             if !due.is_empty() {
                 for handle in due.drain(..) {
                     // A due timer cancelled by an earlier callback is gone from the map and does not run.
                     let cb = inner.timers.borrow_mut().remove(handle);
                     if let Some(cb) = cb {
-                        self.run_guarded(cb.name, cb.f);
+                        self.run_guarded(cb.name, cb.f, &mut mark);
                     }
                 }
             }
@@ -686,7 +688,7 @@ impl IOLoop {
     }
 
     /// Polls the woken tasks; `ready` is an empty buffer, left empty.
-    fn run_ready_tasks(&self, ready: &mut Vec<TaskId>) {
+    fn run_ready_tasks(&self, ready: &mut Vec<TaskId>, mark: &mut Option<Instant>) {
         let inner = &self.inner;
         // Tasks woken on this thread, then those woken from others. Tasks woken while these run wait for the
         // next iteration.
@@ -701,11 +703,11 @@ impl IOLoop {
             }
         }
         for id in ready.drain(..) {
-            self.poll_task(id);
+            self.poll_task(id, mark);
         }
     }
 
-    fn poll_task(&self, id: TaskId) {
+    fn poll_task(&self, id: TaskId, mark: &mut Option<Instant>) {
         let inner = &self.inner;
         // Take the future and its waker out so that the task table is not borrowed while it runs.
         let (mut future, waker, name) = {
@@ -718,9 +720,9 @@ impl IOLoop {
             task.wake_state.unschedule();
             (future, waker, task.name)
         };
-        let start = inner.blocking_threshold.get().map(|_| Instant::now());
+        let start = self.blocking_start(mark);
         let result = executor::poll_task(&mut future, &waker);
-        self.check_blocking(start, "task", name);
+        self.check_blocking(start, mark, "task", name);
         let mut tasks = inner.tasks.borrow_mut();
         let result = match result {
             Ok(p) => p,
@@ -756,34 +758,51 @@ impl IOLoop {
         }
     }
 
-    fn run_guarded(&self, name: &'static str, f: Callback) {
-        let start = self.inner.blocking_threshold.get().map(|_| Instant::now());
+    fn run_guarded(&self, name: &'static str, f: Callback, mark: &mut Option<Instant>) {
+        let start = self.blocking_start(mark);
         if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
             log::error!("callback {name} panicked: {}", crate::panic_message(&*payload));
         }
-        self.check_blocking(start, "callback", name);
+        self.check_blocking(start, mark, "callback", name);
+    }
+
+    /// When the blocked-loop detector is on, the time a callback about to run starts at: `mark`, the reading
+    /// that ended the previous timed callback (or began the iteration), if there is one.
+    #[inline]
+    fn blocking_start(&self, mark: &mut Option<Instant>) -> Option<Instant> {
+        if self.inner.blocking_threshold.get().is_none() {
+            // Whatever runs now goes untimed, so the mark would not tell when the next callback starts.
+            *mark = None;
+            return None;
+        }
+        Some(mark.unwrap_or_else(Instant::now))
     }
 
     #[inline]
-    fn check_blocking(&self, start: Option<Instant>, kind: &str, name: &str) {
+    fn check_blocking(&self, start: Option<Instant>, mark: &mut Option<Instant>, kind: &str, name: &str) {
         if let Some(start) = start {
-            self.report_blocking(start, kind, name);
+            *mark = Some(self.report_blocking(start, kind, name));
         }
     }
 
+    /// Reads the clock, warns if the callback that began at `start` ran too long, and returns the reading.
     #[cold]
     #[inline(never)]
-    fn report_blocking(&self, start: Instant, kind: &str, name: &str) {
+    fn report_blocking(&self, start: Instant, kind: &str, name: &str) -> Instant {
+        let end = Instant::now();
         if let Some(threshold) = self.inner.blocking_threshold.get() {
-            let took = start.elapsed();
+            let took = end.saturating_duration_since(start);
             if took > threshold {
                 log::warn!("IOLoop blocked for {took:?} (threshold {threshold:?}) by {kind} {name}");
             }
         }
+        end
     }
 
     fn dispatch(&self, events: &Events) {
         let inner = &self.inner;
+        // The first handler after the wait reads the clock; each later one starts when the one before ended.
+        let mut mark = None;
         // `events` is the loop's own buffer: no handler can reach it, so it is read in place.
         for ev in events.iter() {
             let (key, generation) = untoken(ev.token());
@@ -812,11 +831,11 @@ impl IOLoop {
                     );
                     let Some(mut cb) = callback.take() else { continue };
                     drop(entries);
-                    let start = inner.blocking_threshold.get().map(|_| Instant::now());
+                    let start = self.blocking_start(&mut mark);
                     if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| cb(fd, masked))) {
                         log::error!("handler {name} for fd {fd} panicked: {}", crate::panic_message(&*payload));
                     }
-                    self.check_blocking(start, "handler", name);
+                    self.check_blocking(start, &mut mark, "handler", name);
                     // Put the callback back unless the handler was removed (or replaced) meanwhile.
                     let mut entries = inner.entries.borrow_mut();
                     if let Some(Entry::Handler { callback: slot @ None, generation: g, .. }) = entries.get_mut(key) {

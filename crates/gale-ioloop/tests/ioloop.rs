@@ -769,6 +769,39 @@ fn the_blocked_loop_detector_names_the_culprit() {
 }
 
 #[test]
+fn the_blocked_loop_detector_does_not_blame_the_wait_on_what_follows_it() {
+    each_backend(|io_loop| {
+        io_loop.set_blocking_log_threshold(Some(Duration::from_millis(10)));
+        let (mut a, b) = pair();
+        fn quick_timer_after_a_wait() {}
+        let mut reader = b.try_clone().unwrap();
+        let l = io_loop.clone();
+        io_loop
+            .add_handler(&b, Interest::READABLE, move |_, _| {
+                let mut buf = [0u8; 8];
+                let _ = reader.read(&mut buf);
+                l.call_later(Duration::from_millis(30), quick_timer_after_a_wait);
+                let l2 = l.clone();
+                l.call_later(Duration::from_millis(60), move || l2.stop());
+            })
+            .unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            a.write_all(b"x").unwrap();
+            a
+        });
+        io_loop.start().unwrap();
+        drop(writer.join().unwrap());
+        io_loop.remove_handler(&b).unwrap();
+        // The handler (named after this test, as a closure in it) and the timer ran right after waits longer
+        // than the threshold; neither blocked the loop.
+        let blamed = util::logs_containing("does_not_blame_the_wait_on_what_follows_it");
+        assert!(blamed.is_empty(), "{blamed:?}");
+        assert!(util::logs_containing("quick_timer_after_a_wait").is_empty());
+    });
+}
+
+#[test]
 fn many_handlers_on_one_loop() {
     each_backend(|io_loop| {
         let mut pairs = Vec::new();
