@@ -57,12 +57,31 @@ impl Wake for TaskWaker {
     }
 }
 
+/// The boxed future of a task.
+pub(crate) type TaskFuture = Pin<Box<dyn Future<Output = ()>>>;
+
 /// A spawned task: its future, its waker, and where its failure is reported.
 pub(crate) struct Task {
-    pub(crate) future: Pin<Box<dyn Future<Output = ()>>>,
-    pub(crate) waker: Arc<TaskWaker>,
+    pub(crate) id: TaskId,
+    /// The future and the waker every poll passes (made once at spawn); `None` while the task is being polled,
+    /// when the loop holds them.
+    pub(crate) body: Option<(TaskFuture, Waker)>,
+    /// The state behind the waker, to unschedule the task before each poll.
+    pub(crate) wake_state: Arc<TaskWaker>,
     pub(crate) name: &'static str,
     pub(crate) join: Rc<dyn JoinSink>,
+}
+
+impl Task {
+    pub(crate) fn new(
+        future: TaskFuture,
+        wake_state: Arc<TaskWaker>,
+        name: &'static str,
+        join: Rc<dyn JoinSink>,
+    ) -> Task {
+        let waker = Waker::from(wake_state.clone());
+        Task { id: wake_state.id, body: Some((future, waker)), wake_state, name, join }
+    }
 }
 
 impl Drop for Task {

@@ -21,6 +21,23 @@ use std::time::{Duration, Instant};
 const MAX_POLL_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How many events one wait collects.
 const EVENTS_CAPACITY: usize = 1024;
+/// A timer further than this from the start of an iteration is waited for with the clock read at that start
+/// (stopping this much short of it, then reading the clock afresh on the way in); a nearer one reads the clock
+/// again before the wait. So the common iteration reads the clock once, and a timer still fires late only if
+/// the iteration before its wait ran longer than half this (see [`WaitPlan`]).
+const CLOCK_REUSE_MARGIN: Duration = Duration::from_millis(100);
+
+/// A wait timeout for a far timer, worked out once and reused by the iterations that start within
+/// `CLOCK_REUSE_MARGIN / 2` of it, so that they do no clock arithmetic.
+#[derive(Clone, Copy)]
+struct WaitPlan {
+    /// The earliest timer deadline the plan was made for; another one voids it.
+    deadline: Instant,
+    /// Iterations starting before this may wait `timeout`: they wake at least `CLOCK_REUSE_MARGIN / 2` short
+    /// of `deadline`.
+    valid_until: Instant,
+    timeout: Duration,
+}
 
 type Callback = Box<dyn FnOnce()>;
 type HandlerFn = Box<dyn FnMut(RawFd, Event)>;
@@ -45,8 +62,12 @@ pub(crate) struct SourceState {
     pub(crate) interest: Interest,
     pub(crate) ready: Interest,
     pub(crate) hangup: bool,
+    /// The last waker polled per direction. It is kept after a wake-up, so that a task waiting again (the
+    /// usual case) costs a `will_wake` compare rather than a clone and a drop; `waiting` says who waits now.
     pub(crate) read_waker: Option<Waker>,
     pub(crate) write_waker: Option<Waker>,
+    /// The directions whose waker waits for readiness and has not been woken since.
+    pub(crate) waiting: Interest,
     pub(crate) generation: u64,
 }
 
@@ -73,9 +94,6 @@ pub(crate) struct Inner {
     stopped: Cell<bool>,
     closed: Cell<bool>,
     blocking_threshold: Cell<Option<Duration>>,
-    /// Scratch buffers reused across iterations.
-    scratch_ready: RefCell<Vec<TaskId>>,
-    scratch_events: RefCell<Vec<Event>>,
 }
 
 /// A single-threaded event loop: fd handlers, callbacks, timers and async tasks, run one at a time.
@@ -165,8 +183,6 @@ impl IOLoop {
                 stopped: Cell::new(false),
                 closed: Cell::new(false),
                 blocking_threshold: Cell::new(None),
-                scratch_ready: RefCell::new(Vec::new()),
-                scratch_events: RefCell::new(Vec::new()),
             }),
         }
     }
@@ -222,7 +238,7 @@ impl IOLoop {
     }
 
     /// Logs (at `warn`) every callback, handler or task poll that holds the loop longer than `threshold`,
-    /// naming it. `None` (the default) turns the detector off; it costs two clock reads per callback when on.
+    /// naming it. `None` (the default) turns the detector off; it costs a clock read per callback when on.
     pub fn set_blocking_log_threshold(&self, threshold: Option<Duration>) {
         self.inner.blocking_threshold.set(threshold);
     }
@@ -336,6 +352,7 @@ impl IOLoop {
             hangup: false,
             read_waker: None,
             write_waker: None,
+            waiting: Interest::NONE,
             generation,
         }));
         // Registered with no interest: the first poll_* call asks for what it needs.
@@ -363,22 +380,37 @@ impl IOLoop {
     pub(crate) fn poll_source(&self, key: usize, dir: Interest, waker: &Waker) -> Poll<io::Result<()>> {
         let mut entries = self.inner.entries.borrow_mut();
         let Some(Entry::Source(s)) = entries.get_mut(key) else {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::NotConnected, "source is closed")));
+            return Poll::Ready(Err(source_closed()));
         };
         if s.ready.is_readable() && dir.is_readable() || s.ready.is_writable() && dir.is_writable() {
             s.ready = s.ready.remove(dir);
             return Poll::Ready(Ok(()));
         }
+        let slot = if dir.is_readable() { &s.read_waker } else { &s.write_waker };
+        let watched = s.interest.is_readable() && dir.is_readable() || s.interest.is_writable() && dir.is_writable();
+        // The usual case: the task that waited last time waits again, on a direction already watched.
+        if watched && slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            s.waiting = s.waiting.add(dir);
+            return Poll::Pending;
+        }
+        self.wait_source(key, s, dir, waker)
+    }
+
+    /// The rare branch of [`poll_source`](IOLoop::poll_source), kept out of its way: a new waker to store,
+    /// or a direction the poller must start watching.
+    #[cold]
+    #[inline(never)]
+    fn wait_source(&self, key: usize, s: &mut SourceState, dir: Interest, waker: &Waker) -> Poll<io::Result<()>> {
         let slot = if dir.is_readable() { &mut s.read_waker } else { &mut s.write_waker };
         match slot {
             Some(w) if w.will_wake(waker) => {}
             _ => *slot = Some(waker.clone()),
         }
+        s.waiting = s.waiting.add(dir);
         if !s.interest.is_readable() && dir.is_readable() || !s.interest.is_writable() && dir.is_writable() {
             let interest = s.interest.add(dir);
-            let generation = s.generation;
             let fd = s.fd.clone();
-            if let Err(e) = self.inner.poller.borrow_mut().modify(fd.as_fd(), token(key, generation), interest) {
+            if let Err(e) = self.inner.poller.borrow_mut().modify(fd.as_fd(), token(key, s.generation), interest) {
                 return Poll::Ready(Err(e));
             }
             s.interest = interest;
@@ -450,7 +482,7 @@ impl IOLoop {
         let entry = tasks.vacant_entry();
         let id = TaskId { key: entry.key(), generation };
         let waker = TaskWaker::new(id, self.inner.remote.clone());
-        entry.insert(Task { future, waker, name, join });
+        entry.insert(Task::new(future, waker, name, join));
         drop(tasks);
         executor::set_task(&mut handle, Rc::downgrade(&self.inner), id);
         self.inner.remote.schedule_task(id);
@@ -521,33 +553,39 @@ impl IOLoop {
         inner.running.set(true);
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut due: Vec<TimeoutHandle> = Vec::new();
+        let mut plan: Option<WaitPlan> = None;
+        let mut ready: Vec<TaskId> = Vec::new();
         loop {
             self.drain_remote_callbacks();
             let ncallbacks = inner.callbacks.borrow().len();
             // Collect due timers before running anything.
             let now = Instant::now();
             LOOP_NOW.with(|c| c.set(Some(now)));
-            if inner.timers.borrow().len() > 0 {
-                inner.timers.borrow().due(now, &mut due);
-            }
+            // For the blocked-loop detector: the clock reading that starts the next timed callback.
+            let mut mark = Some(now);
+            inner.timers.borrow().due(now, &mut due);
 
             for _ in 0..ncallbacks {
                 let cb = inner.callbacks.borrow_mut().pop_front();
                 match cb {
-                    Some(cb) => self.run_guarded(cb.name, cb.f),
+                    Some(cb) => self.run_guarded(cb.name, cb.f, &mut mark),
                     None => break,
                 }
             }
-            self.run_ready_tasks();
-            for handle in due.drain(..) {
-                // A due timer cancelled by an earlier callback is gone from the map and does not run.
-                let cb = inner.timers.borrow_mut().remove(handle);
-                if let Some(cb) = cb {
-                    self.run_guarded(cb.name, cb.f);
+            self.run_ready_tasks(&mut ready, &mut mark);
+            if !due.is_empty() {
+                for handle in due.drain(..) {
+                    // A due timer cancelled by an earlier callback is gone from the map and does not run.
+                    let cb = inner.timers.borrow_mut().remove(handle);
+                    if let Some(cb) = cb {
+                        self.run_guarded(cb.name, cb.f, &mut mark);
+                    }
                 }
             }
 
-            if inner.remote.stop_requested.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            if inner.remote.stop_requested.load(std::sync::atomic::Ordering::Relaxed)
+                && inner.remote.stop_requested.swap(false, std::sync::atomic::Ordering::AcqRel)
+            {
                 inner.running.set(false);
             }
             if !inner.running.get() {
@@ -556,11 +594,7 @@ impl IOLoop {
             let work_pending = !inner.callbacks.borrow().is_empty()
                 || inner.remote.pending.load(std::sync::atomic::Ordering::Acquire)
                 || LOCAL_READY.with(|q| !q.borrow().is_empty());
-            let timeout = if work_pending {
-                Duration::ZERO
-            } else {
-                inner.timers.borrow().next_delay(Instant::now()).unwrap_or(MAX_POLL_TIMEOUT).min(MAX_POLL_TIMEOUT)
-            };
+            let timeout = if work_pending { Duration::ZERO } else { self.poll_timeout(now, &mut plan) };
             let result = inner.poller.borrow_mut().wait(&mut events, Some(timeout));
             match result {
                 Ok(()) => {}
@@ -619,6 +653,26 @@ impl IOLoop {
         self.inner.closed.get()
     }
 
+    /// How long the wait may block: until the next timer (or [`MAX_POLL_TIMEOUT`]), reusing the clock reading
+    /// `now` of the iteration's start for far timers (see [`CLOCK_REUSE_MARGIN`]), and the `plan` made by an
+    /// earlier iteration for the same timer if it is still good.
+    fn poll_timeout(&self, now: Instant, plan: &mut Option<WaitPlan>) -> Duration {
+        let Some(deadline) = self.inner.timers.borrow().earliest() else { return MAX_POLL_TIMEOUT };
+        if let Some(p) = plan {
+            if p.deadline == deadline && now < p.valid_until {
+                return p.timeout;
+            }
+        }
+        let from_start = deadline.saturating_duration_since(now);
+        if from_start > CLOCK_REUSE_MARGIN {
+            let timeout = (from_start - CLOCK_REUSE_MARGIN).min(MAX_POLL_TIMEOUT);
+            *plan = Some(WaitPlan { deadline, valid_until: now + CLOCK_REUSE_MARGIN / 2, timeout });
+            timeout
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        }
+    }
+
     fn drain_remote_callbacks(&self) {
         let inner = &self.inner;
         if !inner.remote.pending.load(std::sync::atomic::Ordering::Acquire) {
@@ -633,13 +687,15 @@ impl IOLoop {
         }
     }
 
-    fn run_ready_tasks(&self) {
+    /// Polls the woken tasks; `ready` is an empty buffer, left empty.
+    fn run_ready_tasks(&self, ready: &mut Vec<TaskId>, mark: &mut Option<Instant>) {
         let inner = &self.inner;
-        let mut ready = inner.scratch_ready.take();
         // Tasks woken on this thread, then those woken from others. Tasks woken while these run wait for the
         // next iteration.
-        LOCAL_READY.with(|q| std::mem::swap(&mut ready, &mut *q.borrow_mut()));
-        if inner.remote.pending.swap(false, std::sync::atomic::Ordering::AcqRel) {
+        LOCAL_READY.with(|q| std::mem::swap(ready, &mut *q.borrow_mut()));
+        if inner.remote.pending.load(std::sync::atomic::Ordering::Acquire)
+            && inner.remote.pending.swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
             ready.append(&mut remote::lock(&inner.remote.ready));
             // Remote callbacks that arrived after the drain keep the flag up for the next iteration.
             if !remote::lock(&inner.remote.callbacks).is_empty() {
@@ -647,34 +703,32 @@ impl IOLoop {
             }
         }
         for id in ready.drain(..) {
-            self.poll_task(id);
+            self.poll_task(id, mark);
         }
-        *inner.scratch_ready.borrow_mut() = ready;
     }
 
-    fn poll_task(&self, id: TaskId) {
+    fn poll_task(&self, id: TaskId, mark: &mut Option<Instant>) {
         let inner = &self.inner;
-        // Take the future out so that the task table is not borrowed while it runs.
+        // Take the future and its waker out so that the task table is not borrowed while it runs.
         let (mut future, waker, name) = {
             let mut tasks = inner.tasks.borrow_mut();
             let Some(task) = tasks.get_mut(id.key) else { return };
-            if task.waker_id() != id {
+            if task.id != id {
                 return;
             }
-            let placeholder: std::pin::Pin<Box<dyn Future<Output = ()>>> = Box::pin(std::future::pending());
-            (std::mem::replace(&mut task.future, placeholder), task.waker.clone(), task.name)
+            let Some((future, waker)) = task.body.take() else { return };
+            task.wake_state.unschedule();
+            (future, waker, task.name)
         };
-        waker.unschedule();
-        let w = Waker::from(waker);
-        let start = inner.blocking_threshold.get().map(|_| Instant::now());
-        let result = executor::poll_task(&mut future, &w);
-        self.check_blocking(start, "task", name);
+        let start = self.blocking_start(mark);
+        let result = executor::poll_task(&mut future, &waker);
+        self.check_blocking(start, mark, "task", name);
         let mut tasks = inner.tasks.borrow_mut();
         let result = match result {
             Ok(p) => p,
             Err(msg) => {
                 log::error!("task {name} panicked: {msg}");
-                if let Some(t) = tasks.get(id.key).filter(|t| t.waker_id() == id) {
+                if let Some(t) = tasks.get(id.key).filter(|t| t.id == id) {
                     t.join.fail(JoinError::Panicked(msg));
                 }
                 Poll::Ready(())
@@ -682,47 +736,75 @@ impl IOLoop {
         };
         match result {
             Poll::Ready(()) => {
-                if tasks.get(id.key).is_some_and(|t| t.waker_id() == id) {
+                if tasks.get(id.key).is_some_and(|t| t.id == id) {
                     let task = tasks.remove(id.key);
                     drop(tasks);
                     drop(task);
                 }
                 drop(future);
+                drop(waker);
             }
             Poll::Pending => match tasks.get_mut(id.key) {
-                Some(task) if task.waker_id() == id => task.future = future,
+                Some(task) if task.id == id => {
+                    task.body = Some((future, waker));
+                }
                 _ => {
                     // Cancelled while it ran: drop it now.
                     drop(tasks);
                     drop(future);
+                    drop(waker);
                 }
             },
         }
     }
 
-    fn run_guarded(&self, name: &'static str, f: Callback) {
-        let start = self.inner.blocking_threshold.get().map(|_| Instant::now());
+    fn run_guarded(&self, name: &'static str, f: Callback, mark: &mut Option<Instant>) {
+        let start = self.blocking_start(mark);
         if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
             log::error!("callback {name} panicked: {}", crate::panic_message(&*payload));
         }
-        self.check_blocking(start, "callback", name);
+        self.check_blocking(start, mark, "callback", name);
     }
 
-    fn check_blocking(&self, start: Option<Instant>, kind: &str, name: &str) {
-        if let (Some(start), Some(threshold)) = (start, self.inner.blocking_threshold.get()) {
-            let took = start.elapsed();
+    /// When the blocked-loop detector is on, the time a callback about to run starts at: `mark`, the reading
+    /// that ended the previous timed callback (or began the iteration), if there is one.
+    #[inline]
+    fn blocking_start(&self, mark: &mut Option<Instant>) -> Option<Instant> {
+        if self.inner.blocking_threshold.get().is_none() {
+            // Whatever runs now goes untimed, so the mark would not tell when the next callback starts.
+            *mark = None;
+            return None;
+        }
+        Some(mark.unwrap_or_else(Instant::now))
+    }
+
+    #[inline]
+    fn check_blocking(&self, start: Option<Instant>, mark: &mut Option<Instant>, kind: &str, name: &str) {
+        if let Some(start) = start {
+            *mark = Some(self.report_blocking(start, kind, name));
+        }
+    }
+
+    /// Reads the clock, warns if the callback that began at `start` ran too long, and returns the reading.
+    #[cold]
+    #[inline(never)]
+    fn report_blocking(&self, start: Instant, kind: &str, name: &str) -> Instant {
+        let end = Instant::now();
+        if let Some(threshold) = self.inner.blocking_threshold.get() {
+            let took = end.saturating_duration_since(start);
             if took > threshold {
                 log::warn!("IOLoop blocked for {took:?} (threshold {threshold:?}) by {kind} {name}");
             }
         }
+        end
     }
 
     fn dispatch(&self, events: &Events) {
         let inner = &self.inner;
-        let mut list = inner.scratch_events.take();
-        list.clear();
-        list.extend_from_slice(events.as_slice());
-        for ev in list.iter() {
+        // The first handler after the wait reads the clock; each later one starts when the one before ended.
+        let mut mark = None;
+        // `events` is the loop's own buffer: no handler can reach it, so it is read in place.
+        for ev in events.iter() {
             let (key, generation) = untoken(ev.token());
             // Sources: record readiness and wake; no user code runs here.
             let mut entries = inner.entries.borrow_mut();
@@ -749,11 +831,11 @@ impl IOLoop {
                     );
                     let Some(mut cb) = callback.take() else { continue };
                     drop(entries);
-                    let start = inner.blocking_threshold.get().map(|_| Instant::now());
+                    let start = self.blocking_start(&mut mark);
                     if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| cb(fd, masked))) {
                         log::error!("handler {name} for fd {fd} panicked: {}", crate::panic_message(&*payload));
                     }
-                    self.check_blocking(start, "handler", name);
+                    self.check_blocking(start, &mut mark, "handler", name);
                     // Put the callback back unless the handler was removed (or replaced) meanwhile.
                     let mut entries = inner.entries.borrow_mut();
                     if let Some(Entry::Handler { callback: slot @ None, generation: g, .. }) = entries.get_mut(key) {
@@ -767,7 +849,6 @@ impl IOLoop {
                 }
             }
         }
-        *inner.scratch_events.borrow_mut() = list;
     }
 
     fn on_source_event(&self, key: usize, s: &mut SourceState, ev: &Event) {
@@ -779,34 +860,35 @@ impl IOLoop {
             ready = ready.add(Interest::WRITABLE);
         }
         // Only directions being watched count: the rest was reported alongside a hang-up or an error.
-        if !s.interest.is_readable() {
-            ready = ready.remove(Interest::READABLE);
-        }
-        if !s.interest.is_writable() {
-            ready = ready.remove(Interest::WRITABLE);
-        }
+        ready = ready.remove(Interest::BOTH.remove(s.interest));
         s.ready = s.ready.add(ready);
         s.hangup |= ev.is_hangup();
-        let mut wanted = s.interest;
-        if ready.is_readable() {
-            match s.read_waker.take() {
-                Some(w) => w.wake(),
-                None => wanted = wanted.remove(Interest::READABLE),
+        let woken = ready.remove(Interest::BOTH.remove(s.waiting));
+        s.waiting = s.waiting.remove(woken);
+        if woken.is_readable() {
+            if let Some(w) = &s.read_waker {
+                w.wake_by_ref();
             }
         }
-        if ready.is_writable() {
-            match s.write_waker.take() {
-                Some(w) => w.wake(),
-                None => wanted = wanted.remove(Interest::WRITABLE),
+        if woken.is_writable() {
+            if let Some(w) = &s.write_waker {
+                w.wake_by_ref();
             }
         }
-        // Nobody waits for this direction: stop watching it, or level-triggered readiness would spin the loop.
-        if wanted != s.interest {
-            let fd = s.fd.clone();
-            match self.inner.poller.borrow_mut().modify(fd.as_fd(), token(key, s.generation), wanted) {
-                Ok(()) => s.interest = wanted,
-                Err(e) => log::error!("cannot update interest of fd {}: {e}", fd.as_fd().as_raw_fd()),
-            }
+        // Nobody waits for a ready direction: stop watching it, or level-triggered readiness would spin the loop.
+        if woken != ready {
+            self.unwatch_source(key, s, ready.remove(woken));
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unwatch_source(&self, key: usize, s: &mut SourceState, unwanted: Interest) {
+        let wanted = s.interest.remove(unwanted);
+        let fd = s.fd.clone();
+        match self.inner.poller.borrow_mut().modify(fd.as_fd(), token(key, s.generation), wanted) {
+            Ok(()) => s.interest = wanted,
+            Err(e) => log::error!("cannot update interest of fd {}: {e}", fd.as_fd().as_raw_fd()),
         }
     }
 
@@ -823,17 +905,16 @@ impl IOLoop {
 /// Drops a task's future now (for [`JoinHandle::cancel`]), unless the task already ended.
 pub(crate) fn cancel_task(inner: &Inner, id: TaskId) {
     let mut tasks = inner.tasks.borrow_mut();
-    if tasks.get(id.key).is_some_and(|t| t.waker_id() == id) {
+    if tasks.get(id.key).is_some_and(|t| t.id == id) {
         let task = tasks.remove(id.key);
         drop(tasks);
         drop(task); // its destructors run with no borrow held
     }
 }
 
-impl Task {
-    fn waker_id(&self) -> TaskId {
-        self.waker.id
-    }
+#[cold]
+fn source_closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "source is closed")
 }
 
 fn not_a_handler(fd: RawFd) -> io::Error {

@@ -76,11 +76,19 @@ impl Remote {
         true
     }
 
+    #[inline]
     pub(crate) fn schedule_task(&self, id: TaskId) {
         if self.on_loop_thread() {
             LOCAL_READY.with(|q| q.borrow_mut().push(id));
-            return;
+        } else {
+            self.schedule_task_remote(id);
         }
+    }
+
+    /// [`schedule_task`](Remote::schedule_task) from off the loop's thread: through the mutex and the notifier.
+    #[cold]
+    #[inline(never)]
+    fn schedule_task_remote(&self, id: TaskId) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }

@@ -60,7 +60,23 @@ impl Sleep {
 impl Future for Sleep {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // Armed, not fired, and polled by the task it will wake (the usual case, as when a deadline guards
+        // every read of a connection): nothing to do, not even a clock read.
+        if self.timer.is_some() {
+            let s = self.shared.borrow();
+            if !s.fired && s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                return Poll::Pending;
+            }
+        }
+        self.poll_slow(cx)
+    }
+}
+
+impl Sleep {
+    #[inline(never)]
+    fn poll_slow(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         {
             let mut s = self.shared.borrow_mut();
             // Armed and not fired: the timer will wake us; no need to read the clock.

@@ -6,7 +6,7 @@
 //! Tornado's heap).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Identifies a scheduled timer; pass it to [`IOLoop::remove_timeout`](crate::IOLoop::remove_timeout).
 ///
@@ -28,27 +28,46 @@ impl TimeoutHandle {
 pub(crate) struct Timers<T> {
     map: BTreeMap<(Instant, u64), T>,
     next_seq: u64,
+    /// The earliest deadline in `map`, kept exact, so that an iteration with no due timer asks one compare of
+    /// it and never walks the tree.
+    earliest: Option<Instant>,
 }
 
 impl<T> Timers<T> {
     pub(crate) fn new() -> Self {
-        Timers { map: BTreeMap::new(), next_seq: 0 }
+        Timers { map: BTreeMap::new(), next_seq: 0, earliest: None }
     }
 
     pub(crate) fn insert(&mut self, deadline: Instant, value: T) -> TimeoutHandle {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.map.insert((deadline, seq), value);
+        if self.earliest.is_none_or(|e| deadline < e) {
+            self.earliest = Some(deadline);
+        }
         TimeoutHandle { deadline, seq }
     }
 
     pub(crate) fn remove(&mut self, handle: TimeoutHandle) -> Option<T> {
-        self.map.remove(&(handle.deadline, handle.seq))
+        let removed = self.map.remove(&(handle.deadline, handle.seq));
+        // Only removing a timer at the earliest deadline can move it.
+        if removed.is_some() && self.earliest == Some(handle.deadline) {
+            self.earliest = self.map.first_key_value().map(|((deadline, _), _)| *deadline);
+        }
+        removed
+    }
+
+    /// The earliest deadline, if any timer is scheduled.
+    pub(crate) fn earliest(&self) -> Option<Instant> {
+        self.earliest
     }
 
     /// Collects the handles of every timer due at `now`, in firing order. The timers stay in the map until
     /// each is taken with [`Timers::remove`], so one due timer can still cancel another.
     pub(crate) fn due(&self, now: Instant, due: &mut Vec<TimeoutHandle>) {
+        if self.earliest.is_none_or(|e| e > now) {
+            return;
+        }
         for &(deadline, seq) in self.map.keys() {
             if deadline > now {
                 break;
@@ -58,8 +77,9 @@ impl<T> Timers<T> {
     }
 
     /// Time from `now` until the next deadline, zero if one is already due.
-    pub(crate) fn next_delay(&self, now: Instant) -> Option<Duration> {
-        self.map.first_key_value().map(|((deadline, _), _)| deadline.saturating_duration_since(now))
+    #[cfg(test)]
+    pub(crate) fn next_delay(&self, now: Instant) -> Option<std::time::Duration> {
+        self.earliest.map(|deadline| deadline.saturating_duration_since(now))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -67,6 +87,7 @@ impl<T> Timers<T> {
     }
 
     pub(crate) fn clear(&mut self) -> Vec<T> {
+        self.earliest = None;
         std::mem::take(&mut self.map).into_values().collect()
     }
 }
@@ -74,6 +95,7 @@ impl<T> Timers<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn equal_deadlines_fire_in_scheduling_order() {
@@ -98,6 +120,32 @@ mod tests {
         assert_eq!(t.remove(a), Some('a'));
         assert_eq!(t.remove(a), None);
         assert_eq!(t.next_delay(now), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn the_earliest_deadline_follows_inserts_and_removals() {
+        let mut t = Timers::new();
+        let now = Instant::now();
+        assert_eq!(t.earliest(), None);
+        let b = t.insert(now + Duration::from_secs(2), 'b');
+        let a = t.insert(now + Duration::from_secs(1), 'a');
+        let a2 = t.insert(now + Duration::from_secs(1), 'A');
+        let c = t.insert(now + Duration::from_secs(3), 'c');
+        assert_eq!(t.earliest(), Some(a.deadline()));
+        t.remove(c);
+        t.remove(a);
+        assert_eq!(t.earliest(), Some(a2.deadline()), "another timer shares the deadline");
+        t.remove(a2);
+        assert_eq!(t.earliest(), Some(b.deadline()));
+        let mut due = Vec::new();
+        t.due(now + Duration::from_millis(1500), &mut due);
+        assert!(due.is_empty());
+        t.remove(b);
+        assert_eq!(t.earliest(), None);
+        t.insert(now, 'd');
+        assert_eq!(t.earliest(), Some(now));
+        t.clear();
+        assert_eq!(t.earliest(), None);
     }
 
     #[test]

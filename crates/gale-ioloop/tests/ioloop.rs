@@ -502,6 +502,111 @@ fn sleep_waits_at_least_its_duration() {
 }
 
 #[test]
+fn a_far_timer_fires_after_its_deadline_even_behind_a_slow_iteration() {
+    // The wait before a far timer reuses the clock reading of the iteration's start; a slow callback in that
+    // iteration must not make the timer fire early (nor never).
+    each_backend(|io_loop| {
+        let deadline = Instant::now() + Duration::from_millis(250);
+        let fired_at = Rc::new(Cell::new(None));
+        let (f, l) = (fired_at.clone(), io_loop.clone());
+        io_loop.call_at(deadline, move || {
+            f.set(Some(Instant::now()));
+            l.stop();
+        });
+        io_loop.add_callback(|| std::thread::sleep(Duration::from_millis(30)));
+        let timed_out = watchdog(&io_loop, Duration::from_secs(10));
+        io_loop.start().unwrap();
+        assert!(!timed_out.get());
+        assert!(fired_at.get().is_some_and(|t| t >= deadline));
+    });
+}
+
+/// The timeouts a [`RecordingPoller`] was asked to wait, each with the phase of the test it was asked in.
+type WaitLog = Arc<Mutex<Vec<(usize, Option<Duration>)>>>;
+
+/// A poller that passes everything to an inner one and records the timeout of each wait, tagged with `phase`.
+#[derive(Debug)]
+struct RecordingPoller {
+    inner: Box<dyn gale_ioloop::Poller>,
+    phase: Arc<AtomicUsize>,
+    waits: WaitLog,
+}
+
+impl gale_ioloop::Poller for RecordingPoller {
+    fn register(
+        &mut self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        token: gale_poller::Token,
+        interest: Interest,
+    ) -> std::io::Result<()> {
+        self.inner.register(fd, token, interest)
+    }
+    fn modify(
+        &mut self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        token: gale_poller::Token,
+        interest: Interest,
+    ) -> std::io::Result<()> {
+        self.inner.modify(fd, token, interest)
+    }
+    fn deregister(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+        self.inner.deregister(fd)
+    }
+    fn wait(&mut self, events: &mut gale_poller::Events, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.waits.lock().unwrap().push((self.phase.load(Ordering::SeqCst), timeout));
+        self.inner.wait(events, timeout)
+    }
+    fn notifier(&self) -> gale_poller::Notifier {
+        self.inner.notifier()
+    }
+    fn name(&self) -> &'static str {
+        "recording"
+    }
+}
+
+#[test]
+fn a_timer_nearer_than_the_one_a_wait_was_planned_for_cuts_the_next_wait_short() {
+    // The loop waits for the watchdog, a far timer; a handler then schedules a near one, which must bound the
+    // next wait rather than let it reuse the wait planned for the watchdog.
+    for name in util::backends() {
+        let phase = Arc::new(AtomicUsize::new(0));
+        let waits = Arc::new(Mutex::new(Vec::new()));
+        let poller =
+            RecordingPoller { inner: gale_poller::by_name(name).unwrap(), phase: phase.clone(), waits: waits.clone() };
+        let io_loop = IOLoop::with_poller(Box::new(poller));
+        let (mut a, b) = pair();
+        let fired = Rc::new(Cell::new(false));
+        let (f, l) = (fired.clone(), io_loop.clone());
+        let mut reader = b.try_clone().unwrap();
+        io_loop
+            .add_handler(&b, Interest::READABLE, move |_, _| {
+                let mut buf = [0u8; 8];
+                let _ = reader.read(&mut buf);
+                let (f, l2) = (f.clone(), l.clone());
+                l.call_later(Duration::from_millis(20), move || {
+                    f.set(true);
+                    l2.stop();
+                });
+                phase.store(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            a.write_all(b"x").unwrap();
+            a
+        });
+        let timed_out = watchdog(&io_loop, Duration::from_secs(5));
+        io_loop.start().unwrap();
+        drop(writer.join().unwrap());
+        io_loop.remove_handler(&b).unwrap();
+        assert!(fired.get() && !timed_out.get(), "{name}");
+        let waits = waits.lock().unwrap();
+        assert!(waits.iter().any(|&(p, t)| p == 0 && t > Some(Duration::from_secs(1))), "{name}: {waits:?}");
+        assert!(waits.iter().all(|&(p, t)| p == 0 || t <= Some(Duration::from_millis(20))), "{name}: {waits:?}");
+    }
+}
+
+#[test]
 fn a_waker_woken_from_another_thread_resumes_the_task() {
     each_backend(|io_loop| {
         let slot: Arc<Mutex<(bool, Option<Waker>)>> = Arc::new(Mutex::new((false, None)));
@@ -560,6 +665,38 @@ fn source_futures_read_and_write() {
         });
         assert_eq!(got.len(), 4 << 20);
         assert!(got.iter().all(|&b| b == 7));
+    });
+}
+
+#[test]
+fn a_source_awaited_by_one_task_then_another_wakes_the_one_waiting() {
+    each_backend(|io_loop| {
+        let (mut a, b) = pair();
+        let order = io_loop.run_sync(async move {
+            let b = Rc::new(Source::new(b).unwrap());
+            let order = Rc::new(RefCell::new(Vec::new()));
+            let (b1, o1) = (b.clone(), order.clone());
+            let first = gale_ioloop::spawn(async move {
+                b1.readable().await.unwrap();
+                o1.borrow_mut().push("first");
+            });
+            sleep(Duration::from_millis(5)).await;
+            a.write_all(b"x").unwrap();
+            first.await.unwrap();
+            // The data is left unread; a second task now waits on the same source, after draining it.
+            let mut buf = [0u8; 8];
+            assert_eq!(b.read_with(|s| (&*s).read(&mut buf)).await.unwrap(), 1);
+            let (b2, o2) = (b.clone(), order.clone());
+            let second = gale_ioloop::spawn(async move {
+                b2.readable().await.unwrap();
+                o2.borrow_mut().push("second");
+            });
+            sleep(Duration::from_millis(5)).await;
+            a.write_all(b"y").unwrap();
+            second.await.unwrap();
+            order.take()
+        });
+        assert_eq!(order, ["first", "second"]);
     });
 }
 
@@ -628,6 +765,39 @@ fn the_blocked_loop_detector_names_the_culprit() {
         io_loop.start().unwrap();
         let lines = util::logs_containing("slow_callback_marker");
         assert!(lines.iter().any(|l| l.contains("blocked")), "{lines:?}");
+    });
+}
+
+#[test]
+fn the_blocked_loop_detector_does_not_blame_the_wait_on_what_follows_it() {
+    each_backend(|io_loop| {
+        io_loop.set_blocking_log_threshold(Some(Duration::from_millis(10)));
+        let (mut a, b) = pair();
+        fn quick_timer_after_a_wait() {}
+        let mut reader = b.try_clone().unwrap();
+        let l = io_loop.clone();
+        io_loop
+            .add_handler(&b, Interest::READABLE, move |_, _| {
+                let mut buf = [0u8; 8];
+                let _ = reader.read(&mut buf);
+                l.call_later(Duration::from_millis(30), quick_timer_after_a_wait);
+                let l2 = l.clone();
+                l.call_later(Duration::from_millis(60), move || l2.stop());
+            })
+            .unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            a.write_all(b"x").unwrap();
+            a
+        });
+        io_loop.start().unwrap();
+        drop(writer.join().unwrap());
+        io_loop.remove_handler(&b).unwrap();
+        // The handler (named after this test, as a closure in it) and the timer ran right after waits longer
+        // than the threshold; neither blocked the loop.
+        let blamed = util::logs_containing("does_not_blame_the_wait_on_what_follows_it");
+        assert!(blamed.is_empty(), "{blamed:?}");
+        assert!(util::logs_containing("quick_timer_after_a_wait").is_empty());
     });
 }
 

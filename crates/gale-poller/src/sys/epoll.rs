@@ -76,6 +76,13 @@ impl Epoll {
     }
 }
 
+/// Empties the wake-up fd: rare next to fd events, so kept out of the body of [`Epoll::wait`].
+#[cold]
+#[inline(never)]
+fn drain(wake: &WakeFd) {
+    wake.drain();
+}
+
 impl Poller for Epoll {
     fn register(&mut self, fd: BorrowedFd<'_>, token: Token, interest: Interest) -> io::Result<()> {
         if token == Token::WAKE {
@@ -168,7 +175,7 @@ impl Poller for Epoll {
             let token = Token(ev.data.u64() as usize);
             let flags = ev.flags;
             if token == Token::WAKE {
-                self.wake.drain();
+                drain(&self.wake);
                 continue;
             }
             use epoll::EventFlags as F;
