@@ -10,7 +10,7 @@
 //! ```
 
 use gale_examples::Options;
-use gale_http1::{BodyReader, HttpService, Method, Request, ResponseWriter, ServerOptions, Workers};
+use gale_http1::{BodyReader, HttpService, Method, Request, ResponseBody, ResponseWriter, ServerOptions, Workers};
 use std::time::Duration;
 
 /// The service: a match on method and path, writing straight into the connection's buffer.
@@ -21,7 +21,7 @@ struct Message {
     message: &'static str,
 }
 
-fn reply(writer: &ResponseWriter, status: u16, content_type: &'static str, body: impl Into<bytes::Bytes>) {
+fn reply<'b>(writer: &ResponseWriter, status: u16, content_type: &'static str, body: impl Into<ResponseBody<'b>>) {
     if let Err(e) = writer.respond(status, &[("Content-Type", content_type)], body) {
         log::warn!("cannot answer: {e}");
     }
@@ -30,16 +30,16 @@ fn reply(writer: &ResponseWriter, status: u16, content_type: &'static str, body:
 impl HttpService for Hello {
     async fn call(&self, request: Request, _body: Option<BodyReader>, writer: ResponseWriter) {
         match (request.method(), request.path()) {
-            (Method::Get | Method::Head, "/") => reply(&writer, 200, "text/plain", &b"Hello, World!"[..]),
+            (Method::Get | Method::Head, "/") => reply(&writer, 200, "text/plain", "Hello, World!"),
             (Method::Get | Method::Head, "/json") => {
                 let body = serde_json::to_vec(&Message { message: "Hello, World!" }).expect("serializable");
-                reply(&writer, 200, "application/json", body)
+                reply(&writer, 200, "application/json", &body)
             }
             (Method::Post, "/echo") => {
                 let body = request.body().clone();
                 reply(&writer, 200, "application/octet-stream", body)
             }
-            _ => reply(&writer, 404, "text/plain", &b"Not Found\n"[..]),
+            _ => reply(&writer, 404, "text/plain", "Not Found\n"),
         }
     }
 }

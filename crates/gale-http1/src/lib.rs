@@ -57,6 +57,6 @@ pub use headers::HeaderMap;
 pub use message::{Request, Response};
 pub use proto::{Method, Version};
 pub use server::{
-    BodyError, BodyReader, HttpServer, HttpService, ResponseWriter, ServerOptions, ServiceFn, ShutdownSignal, Workers,
-    WorkersHandle, WriteError, service_fn, static_service,
+    BodyError, BodyReader, HttpServer, HttpService, ResponseBody, ResponseWriter, ServerOptions, ServiceFn,
+    ShutdownSignal, Workers, WorkersHandle, WriteError, service_fn, static_service,
 };

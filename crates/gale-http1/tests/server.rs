@@ -392,6 +392,32 @@ fn head_response_without_a_length_has_no_body_and_keeps_the_connection() {
 }
 
 #[test]
+fn whole_responses_are_written_in_one_call_with_any_body() {
+    each_backend(|backend| {
+        let server = TestServer::new(backend);
+        let mut c = server.connect();
+        let r = c.roundtrip(&get("/respond/borrowed"));
+        assert_eq!(
+            (r.status, r.header("content-type"), r.header("x-kind")),
+            (201, Some("application/x-test"), Some("borrowed"))
+        );
+        assert_eq!((r.header("content-length"), &r.body[..]), (Some("100"), &util::pattern(0, 100)[..]));
+        // Past the copy limit a borrowed body is still sent whole, on the same connection.
+        let r = c.roundtrip(&get("/respond/large"));
+        assert_eq!((r.status, r.body.len()), (200, 100_000));
+        assert_eq!(r.body, util::pattern(0, 100_000));
+        let r = c.roundtrip(&get("/respond/shared"));
+        assert_eq!(r.body, util::pattern(7, 9_000));
+        c.send(b"GET /respond/empty HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = c.head_response();
+        assert_eq!((r.status, r.header("content-length")), (204, None));
+        let r = c.roundtrip(&get("/respond/injection"));
+        assert_eq!((r.status, r.header("x-evil"), r.header("set-cookie")), (500, None, None));
+        assert_eq!(c.roundtrip(&get("/")).text(), "Hello, World!");
+    });
+}
+
+#[test]
 fn date_header_is_present_and_current() {
     each_backend(|backend| {
         let server = TestServer::new(backend);

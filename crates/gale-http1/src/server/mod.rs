@@ -6,7 +6,7 @@ mod writer;
 
 pub use conn::{BodyError, BodyReader};
 pub use workers::{Workers, WorkersHandle};
-pub use writer::{ResponseWriter, ShutdownSignal, WriteError};
+pub use writer::{ResponseBody, ResponseWriter, ShutdownSignal, WriteError};
 
 use crate::message::{Request, Response};
 use crate::proto::Limits;

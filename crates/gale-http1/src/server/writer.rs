@@ -228,24 +228,50 @@ impl ResponseWriter {
     }
 
     /// Writes a whole response in one call: status, header fields given as `(name, value)` pairs, and a body
-    /// whose length goes in `Content-Length`. The quickest way to answer: no [`HeaderMap`] to build.
+    /// whose length goes in `Content-Length`. The quickest way to answer: no [`HeaderMap`] to build, and a
+    /// borrowed body (say, one serialized into a reused buffer) is copied once, into the output.
     ///
     /// ```no_run
     /// # async fn answer(writer: gale_http1::ResponseWriter) -> Result<(), gale_http1::WriteError> {
-    /// writer.respond(200, &[("Content-Type", "text/plain")], &b"Hello, World!"[..])
+    /// writer.respond(200, &[("Content-Type", "text/plain")], "Hello, World!")
     /// # }
     /// ```
     ///
     /// # Errors
     ///
     /// As [`write_head`](ResponseWriter::write_head) and [`write`](ResponseWriter::write).
-    pub fn respond(&self, status: u16, fields: &[(&str, &str)], body: impl Into<Bytes>) -> Result<(), WriteError> {
+    pub fn respond<'b>(
+        &self,
+        status: u16,
+        fields: &[(&str, &str)],
+        body: impl Into<ResponseBody<'b>>,
+    ) -> Result<(), WriteError> {
         let body = body.into();
-        self.write_head_fields(status, None, fields, Some(body.len() as u64))?;
-        if !body.is_empty() {
-            self.write(body)?;
+        let bytes: &[u8] = match &body {
+            ResponseBody::Borrowed(b) => b,
+            ResponseBody::Shared(b) => b,
+        };
+        self.write_head_fields(status, None, fields, Some(bytes.len() as u64))?;
+        match body {
+            ResponseBody::Borrowed(b) if b.len() > COPY_BODY_LIMIT => self.write(Bytes::copy_from_slice(b))?,
+            ResponseBody::Borrowed(b) if !b.is_empty() => self.write_copy(b)?,
+            ResponseBody::Shared(b) if !b.is_empty() => self.write(b)?,
+            _ => {}
         }
         self.finish()
+    }
+
+    /// Copies a small piece of body into the output.
+    fn write_copy(&self, data: &[u8]) -> Result<(), WriteError> {
+        let s = &self.shared;
+        let Writing::Body(mut body) = s.writing.get() else { return Err(WriteError::HeadNotWritten) };
+        if s.closed.get() {
+            return Err(WriteError::Closed);
+        }
+        body.encode(data, &mut s.out())?;
+        s.pending.set(s.pending.get() + data.len());
+        s.writing.set(Writing::Body(body));
+        Ok(())
     }
 
     /// Writes a piece of body (copied if small, else queued as is).
@@ -377,6 +403,58 @@ impl ResponseWriter {
     /// server hands the connection over when the service returns.
     pub fn stream(&self) -> &IOStream {
         &self.shared.stream
+    }
+}
+
+/// A body for [`ResponseWriter::respond`]: borrowed bytes (copied into the output) or shared [`Bytes`]
+/// (queued without copying when large).
+#[derive(Debug, Clone)]
+pub enum ResponseBody<'a> {
+    /// Bytes the caller keeps; copied.
+    Borrowed(&'a [u8]),
+    /// Bytes handed over.
+    Shared(Bytes),
+}
+
+impl<'a> From<&'a [u8]> for ResponseBody<'a> {
+    fn from(b: &'a [u8]) -> Self {
+        ResponseBody::Borrowed(b)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [u8; N]> for ResponseBody<'a> {
+    fn from(b: &'a [u8; N]) -> Self {
+        ResponseBody::Borrowed(b)
+    }
+}
+
+impl<'a> From<&'a str> for ResponseBody<'a> {
+    fn from(s: &'a str) -> Self {
+        ResponseBody::Borrowed(s.as_bytes())
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for ResponseBody<'a> {
+    fn from(b: &'a Vec<u8>) -> Self {
+        ResponseBody::Borrowed(b)
+    }
+}
+
+impl From<Bytes> for ResponseBody<'_> {
+    fn from(b: Bytes) -> Self {
+        ResponseBody::Shared(b)
+    }
+}
+
+impl From<Vec<u8>> for ResponseBody<'_> {
+    fn from(b: Vec<u8>) -> Self {
+        ResponseBody::Shared(Bytes::from(b))
+    }
+}
+
+impl From<String> for ResponseBody<'_> {
+    fn from(s: String) -> Self {
+        ResponseBody::Shared(Bytes::from(s))
     }
 }
 

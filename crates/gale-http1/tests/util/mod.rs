@@ -305,6 +305,23 @@ impl HttpService for TestService {
             "/" => reply(&writer, 200, "Hello, World!"),
             "/echo" => reply(&writer, 200, request.body().clone()),
             "/inspect" => reply(&writer, 200, describe(&request)),
+            "/respond/borrowed" => {
+                let body = pattern(0, 100);
+                writer
+                    .respond(201, &[("Content-Type", "application/x-test"), ("X-Kind", "borrowed")], &body)
+                    .expect("respond");
+            }
+            "/respond/large" => {
+                let body = pattern(0, 100_000);
+                writer.respond(200, &[("X-Kind", "large")], &body).expect("respond");
+            }
+            "/respond/shared" => writer.respond(200, &[], bytes::Bytes::from(pattern(7, 9_000))).expect("respond"),
+            "/respond/empty" => writer.respond(204, &[], "").expect("respond"),
+            "/respond/injection" => {
+                let refused = writer.respond(200, &[("X-Evil", "a\r\nSet-Cookie: x=1")], "no");
+                assert!(refused.is_err(), "a line break in a value is refused");
+                writer.respond(500, &[], "refused").expect("respond");
+            }
             "/chunked" => {
                 writer.write_head(200, None, &HeaderMap::new(), None).expect("head");
                 for piece in ["chunk-1;", "chunk-2;", "chunk-3"] {
