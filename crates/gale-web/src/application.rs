@@ -69,7 +69,8 @@ impl Default for Settings {
 /// A route's handler factory, type-erased.
 pub(crate) trait Route {
     fn stream_body(&self) -> bool;
-    fn run(&self, cx: RequestContext) -> Pin<Box<dyn Future<Output = ()>>>;
+    /// The future answering the request in `cx` (which stays outside of it, so that the boxed future is small).
+    fn run<'a>(&'a self, cx: &'a mut RequestContext) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
 }
 
 struct HandlerRoute<F, H> {
@@ -86,7 +87,7 @@ where
         H::STREAM_REQUEST_BODY
     }
 
-    fn run(&self, cx: RequestContext) -> Pin<Box<dyn Future<Output = ()>>> {
+    fn run<'a>(&'a self, cx: &'a mut RequestContext) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
         Box::pin(execute((self.factory)(), cx))
     }
 }
@@ -398,20 +399,23 @@ impl HttpService for Application {
     async fn call(&self, request: Request, body: Option<BodyReader>, writer: ResponseWriter) {
         let inner = &self.inner;
         let (route, args) = match inner.router.find(request.path()) {
-            Some((route, args)) => (route.clone(), Some(args)),
-            None => (inner.default_route.clone(), None),
+            Some((route, args)) => (route, Some(args)),
+            None => (&inner.default_route, None),
         };
-        let fallback = writer.clone();
         let mut cx = RequestContext::new(inner.clone(), request, writer, body);
-        if let Some(args) = args {
+        if let Some(args) = args.filter(|a| !a.is_empty()) {
             let text =
                 |v: &Option<Vec<u8>>| v.as_deref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-            cx.path_args = args.positional().iter().map(text).collect();
-            cx.path_kwargs = args.named().iter().map(|(k, v)| (k.to_string(), text(v))).collect();
+            let extra = cx.extra();
+            extra.path_args = args.positional().iter().map(text).collect();
+            extra.path_kwargs = args.named().iter().map(|(k, v)| (k.to_string(), text(v))).collect();
         }
-        let debug = inner.settings.debug;
-        let fut = route.run(cx);
-        if let Err(msg) = CatchUnwind(fut).await {
+        if inner.settings.access_log && log::max_level() >= log::LevelFilter::Error {
+            cx.extra().started = Some(std::time::Instant::now());
+        }
+        let outcome = CatchUnwind(route.run(&mut cx)).await;
+        if let Err(msg) = outcome {
+            let fallback = &cx.writer;
             if fallback.head_written() && !fallback.is_finished() {
                 // Too late for an error page, and ending the cut response here would pass it off as complete:
                 // hand the panic on to the server, which logs it and closes the connection.
@@ -419,8 +423,11 @@ impl HttpService for Application {
             }
             log::error!("handler panicked: {msg}");
             if !fallback.head_written() {
-                let detail =
-                    if debug { format!("<pre>{}</pre>", crate::escape::xhtml_escape(&msg)) } else { String::new() };
+                let detail = if inner.settings.debug {
+                    format!("<pre>{}</pre>", crate::escape::xhtml_escape(&msg))
+                } else {
+                    String::new()
+                };
                 let page = format!(
                     "<html><title>500: Internal Server Error</title><body>500: Internal Server Error{detail}</body></html>"
                 );
@@ -435,9 +442,9 @@ impl HttpService for Application {
 }
 
 /// Runs a handler future, turning a panic into `Err(message)`.
-struct CatchUnwind(Pin<Box<dyn Future<Output = ()>>>);
+struct CatchUnwind<'a>(Pin<Box<dyn Future<Output = ()> + 'a>>);
 
-impl Future for CatchUnwind {
+impl Future for CatchUnwind<'_> {
     type Output = std::result::Result<(), String>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         let fut = &mut self.0;
@@ -474,7 +481,7 @@ async fn first<A: Future, B: Future>(a: A, b: B) -> std::result::Result<A::Outpu
 
 /// Tornado's `_execute`: XSRF check, `prepare`, the streamed body, the method, errors, `finish`, `on_finish`,
 /// and the access log.
-async fn execute<H: RequestHandler>(mut handler: H, mut cx: RequestContext) {
+async fn execute<H: RequestHandler>(mut handler: H, cx: &mut RequestContext) {
     let closed_watch = cx.writer.clone();
     let method = cx.request.method().clone();
     let run = async {
@@ -488,23 +495,23 @@ async fn execute<H: RequestHandler>(mut handler: H, mut cx: RequestContext) {
         {
             cx.check_xsrf_cookie()?;
         }
-        handler.prepare(&mut cx).await?;
+        handler.prepare(cx).await?;
         if cx.finished {
             return Ok(());
         }
         if H::STREAM_REQUEST_BODY {
             while let Some(chunk) = cx.body_chunk().await? {
-                handler.data_received(&mut cx, chunk).await?;
+                handler.data_received(cx, chunk).await?;
             }
         }
         match method {
-            Method::Get => handler.get(&mut cx).await,
-            Method::Head => handler.head(&mut cx).await,
-            Method::Post => handler.post(&mut cx).await,
-            Method::Put => handler.put(&mut cx).await,
-            Method::Delete => handler.delete(&mut cx).await,
-            Method::Patch => handler.patch(&mut cx).await,
-            Method::Options => handler.options(&mut cx).await,
+            Method::Get => handler.get(cx).await,
+            Method::Head => handler.head(cx).await,
+            Method::Post => handler.post(cx).await,
+            Method::Put => handler.put(cx).await,
+            Method::Delete => handler.delete(cx).await,
+            Method::Patch => handler.patch(cx).await,
+            Method::Options => handler.options(cx).await,
             _ => Err(HttpError::new(405)),
         }
     };
@@ -513,23 +520,23 @@ async fn execute<H: RequestHandler>(mut handler: H, mut cx: RequestContext) {
         Ok(r) => r,
         Err(()) => {
             handler.on_connection_close();
-            log_request(&cx, 499);
+            log_request(cx, 499);
             return;
         }
     };
     match result {
         Ok(()) => {
             if let Err(e) = cx.finish() {
-                send_handler_error(&mut handler, &mut cx, e);
+                send_handler_error(&mut handler, cx, e);
             }
         }
         Err(e) if e.is_handled() => {
             let _ = cx.finish();
         }
-        Err(e) => send_handler_error(&mut handler, &mut cx, e),
+        Err(e) => send_handler_error(&mut handler, cx, e),
     }
-    handler.on_finish(&mut cx);
-    log_request(&cx, cx.status);
+    handler.on_finish(cx);
+    log_request(cx, cx.status);
 }
 
 fn send_handler_error<H: RequestHandler>(handler: &mut H, cx: &mut RequestContext, e: HttpError) {
@@ -547,7 +554,7 @@ fn send_handler_error<H: RequestHandler>(handler: &mut H, cx: &mut RequestContex
     }
     cx.finished = false;
     if status == 405 {
-        cx.allow = Some(H::ALLOWED_METHODS.join(", "));
+        cx.extra().allow = Some(H::ALLOWED_METHODS.join(", "));
     }
     handler.write_error(cx, status, &e);
     if !cx.finished {
@@ -561,7 +568,7 @@ fn log_request(cx: &RequestContext, status: u16) {
     if !cx.app.settings.access_log {
         return;
     }
-    let ms = cx.started.elapsed().as_secs_f64() * 1000.0;
+    let ms = cx.extra.as_ref().and_then(|e| e.started).map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0);
     let (method, uri, ip) = (cx.request.method(), cx.request.target(), cx.request.remote_ip());
     if status < 400 {
         log::info!(target: "gale_web::access", "{status} {method} {uri} ({ip}) {ms:.2}ms");

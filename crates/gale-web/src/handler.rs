@@ -132,21 +132,30 @@ pub struct RequestContext {
     pub(crate) app: Rc<AppInner>,
     pub(crate) request: Request,
     pub(crate) writer: ResponseWriter,
-    pub(crate) path_args: Vec<String>,
-    pub(crate) path_kwargs: Vec<(String, String)>,
     pub(crate) status: u16,
-    pub(crate) reason: Option<String>,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: BytesMut,
     pub(crate) headers_written: bool,
     pub(crate) finished: bool,
-    pub(crate) query_args: Option<Box<Arguments>>,
-    pub(crate) body_args: Option<Box<BodyArguments>>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: BytesMut,
     pub(crate) body_source: BodySource,
+    pub(crate) streamed_body: Option<BodyReader>,
+    /// State most requests never need (path arguments, parsed arguments, cookies' users, ...), allocated on
+    /// first use so that the context of a plain request stays small and cheap to build.
+    pub(crate) extra: Option<Box<Extra>>,
+}
+
+/// The rarely used part of a [`RequestContext`].
+#[derive(Default)]
+pub(crate) struct Extra {
+    pub(crate) path_args: Vec<String>,
+    pub(crate) path_kwargs: Vec<(String, String)>,
+    pub(crate) reason: Option<String>,
+    pub(crate) query_args: Option<Arguments>,
+    pub(crate) body_args: Option<BodyArguments>,
     pub(crate) current_user: Option<Option<String>>,
     pub(crate) xsrf_token: Option<String>,
-    pub(crate) started: Instant,
-    pub(crate) streamed_body: Option<BodyReader>,
+    /// When the request started, for the access log (only recorded when it is on).
+    pub(crate) started: Option<Instant>,
     /// The `Allow` header of a 405 error page.
     pub(crate) allow: Option<String>,
 }
@@ -165,31 +174,38 @@ impl fmt::Debug for RequestContext {
 impl RequestContext {
     pub(crate) fn new(app: Rc<AppInner>, request: Request, writer: ResponseWriter, body: Option<BodyReader>) -> Self {
         // The default `Content-Type` is added when the head is sent, if the handler set none.
-        let headers = HeaderMap::new();
+        let body_source = match &body {
+            Some(b) => BodySource::Streamed(b.clone()),
+            None => BodySource::Buffered,
+        };
         RequestContext {
             app,
             request,
             writer,
-            path_args: Vec::new(),
-            path_kwargs: Vec::new(),
             status: 200,
-            reason: None,
-            headers,
-            body: BytesMut::new(),
             headers_written: false,
             finished: false,
-            query_args: None,
-            body_args: None,
-            body_source: if body.is_some() {
-                BodySource::Streamed(body.clone().expect("some"))
-            } else {
-                BodySource::Buffered
-            },
-            current_user: None,
-            xsrf_token: None,
-            started: Instant::now(),
+            headers: HeaderMap::new(),
+            body: BytesMut::new(),
+            body_source,
             streamed_body: body,
-            allow: None,
+            extra: None,
+        }
+    }
+
+    /// The rarely used state, allocated now if it was not.
+    pub(crate) fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// The custom reason phrase, if any.
+    fn reason(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.reason.as_deref())
+    }
+
+    fn clear_reason(&mut self) {
+        if let Some(e) = &mut self.extra {
+            e.reason = None;
         }
     }
 
@@ -217,17 +233,17 @@ impl RequestContext {
 
     /// Positional captures of the route's pattern, URL-decoded.
     pub fn path_args(&self) -> &[String] {
-        &self.path_args
+        self.extra.as_ref().map_or(&[], |e| &e.path_args)
     }
 
     /// The positional capture `i`, or `""`.
     pub fn path_arg(&self, i: usize) -> &str {
-        self.path_args.get(i).map_or("", String::as_str)
+        self.path_args().get(i).map_or("", String::as_str)
     }
 
     /// A named capture of the route's pattern (`(?P<name>…)`).
     pub fn path_kwarg(&self, name: &str) -> Option<&str> {
-        self.path_kwargs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.extra.as_ref()?.path_kwargs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// The application's settings.
@@ -247,7 +263,7 @@ impl RequestContext {
     // ---- arguments -------------------------------------------------------------------------------------
 
     fn query_arguments(&mut self) -> &Arguments {
-        if self.query_args.is_none() {
+        if self.extra.as_ref().is_none_or(|e| e.query_args.is_none()) {
             let parsed = crate::params::parse_query(
                 self.request.query().unwrap_or("").as_bytes(),
                 self.app.settings.max_arguments,
@@ -256,18 +272,18 @@ impl RequestContext {
                 log::debug!("bad query string: {e}");
                 Arguments::default()
             });
-            self.query_args = Some(Box::new(parsed));
+            self.extra().query_args = Some(parsed);
         }
-        self.query_args.as_deref().expect("parsed")
+        self.extra.as_ref().and_then(|e| e.query_args.as_ref()).expect("parsed")
     }
 
     fn body_arguments_parsed(&mut self) -> Result<&(Arguments, Vec<(String, UploadedFile)>)> {
-        if self.body_args.is_none() {
+        if self.extra.as_ref().is_none_or(|e| e.body_args.is_none()) {
             let content_type = self.request.headers().get("Content-Type").unwrap_or("").to_owned();
             let parsed = crate::params::parse_body(&content_type, self.request.body(), &self.app.settings)?;
-            self.body_args = Some(Box::new(parsed));
+            self.extra().body_args = Some(parsed);
         }
-        Ok(self.body_args.as_deref().expect("parsed"))
+        Ok(self.extra.as_ref().and_then(|e| e.body_args.as_ref()).expect("parsed"))
     }
 
     /// The last value of argument `name` from the query or the body (Tornado's `get_argument`), stripped.
@@ -379,13 +395,13 @@ impl RequestContext {
     /// Sets the status (and a custom reason phrase with [`set_status_reason`](RequestContext::set_status_reason)).
     pub fn set_status(&mut self, status: u16) {
         self.status = status;
-        self.reason = None;
+        self.clear_reason();
     }
 
     /// Sets the status with a custom reason phrase.
     pub fn set_status_reason(&mut self, status: u16, reason: &str) {
         self.status = status;
-        self.reason = Some(reason.to_owned());
+        self.extra().reason = Some(reason.to_owned());
     }
 
     /// The status so far.
@@ -575,7 +591,7 @@ impl RequestContext {
             if let (Some(inm), Some(etag)) = (self.request.headers().get("If-None-Match"), self.headers.get("Etag")) {
                 if crate::static_files::etag_matches(inm, etag) {
                     self.status = 304;
-                    self.reason = None;
+                    self.clear_reason();
                     for h in ["Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"] {
                         self.headers.remove(h);
                     }
@@ -608,7 +624,7 @@ impl RequestContext {
             self.headers.append("Vary", "Accept-Encoding");
         }
         self.writer
-            .write_head(self.status, self.reason.as_deref(), &self.headers, content_length)
+            .write_head(self.status, self.reason(), &self.headers, content_length)
             .map_err(|e| HttpError::with_message(500, format!("cannot send response head: {e}")))?;
         self.headers_written = true;
         Ok(())
@@ -654,11 +670,14 @@ impl RequestContext {
         self.body.clear();
         self.headers = HeaderMap::new();
         self.headers.insert("Content-Type", "text/html; charset=UTF-8");
-        if let Some(allow) = self.allow.clone() {
+        if let Some(allow) = self.extra.as_ref().and_then(|e| e.allow.clone()) {
             self.headers.insert("Allow", allow);
         }
         self.status = if (100..=999).contains(&status) { status } else { 500 };
-        self.reason = error.reason_phrase().map(str::to_owned);
+        match error.reason_phrase() {
+            Some(r) => self.extra().reason = Some(r.to_owned()),
+            None => self.clear_reason(),
+        }
         let phrase = error
             .reason_phrase()
             .unwrap_or_else(|| gale_http1::proto::response::reason_phrase(self.status).unwrap_or("Unknown"));
@@ -740,19 +759,19 @@ impl RequestContext {
     /// The logged-in user: the application's `current_user` hook's answer (computed once per request), or
     /// what [`set_current_user`](RequestContext::set_current_user) set.
     pub fn current_user(&mut self) -> Option<String> {
-        if self.current_user.is_none() {
+        if self.extra.as_ref().is_none_or(|e| e.current_user.is_none()) {
             let user = match self.app.current_user_hook.clone() {
                 Some(hook) => hook(self),
                 None => None,
             };
-            self.current_user = Some(user);
+            self.extra().current_user = Some(user);
         }
-        self.current_user.clone().flatten()
+        self.extra.as_ref().and_then(|e| e.current_user.clone()).flatten()
     }
 
     /// Sets the logged-in user for this request (e.g. after an async lookup in `prepare`).
     pub fn set_current_user(&mut self, user: Option<String>) {
-        self.current_user = Some(user);
+        self.extra().current_user = Some(user);
     }
 
     /// Tornado's `@authenticated`: the current user, or — when nobody is logged in — a redirect to the
@@ -780,7 +799,7 @@ impl RequestContext {
     /// This client's XSRF token, setting the `_xsrf` cookie if it has none (Tornado's `xsrf_token`). The token
     /// is masked afresh for every request (version 2 format), so it cannot be learned by compression attacks.
     pub fn xsrf_token(&mut self) -> String {
-        if let Some(t) = &self.xsrf_token {
+        if let Some(t) = self.extra.as_ref().and_then(|e| e.xsrf_token.as_ref()) {
             return t.clone();
         }
         let existing = self.get_cookie("_xsrf").and_then(|c| crate::xsrf::decode_token(&c));
@@ -800,7 +819,7 @@ impl RequestContext {
             }
         };
         let encoded = crate::xsrf::encode_token(&token, timestamp).unwrap_or_default();
-        self.xsrf_token = Some(encoded.clone());
+        self.extra().xsrf_token = Some(encoded.clone());
         encoded
     }
 
