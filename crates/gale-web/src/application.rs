@@ -103,9 +103,26 @@ pub(crate) struct AppInner {
     pub(crate) current_user_hook: Option<CurrentUserHook>,
     templates: Option<crate::template::Templates>,
     static_versions: std::cell::RefCell<std::collections::HashMap<String, Option<String>>>,
+    /// The last `ETag` computed, with its hash: responses repeating a body share its bytes.
+    last_etag: std::cell::RefCell<Option<(u64, bytes::Bytes)>>,
 }
 
 impl AppInner {
+    /// The `ETag` of a response body (see [`etag_for`](crate::static_files::etag_for)), allocated only when
+    /// it differs from the previous one.
+    pub(crate) fn etag_for(&self, body: &[u8]) -> bytes::Bytes {
+        let h = crate::static_files::etag_hash(body);
+        let mut last = self.last_etag.borrow_mut();
+        match &*last {
+            Some((k, etag)) if *k == h => etag.clone(),
+            _ => {
+                let etag = bytes::Bytes::copy_from_slice(&crate::static_files::etag_text(h));
+                *last = Some((h, etag.clone()));
+                etag
+            }
+        }
+    }
+
     pub(crate) fn reverse_url(&self, name: &str, args: &[&str]) -> Result<String> {
         self.router.reverse_url(name, args).map_err(|e| HttpError::with_message(500, e.to_string()))
     }
@@ -377,6 +394,7 @@ impl ApplicationBuilder {
                 current_user_hook: self.current_user,
                 templates,
                 static_versions: Default::default(),
+                last_etag: Default::default(),
             }),
         })
     }

@@ -412,7 +412,13 @@ impl RequestContext {
     /// Sets a response header, replacing earlier values. Values with CR or LF are refused when the response
     /// is sent (no header injection); the request then ends with a 500.
     pub fn set_header(&mut self, name: impl Into<HeaderBytes>, value: impl Into<HeaderBytes>) {
-        self.headers.insert(name, value);
+        let name = name.into();
+        // Usually the header is new: appending it spares `insert`'s removal pass.
+        if self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())) {
+            self.headers.insert(name, value);
+        } else {
+            self.headers.append(name, value);
+        }
     }
 
     /// Adds a response header value (several may share a name).
@@ -481,7 +487,7 @@ impl RequestContext {
     /// If the client went away or a header is invalid.
     pub async fn flush(&mut self) -> Result {
         self.send_head(None)?;
-        let chunk = self.body.split().freeze();
+        let chunk = std::mem::take(&mut self.body).freeze();
         if !chunk.is_empty() {
             self.writer.write(chunk).map_err(|e| HttpError::with_message(500, e.to_string()))?;
         }
@@ -517,7 +523,7 @@ impl RequestContext {
             return Ok(());
         }
         if !self.headers_written {
-            let body = self.body.split().freeze();
+            let body = std::mem::take(&mut self.body).freeze();
             let body = self.prepare_whole_body(body);
             let len = if self.omits_body() { 0 } else { body.len() as u64 };
             self.send_head(Some(len))?;
@@ -525,7 +531,7 @@ impl RequestContext {
                 self.writer.write(body).map_err(|e| HttpError::with_message(500, e.to_string()))?;
             }
         } else {
-            let chunk = self.body.split().freeze();
+            let chunk = std::mem::take(&mut self.body).freeze();
             if !chunk.is_empty() {
                 self.writer.write(chunk).map_err(|e| HttpError::with_message(500, e.to_string()))?;
             }
@@ -583,20 +589,22 @@ impl RequestContext {
     fn prepare_whole_body(&mut self, body: Bytes) -> Bytes {
         self.ensure_content_type();
         let is_get = matches!(self.request.method(), Method::Get | Method::Head);
-        if is_get && self.status == 200 && self.app.settings.compute_etag && !self.headers.contains("Etag") {
-            let etag = crate::static_files::etag_for(&body);
-            self.headers.insert("Etag", etag);
-        }
         if is_get && self.status == 200 {
-            if let (Some(inm), Some(etag)) = (self.request.headers().get("If-None-Match"), self.headers.get("Etag")) {
-                if crate::static_files::etag_matches(inm, etag) {
-                    self.status = 304;
-                    self.clear_reason();
-                    for h in ["Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"] {
-                        self.headers.remove(h);
-                    }
-                    return Bytes::new();
+            if self.app.settings.compute_etag && !self.headers.contains("Etag") {
+                let etag = self.app.etag_for(&body);
+                self.headers.append("Etag", etag);
+            }
+            let not_modified = match self.request.headers().get("If-None-Match") {
+                Some(inm) => self.headers.get("Etag").is_some_and(|etag| crate::static_files::etag_matches(inm, etag)),
+                None => false,
+            };
+            if not_modified {
+                self.status = 304;
+                self.clear_reason();
+                for h in ["Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"] {
+                    self.headers.remove(h);
                 }
+                return Bytes::new();
             }
         }
         if self.app.settings.compress_response && !self.omits_body() {
