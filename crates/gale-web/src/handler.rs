@@ -414,7 +414,7 @@ impl RequestContext {
     pub fn set_header(&mut self, name: impl Into<HeaderBytes>, value: impl Into<HeaderBytes>) {
         let name = name.into();
         // Usually the header is new: appending it spares `insert`'s removal pass.
-        if self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())) {
+        if has_header(&self.headers, name.as_bytes()) {
             self.headers.insert(name, value);
         } else {
             self.headers.append(name, value);
@@ -526,7 +526,7 @@ impl RequestContext {
             let body = std::mem::take(&mut self.body).freeze();
             let body = self.prepare_whole_body(body);
             let len = if self.omits_body() { 0 } else { body.len() as u64 };
-            self.send_head(Some(len))?;
+            self.send_head_with(Some(len), false)?;
             if !body.is_empty() && !self.omits_body() {
                 self.writer.write(body).map_err(|e| HttpError::with_message(500, e.to_string()))?;
             }
@@ -590,7 +590,7 @@ impl RequestContext {
         self.ensure_content_type();
         let is_get = matches!(self.request.method(), Method::Get | Method::Head);
         if is_get && self.status == 200 {
-            if self.app.settings.compute_etag && !self.headers.contains("Etag") {
+            if self.app.settings.compute_etag && !has_header(&self.headers, b"Etag") {
                 let etag = self.app.etag_for(&body);
                 self.headers.append("Etag", etag);
             }
@@ -617,16 +617,23 @@ impl RequestContext {
 
     /// Tornado's default `Content-Type`, unless the handler chose one (or the response has no body).
     fn ensure_content_type(&mut self) {
-        if !self.omits_body() && !self.headers.contains("Content-Type") {
+        if !self.omits_body() && !has_header(&self.headers, b"Content-Type") {
             self.headers.append("Content-Type", "text/html; charset=UTF-8");
         }
     }
 
     fn send_head(&mut self, content_length: Option<u64>) -> Result {
+        self.send_head_with(content_length, true)
+    }
+
+    /// Sends the head, adding the default `Content-Type` first if `ensure_type` (`finish` already did).
+    fn send_head_with(&mut self, content_length: Option<u64>, ensure_type: bool) -> Result {
         if self.headers_written {
             return Ok(());
         }
-        self.ensure_content_type();
+        if ensure_type {
+            self.ensure_content_type();
+        }
         if content_length.is_none() && self.app.settings.compress_response {
             // A streamed response is sent uncompressed; say it varies anyway for caches.
             self.headers.append("Vary", "Accept-Encoding");
@@ -868,6 +875,55 @@ impl RequestContext {
     }
 }
 
+/// Whether `headers` has a field called `name`: [`HeaderMap::contains`] with a cheap exact comparison first, as
+/// names are mostly spelled as given.
+fn has_header(headers: &HeaderMap, name: &[u8]) -> bool {
+    !headers.is_empty() && headers.iter().any(|(n, _)| n.len() == name.len() && same_name(n, name))
+}
+
+/// ASCII case-insensitive equality of two names of the same length, a word at a time while they are equal.
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    let (mut a8, mut b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in a8.by_ref().zip(b8.by_ref()) {
+        let word = |s: &[u8]| <[u8; 8]>::try_from(s).map(u64::from_ne_bytes).unwrap_or_default();
+        if word(x) != word(y) && !x.eq_ignore_ascii_case(y) {
+            return false;
+        }
+    }
+    let (x, y) = (a8.remainder(), b8.remainder());
+    x == y || x.eq_ignore_ascii_case(y)
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_compare_ascii_case_insensitively() {
+        for (a, b, eq) in [
+            ("Content-Type", "content-type", true),
+            ("Content-Type", "Content-Type", true),
+            ("CONTENT-TYPE", "content-typE", true),
+            ("Content-Type", "Content-Typf", false),
+            ("Content-Type", "Dontent-Type", false),
+            ("Etag", "ETag", true),
+            ("Etag", "Etah", false),
+            ("", "", true),
+            ("X-Long-Header-Name-1", "x-long-header-name-1", true),
+            ("X-Long-Header-Name-1", "x-long-header-name-2", false),
+        ] {
+            assert_eq!(same_name(a.as_bytes(), b.as_bytes()), eq, "{a} vs {b}");
+        }
+        let mut headers = HeaderMap::new();
+        assert!(!has_header(&headers, b"Etag"));
+        headers.append("Content-Type", "text/plain");
+        headers.append("ETag", "\"x\"");
+        assert!(has_header(&headers, b"Etag"));
+        assert!(has_header(&headers, b"content-type"));
+        assert!(!has_header(&headers, b"Content-Length"));
+    }
 }
