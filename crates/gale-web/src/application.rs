@@ -105,9 +105,22 @@ pub(crate) struct AppInner {
     static_versions: std::cell::RefCell<std::collections::HashMap<String, Option<String>>>,
     /// The last `ETag` computed, with its hash: responses repeating a body share its bytes.
     last_etag: std::cell::RefCell<Option<(u64, bytes::Bytes)>>,
+    /// The buffer response bodies are written into, handed out whole and reclaimed once the body sent from it
+    /// is gone, so that a small response allocates nothing.
+    body_buffer: std::cell::RefCell<bytes::BytesMut>,
 }
 
+/// Room a response body gets before it must grow (below glibc's per-thread cache limit).
+const BODY_BUFFER: usize = 1000;
+
 impl AppInner {
+    /// An empty buffer for a response body: the application's own when no earlier body still holds it.
+    pub(crate) fn body_buffer(&self) -> bytes::BytesMut {
+        let mut spare = self.body_buffer.borrow_mut();
+        spare.reserve(BODY_BUFFER);
+        spare.split_off(0)
+    }
+
     /// The `ETag` of a response body (see [`etag_for`](crate::static_files::etag_for)), allocated only when
     /// it differs from the previous one.
     pub(crate) fn etag_for(&self, body: &[u8]) -> bytes::Bytes {
@@ -395,6 +408,7 @@ impl ApplicationBuilder {
                 templates,
                 static_versions: Default::default(),
                 last_etag: Default::default(),
+                body_buffer: Default::default(),
             }),
         })
     }

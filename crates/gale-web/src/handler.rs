@@ -442,6 +442,9 @@ impl RequestContext {
             log::warn!("write() after finish() on {} ignored", self.request.target());
             return;
         }
+        if self.body.capacity() == 0 {
+            self.body = self.app.body_buffer();
+        }
         self.body.extend_from_slice(chunk.as_ref());
     }
 
