@@ -495,22 +495,6 @@ impl Future for CatchUnwind<'_> {
     }
 }
 
-/// Polls `a` and `b`; the first to finish wins.
-async fn first<A: Future, B: Future>(a: A, b: B) -> std::result::Result<A::Output, B::Output> {
-    let mut a = std::pin::pin!(a);
-    let mut b = std::pin::pin!(b);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(v) = a.as_mut().poll(cx) {
-            return Poll::Ready(Ok(v));
-        }
-        if let Poll::Ready(v) = b.as_mut().poll(cx) {
-            return Poll::Ready(Err(v));
-        }
-        Poll::Pending
-    })
-    .await
-}
-
 /// Tornado's `_execute`: XSRF check, `prepare`, the streamed body, the method, errors, `finish`, `on_finish`,
 /// and the access log.
 async fn execute<H: RequestHandler>(mut handler: H, cx: &mut RequestContext) {
@@ -547,7 +531,22 @@ async fn execute<H: RequestHandler>(mut handler: H, cx: &mut RequestContext) {
             _ => Err(HttpError::new(405)),
         }
     };
-    let outcome = first(run, closed_watch.closed()).await;
+    // Polls the handler and, while it waits, the client going away; the first to finish wins. (Pinned here
+    // rather than handed to a helper future, which would store both futures twice.)
+    let outcome = {
+        let mut run = std::pin::pin!(run);
+        let mut closed = std::pin::pin!(closed_watch.closed());
+        std::future::poll_fn(|task| {
+            if let Poll::Ready(v) = run.as_mut().poll(task) {
+                return Poll::Ready(Ok(v));
+            }
+            if let Poll::Ready(()) = closed.as_mut().poll(task) {
+                return Poll::Ready(Err(()));
+            }
+            Poll::Pending
+        })
+        .await
+    };
     let result = match outcome {
         Ok(r) => r,
         Err(()) => {

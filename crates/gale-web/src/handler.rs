@@ -893,8 +893,7 @@ fn same_name(a: &[u8], b: &[u8]) -> bool {
             return false;
         }
     }
-    let (x, y) = (a8.remainder(), b8.remainder());
-    x == y || x.eq_ignore_ascii_case(y)
+    a8.remainder().iter().zip(b8.remainder()).all(|(x, y)| x == y || x.eq_ignore_ascii_case(y))
 }
 
 fn unix_now() -> u64 {
