@@ -108,12 +108,39 @@ pub(crate) struct AppInner {
     /// The buffer response bodies are written into, handed out whole and reclaimed once the body sent from it
     /// is gone, so that a small response allocates nothing.
     body_buffer: std::cell::RefCell<bytes::BytesMut>,
+    /// Response header maps of finished requests, emptied, for the next ones. (Boxed: they are handed to
+    /// request contexts as boxes, so that taking and returning one moves a pointer, not the map.)
+    #[allow(clippy::vec_box)]
+    header_maps: std::cell::RefCell<Vec<Box<gale_http1::HeaderMap>>>,
 }
+
+/// Most header maps kept for reuse (about the number of requests answered at the same time).
+const SPARE_HEADER_MAPS: usize = 64;
+
+/// Header maps that held more fields than this are not reused (their storage would stay that large).
+const REUSED_HEADER_MAP_FIELDS: usize = 16;
 
 /// Room a response body gets before it must grow (below glibc's per-thread cache limit).
 const BODY_BUFFER: usize = 1000;
 
 impl AppInner {
+    /// An empty map for a response's headers.
+    pub(crate) fn header_map(&self) -> Box<gale_http1::HeaderMap> {
+        self.header_maps.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Takes back the header map of a finished request.
+    fn recycle_header_map(&self, mut map: Box<gale_http1::HeaderMap>) {
+        if map.len() > REUSED_HEADER_MAP_FIELDS {
+            return;
+        }
+        map.clear();
+        let mut spare = self.header_maps.borrow_mut();
+        if spare.len() < SPARE_HEADER_MAPS {
+            spare.push(map);
+        }
+    }
+
     /// An empty buffer for a response body: the application's own when no earlier body still holds it.
     pub(crate) fn body_buffer(&self) -> bytes::BytesMut {
         let mut spare = self.body_buffer.borrow_mut();
@@ -409,6 +436,7 @@ impl ApplicationBuilder {
                 static_versions: Default::default(),
                 last_etag: Default::default(),
                 body_buffer: Default::default(),
+                header_maps: Default::default(),
             }),
         })
     }
@@ -470,6 +498,7 @@ impl HttpService for Application {
                 let _ = fallback.finish();
             }
         }
+        inner.recycle_header_map(cx.headers);
     }
 }
 

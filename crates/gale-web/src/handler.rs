@@ -135,7 +135,9 @@ pub struct RequestContext {
     pub(crate) status: u16,
     pub(crate) headers_written: bool,
     pub(crate) finished: bool,
-    pub(crate) headers: HeaderMap,
+    /// Boxed, and recycled through the application once the request is over: the map keeps the storage its
+    /// owned values needed, so the next response's `ETag` does not allocate it again.
+    pub(crate) headers: Box<HeaderMap>,
     pub(crate) body: BytesMut,
     pub(crate) body_source: BodySource,
     pub(crate) streamed_body: Option<BodyReader>,
@@ -178,6 +180,7 @@ impl RequestContext {
             Some(b) => BodySource::Streamed(b.clone()),
             None => BodySource::Buffered,
         };
+        let headers = app.header_map();
         RequestContext {
             app,
             request,
@@ -185,7 +188,7 @@ impl RequestContext {
             status: 200,
             headers_written: false,
             finished: false,
-            headers: HeaderMap::new(),
+            headers,
             body: BytesMut::new(),
             body_source,
             streamed_body: body,
@@ -686,7 +689,7 @@ impl RequestContext {
             return;
         }
         self.body.clear();
-        self.headers = HeaderMap::new();
+        self.headers.clear();
         self.headers.insert("Content-Type", "text/html; charset=UTF-8");
         if let Some(allow) = self.extra.as_ref().and_then(|e| e.allow.clone()) {
             self.headers.insert("Allow", allow);
