@@ -624,10 +624,14 @@ fn send_handler_error<H: RequestHandler>(handler: &mut H, cx: &mut RequestContex
     }
 }
 
+#[inline]
 fn log_request(cx: &RequestContext, status: u16) {
-    if !cx.app.settings.access_log {
-        return;
+    if cx.app.settings.access_log {
+        write_access_log(cx, status);
     }
+}
+
+fn write_access_log(cx: &RequestContext, status: u16) {
     let ms = cx.extra.as_ref().and_then(|e| e.started).map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0);
     let (method, uri, ip) = (cx.request.method(), cx.request.target(), cx.request.remote_ip());
     if status < 400 {

@@ -883,11 +883,13 @@ impl RequestContext {
 
 /// Whether `headers` has a field called `name`: [`HeaderMap::contains`] with a cheap exact comparison first, as
 /// names are mostly spelled as given.
+#[inline]
 fn has_header(headers: &HeaderMap, name: &[u8]) -> bool {
     !headers.is_empty() && headers.iter().any(|(n, _)| n.len() == name.len() && same_name(n, name))
 }
 
 /// ASCII case-insensitive equality of two names of the same length, a word at a time while they are equal.
+#[inline]
 fn same_name(a: &[u8], b: &[u8]) -> bool {
     let (mut a8, mut b8) = (a.chunks_exact(8), b.chunks_exact(8));
     for (x, y) in a8.by_ref().zip(b8.by_ref()) {
