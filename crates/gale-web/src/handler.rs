@@ -593,10 +593,21 @@ impl RequestContext {
 
     /// ETag, 304 and compression for a response sent whole.
     fn prepare_whole_body(&mut self, body: Bytes) -> Bytes {
-        self.ensure_content_type();
+        // One pass over the headers for both questions (as `ensure_content_type` and `has_header` would ask).
+        let (mut has_type, mut has_etag) = (false, false);
+        for (name, _) in self.headers.iter() {
+            match name.len() {
+                12 => has_type |= same_name(name, b"Content-Type"),
+                4 => has_etag |= same_name(name, b"Etag"),
+                _ => {}
+            }
+        }
+        if !has_type && !self.omits_body() {
+            self.headers.append("Content-Type", "text/html; charset=UTF-8");
+        }
         let is_get = matches!(self.request.method(), Method::Get | Method::Head);
         if is_get && self.status == 200 {
-            if self.app.settings.compute_etag && !has_header(&self.headers, b"Etag") {
+            if self.app.settings.compute_etag && !has_etag {
                 let etag = self.app.etag_for(&body);
                 self.headers.append("Etag", etag);
             }
