@@ -458,7 +458,7 @@ impl HttpService for Application {
 
     async fn call(&self, request: Request, body: Option<BodyReader>, writer: ResponseWriter) {
         let inner = &self.inner;
-        let (route, args) = match inner.router.find(request.path()) {
+        let (route, args) = match inner.router.find(route_path(&request)) {
             Some((route, args)) => (route, Some(args)),
             None => (&inner.default_route, None),
         };
@@ -499,6 +499,20 @@ impl HttpService for Application {
             }
         }
         inner.recycle_header_map(cx.headers);
+    }
+}
+
+/// The path routes are matched against: [`Request::path`], found directly for the usual origin-form target.
+#[inline]
+fn route_path(request: &Request) -> &str {
+    let target = request.target();
+    if target.starts_with('/') {
+        match memchr::memchr(b'?', target.as_bytes()) {
+            Some(end) => &target[..end],
+            None => target,
+        }
+    } else {
+        request.path()
     }
 }
 
@@ -640,5 +654,33 @@ fn write_access_log(cx: &RequestContext, status: u16) {
         log::warn!(target: "gale_web::access", "{status} {method} {uri} ({ip}) {ms:.2}ms");
     } else {
         log::error!(target: "gale_web::access", "{status} {method} {uri} ({ip}) {ms:.2}ms");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gale_http1::proto::request::RequestParser;
+
+    #[test]
+    fn the_route_path_is_the_request_path() {
+        for target in [
+            "/",
+            "/a/b",
+            "/a?x=1",
+            "/?",
+            "/a?b?c",
+            "/a%20b?q",
+            "http://example.com/x?y",
+            "http://example.com",
+            "http://example.com?q",
+            "*",
+        ] {
+            let method = if target == "*" { "OPTIONS" } else { "GET" };
+            let mut raw = bytes::BytesMut::from(format!("{method} {target} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+            let head = RequestParser::default().parse(&mut raw).unwrap().unwrap();
+            let request = Request::from_head(head, bytes::Bytes::new(), "127.0.0.1:1".parse().unwrap());
+            assert_eq!(route_path(&request), request.path(), "{target}");
+        }
     }
 }
