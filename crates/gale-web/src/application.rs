@@ -69,7 +69,8 @@ impl Default for Settings {
 /// A route's handler factory, type-erased.
 pub(crate) trait Route {
     fn stream_body(&self) -> bool;
-    fn run(&self, cx: RequestContext) -> Pin<Box<dyn Future<Output = ()>>>;
+    /// The future answering the request in `cx` (which stays outside of it, so that the boxed future is small).
+    fn run<'a>(&'a self, cx: &'a mut RequestContext) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
 }
 
 struct HandlerRoute<F, H> {
@@ -86,7 +87,7 @@ where
         H::STREAM_REQUEST_BODY
     }
 
-    fn run(&self, cx: RequestContext) -> Pin<Box<dyn Future<Output = ()>>> {
+    fn run<'a>(&'a self, cx: &'a mut RequestContext) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
         Box::pin(execute((self.factory)(), cx))
     }
 }
@@ -102,9 +103,66 @@ pub(crate) struct AppInner {
     pub(crate) current_user_hook: Option<CurrentUserHook>,
     templates: Option<crate::template::Templates>,
     static_versions: std::cell::RefCell<std::collections::HashMap<String, Option<String>>>,
+    /// The last `ETag` computed, with its hash: responses repeating a body share its bytes.
+    last_etag: std::cell::RefCell<Option<(u64, bytes::Bytes)>>,
+    /// The buffer response bodies are written into, handed out whole and reclaimed once the body sent from it
+    /// is gone, so that a small response allocates nothing.
+    body_buffer: std::cell::RefCell<bytes::BytesMut>,
+    /// Response header maps of finished requests, emptied, for the next ones. (Boxed: they are handed to
+    /// request contexts as boxes, so that taking and returning one moves a pointer, not the map.)
+    #[allow(clippy::vec_box)]
+    header_maps: std::cell::RefCell<Vec<Box<gale_http1::HeaderMap>>>,
 }
 
+/// Most header maps kept for reuse (about the number of requests answered at the same time).
+const SPARE_HEADER_MAPS: usize = 64;
+
+/// Header maps that held more fields than this are not reused (their storage would stay that large).
+const REUSED_HEADER_MAP_FIELDS: usize = 16;
+
+/// Room a response body gets before it must grow (below glibc's per-thread cache limit).
+const BODY_BUFFER: usize = 1000;
+
 impl AppInner {
+    /// An empty map for a response's headers.
+    pub(crate) fn header_map(&self) -> Box<gale_http1::HeaderMap> {
+        self.header_maps.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Takes back the header map of a finished request.
+    fn recycle_header_map(&self, mut map: Box<gale_http1::HeaderMap>) {
+        if map.len() > REUSED_HEADER_MAP_FIELDS {
+            return;
+        }
+        map.clear();
+        let mut spare = self.header_maps.borrow_mut();
+        if spare.len() < SPARE_HEADER_MAPS {
+            spare.push(map);
+        }
+    }
+
+    /// An empty buffer for a response body: the application's own when no earlier body still holds it.
+    pub(crate) fn body_buffer(&self) -> bytes::BytesMut {
+        let mut spare = self.body_buffer.borrow_mut();
+        spare.reserve(BODY_BUFFER);
+        spare.split_off(0)
+    }
+
+    /// The `ETag` of a response body (see [`etag_for`](crate::static_files::etag_for)), allocated only when
+    /// it differs from the previous one.
+    pub(crate) fn etag_for(&self, body: &[u8]) -> bytes::Bytes {
+        let h = crate::static_files::etag_hash(body);
+        let mut last = self.last_etag.borrow_mut();
+        match &*last {
+            Some((k, etag)) if *k == h => etag.clone(),
+            _ => {
+                let etag = bytes::Bytes::copy_from_slice(&crate::static_files::etag_text(h));
+                *last = Some((h, etag.clone()));
+                etag
+            }
+        }
+    }
+
     pub(crate) fn reverse_url(&self, name: &str, args: &[&str]) -> Result<String> {
         self.router.reverse_url(name, args).map_err(|e| HttpError::with_message(500, e.to_string()))
     }
@@ -376,6 +434,9 @@ impl ApplicationBuilder {
                 current_user_hook: self.current_user,
                 templates,
                 static_versions: Default::default(),
+                last_etag: Default::default(),
+                body_buffer: Default::default(),
+                header_maps: Default::default(),
             }),
         })
     }
@@ -397,21 +458,24 @@ impl HttpService for Application {
 
     async fn call(&self, request: Request, body: Option<BodyReader>, writer: ResponseWriter) {
         let inner = &self.inner;
-        let (route, args) = match inner.router.find(request.path()) {
-            Some((route, args)) => (route.clone(), Some(args)),
-            None => (inner.default_route.clone(), None),
+        let (route, args) = match inner.router.find(route_path(&request)) {
+            Some((route, args)) => (route, Some(args)),
+            None => (&inner.default_route, None),
         };
-        let fallback = writer.clone();
         let mut cx = RequestContext::new(inner.clone(), request, writer, body);
-        if let Some(args) = args {
+        if let Some(args) = args.filter(|a| !a.is_empty()) {
             let text =
                 |v: &Option<Vec<u8>>| v.as_deref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-            cx.path_args = args.positional().iter().map(text).collect();
-            cx.path_kwargs = args.named().iter().map(|(k, v)| (k.to_string(), text(v))).collect();
+            let extra = cx.extra();
+            extra.path_args = args.positional().iter().map(text).collect();
+            extra.path_kwargs = args.named().iter().map(|(k, v)| (k.to_string(), text(v))).collect();
         }
-        let debug = inner.settings.debug;
-        let fut = route.run(cx);
-        if let Err(msg) = CatchUnwind(fut).await {
+        if inner.settings.access_log && log::max_level() >= log::LevelFilter::Error {
+            cx.extra().started = Some(std::time::Instant::now());
+        }
+        let outcome = CatchUnwind(route.run(&mut cx)).await;
+        if let Err(msg) = outcome {
+            let fallback = &cx.writer;
             if fallback.head_written() && !fallback.is_finished() {
                 // Too late for an error page, and ending the cut response here would pass it off as complete:
                 // hand the panic on to the server, which logs it and closes the connection.
@@ -419,8 +483,11 @@ impl HttpService for Application {
             }
             log::error!("handler panicked: {msg}");
             if !fallback.head_written() {
-                let detail =
-                    if debug { format!("<pre>{}</pre>", crate::escape::xhtml_escape(&msg)) } else { String::new() };
+                let detail = if inner.settings.debug {
+                    format!("<pre>{}</pre>", crate::escape::xhtml_escape(&msg))
+                } else {
+                    String::new()
+                };
                 let page = format!(
                     "<html><title>500: Internal Server Error</title><body>500: Internal Server Error{detail}</body></html>"
                 );
@@ -431,13 +498,28 @@ impl HttpService for Application {
                 let _ = fallback.finish();
             }
         }
+        inner.recycle_header_map(cx.headers);
+    }
+}
+
+/// The path routes are matched against: [`Request::path`], found directly for the usual origin-form target.
+#[inline]
+fn route_path(request: &Request) -> &str {
+    let target = request.target();
+    if target.starts_with('/') {
+        match memchr::memchr(b'?', target.as_bytes()) {
+            Some(end) => &target[..end],
+            None => target,
+        }
+    } else {
+        request.path()
     }
 }
 
 /// Runs a handler future, turning a panic into `Err(message)`.
-struct CatchUnwind(Pin<Box<dyn Future<Output = ()>>>);
+struct CatchUnwind<'a>(Pin<Box<dyn Future<Output = ()> + 'a>>);
 
-impl Future for CatchUnwind {
+impl Future for CatchUnwind<'_> {
     type Output = std::result::Result<(), String>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         let fut = &mut self.0;
@@ -456,25 +538,9 @@ impl Future for CatchUnwind {
     }
 }
 
-/// Polls `a` and `b`; the first to finish wins.
-async fn first<A: Future, B: Future>(a: A, b: B) -> std::result::Result<A::Output, B::Output> {
-    let mut a = std::pin::pin!(a);
-    let mut b = std::pin::pin!(b);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(v) = a.as_mut().poll(cx) {
-            return Poll::Ready(Ok(v));
-        }
-        if let Poll::Ready(v) = b.as_mut().poll(cx) {
-            return Poll::Ready(Err(v));
-        }
-        Poll::Pending
-    })
-    .await
-}
-
 /// Tornado's `_execute`: XSRF check, `prepare`, the streamed body, the method, errors, `finish`, `on_finish`,
 /// and the access log.
-async fn execute<H: RequestHandler>(mut handler: H, mut cx: RequestContext) {
+async fn execute<H: RequestHandler>(mut handler: H, cx: &mut RequestContext) {
     let closed_watch = cx.writer.clone();
     let method = cx.request.method().clone();
     let run = async {
@@ -488,48 +554,63 @@ async fn execute<H: RequestHandler>(mut handler: H, mut cx: RequestContext) {
         {
             cx.check_xsrf_cookie()?;
         }
-        handler.prepare(&mut cx).await?;
+        handler.prepare(cx).await?;
         if cx.finished {
             return Ok(());
         }
         if H::STREAM_REQUEST_BODY {
             while let Some(chunk) = cx.body_chunk().await? {
-                handler.data_received(&mut cx, chunk).await?;
+                handler.data_received(cx, chunk).await?;
             }
         }
         match method {
-            Method::Get => handler.get(&mut cx).await,
-            Method::Head => handler.head(&mut cx).await,
-            Method::Post => handler.post(&mut cx).await,
-            Method::Put => handler.put(&mut cx).await,
-            Method::Delete => handler.delete(&mut cx).await,
-            Method::Patch => handler.patch(&mut cx).await,
-            Method::Options => handler.options(&mut cx).await,
+            Method::Get => handler.get(cx).await,
+            Method::Head => handler.head(cx).await,
+            Method::Post => handler.post(cx).await,
+            Method::Put => handler.put(cx).await,
+            Method::Delete => handler.delete(cx).await,
+            Method::Patch => handler.patch(cx).await,
+            Method::Options => handler.options(cx).await,
             _ => Err(HttpError::new(405)),
         }
     };
-    let outcome = first(run, closed_watch.closed()).await;
+    // Polls the handler and, while it waits, the client going away; the first to finish wins. (Pinned here
+    // rather than handed to a helper future, which would store both futures twice.)
+    let outcome = {
+        let mut run = std::pin::pin!(run);
+        let mut closed = std::pin::pin!(closed_watch.closed());
+        std::future::poll_fn(|task| {
+            if let Poll::Ready(v) = run.as_mut().poll(task) {
+                return Poll::Ready(Ok(v));
+            }
+            if let Poll::Ready(()) = closed.as_mut().poll(task) {
+                return Poll::Ready(Err(()));
+            }
+            Poll::Pending
+        })
+        .await
+    };
     let result = match outcome {
         Ok(r) => r,
         Err(()) => {
             handler.on_connection_close();
-            log_request(&cx, 499);
+            log_request(cx, 499);
             return;
         }
     };
     match result {
         Ok(()) => {
             if let Err(e) = cx.finish() {
-                send_handler_error(&mut handler, &mut cx, e);
+                send_handler_error(&mut handler, cx, e);
             }
         }
         Err(e) if e.is_handled() => {
             let _ = cx.finish();
         }
-        Err(e) => send_handler_error(&mut handler, &mut cx, e),
+        Err(e) => send_handler_error(&mut handler, cx, e),
     }
-    handler.on_finish(&mut cx);
-    log_request(&cx, cx.status);
+    handler.on_finish(cx);
+    log_request(cx, cx.status);
 }
 
 fn send_handler_error<H: RequestHandler>(handler: &mut H, cx: &mut RequestContext, e: HttpError) {
@@ -547,7 +628,7 @@ fn send_handler_error<H: RequestHandler>(handler: &mut H, cx: &mut RequestContex
     }
     cx.finished = false;
     if status == 405 {
-        cx.allow = Some(H::ALLOWED_METHODS.join(", "));
+        cx.extra().allow = Some(H::ALLOWED_METHODS.join(", "));
     }
     handler.write_error(cx, status, &e);
     if !cx.finished {
@@ -557,11 +638,15 @@ fn send_handler_error<H: RequestHandler>(handler: &mut H, cx: &mut RequestContex
     }
 }
 
+#[inline]
 fn log_request(cx: &RequestContext, status: u16) {
-    if !cx.app.settings.access_log {
-        return;
+    if cx.app.settings.access_log {
+        write_access_log(cx, status);
     }
-    let ms = cx.started.elapsed().as_secs_f64() * 1000.0;
+}
+
+fn write_access_log(cx: &RequestContext, status: u16) {
+    let ms = cx.extra.as_ref().and_then(|e| e.started).map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0);
     let (method, uri, ip) = (cx.request.method(), cx.request.target(), cx.request.remote_ip());
     if status < 400 {
         log::info!(target: "gale_web::access", "{status} {method} {uri} ({ip}) {ms:.2}ms");
@@ -569,5 +654,33 @@ fn log_request(cx: &RequestContext, status: u16) {
         log::warn!(target: "gale_web::access", "{status} {method} {uri} ({ip}) {ms:.2}ms");
     } else {
         log::error!(target: "gale_web::access", "{status} {method} {uri} ({ip}) {ms:.2}ms");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gale_http1::proto::request::RequestParser;
+
+    #[test]
+    fn the_route_path_is_the_request_path() {
+        for target in [
+            "/",
+            "/a/b",
+            "/a?x=1",
+            "/?",
+            "/a?b?c",
+            "/a%20b?q",
+            "http://example.com/x?y",
+            "http://example.com",
+            "http://example.com?q",
+            "*",
+        ] {
+            let method = if target == "*" { "OPTIONS" } else { "GET" };
+            let mut raw = bytes::BytesMut::from(format!("{method} {target} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+            let head = RequestParser::default().parse(&mut raw).unwrap().unwrap();
+            let request = Request::from_head(head, bytes::Bytes::new(), "127.0.0.1:1".parse().unwrap());
+            assert_eq!(route_path(&request), request.path(), "{target}");
+        }
     }
 }

@@ -132,21 +132,32 @@ pub struct RequestContext {
     pub(crate) app: Rc<AppInner>,
     pub(crate) request: Request,
     pub(crate) writer: ResponseWriter,
-    pub(crate) path_args: Vec<String>,
-    pub(crate) path_kwargs: Vec<(String, String)>,
     pub(crate) status: u16,
-    pub(crate) reason: Option<String>,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: BytesMut,
     pub(crate) headers_written: bool,
     pub(crate) finished: bool,
-    pub(crate) query_args: Option<Box<Arguments>>,
-    pub(crate) body_args: Option<Box<BodyArguments>>,
+    /// Boxed, and recycled through the application once the request is over: the map keeps the storage its
+    /// owned values needed, so the next response's `ETag` does not allocate it again.
+    pub(crate) headers: Box<HeaderMap>,
+    pub(crate) body: BytesMut,
     pub(crate) body_source: BodySource,
+    pub(crate) streamed_body: Option<BodyReader>,
+    /// State most requests never need (path arguments, parsed arguments, cookies' users, ...), allocated on
+    /// first use so that the context of a plain request stays small and cheap to build.
+    pub(crate) extra: Option<Box<Extra>>,
+}
+
+/// The rarely used part of a [`RequestContext`].
+#[derive(Default)]
+pub(crate) struct Extra {
+    pub(crate) path_args: Vec<String>,
+    pub(crate) path_kwargs: Vec<(String, String)>,
+    pub(crate) reason: Option<String>,
+    pub(crate) query_args: Option<Arguments>,
+    pub(crate) body_args: Option<BodyArguments>,
     pub(crate) current_user: Option<Option<String>>,
     pub(crate) xsrf_token: Option<String>,
-    pub(crate) started: Instant,
-    pub(crate) streamed_body: Option<BodyReader>,
+    /// When the request started, for the access log (only recorded when it is on).
+    pub(crate) started: Option<Instant>,
     /// The `Allow` header of a 405 error page.
     pub(crate) allow: Option<String>,
 }
@@ -165,31 +176,39 @@ impl fmt::Debug for RequestContext {
 impl RequestContext {
     pub(crate) fn new(app: Rc<AppInner>, request: Request, writer: ResponseWriter, body: Option<BodyReader>) -> Self {
         // The default `Content-Type` is added when the head is sent, if the handler set none.
-        let headers = HeaderMap::new();
+        let body_source = match &body {
+            Some(b) => BodySource::Streamed(b.clone()),
+            None => BodySource::Buffered,
+        };
+        let headers = app.header_map();
         RequestContext {
             app,
             request,
             writer,
-            path_args: Vec::new(),
-            path_kwargs: Vec::new(),
             status: 200,
-            reason: None,
-            headers,
-            body: BytesMut::new(),
             headers_written: false,
             finished: false,
-            query_args: None,
-            body_args: None,
-            body_source: if body.is_some() {
-                BodySource::Streamed(body.clone().expect("some"))
-            } else {
-                BodySource::Buffered
-            },
-            current_user: None,
-            xsrf_token: None,
-            started: Instant::now(),
+            headers,
+            body: BytesMut::new(),
+            body_source,
             streamed_body: body,
-            allow: None,
+            extra: None,
+        }
+    }
+
+    /// The rarely used state, allocated now if it was not.
+    pub(crate) fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// The custom reason phrase, if any.
+    fn reason(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.reason.as_deref())
+    }
+
+    fn clear_reason(&mut self) {
+        if let Some(e) = &mut self.extra {
+            e.reason = None;
         }
     }
 
@@ -217,17 +236,17 @@ impl RequestContext {
 
     /// Positional captures of the route's pattern, URL-decoded.
     pub fn path_args(&self) -> &[String] {
-        &self.path_args
+        self.extra.as_ref().map_or(&[], |e| &e.path_args)
     }
 
     /// The positional capture `i`, or `""`.
     pub fn path_arg(&self, i: usize) -> &str {
-        self.path_args.get(i).map_or("", String::as_str)
+        self.path_args().get(i).map_or("", String::as_str)
     }
 
     /// A named capture of the route's pattern (`(?P<name>…)`).
     pub fn path_kwarg(&self, name: &str) -> Option<&str> {
-        self.path_kwargs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.extra.as_ref()?.path_kwargs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// The application's settings.
@@ -247,7 +266,7 @@ impl RequestContext {
     // ---- arguments -------------------------------------------------------------------------------------
 
     fn query_arguments(&mut self) -> &Arguments {
-        if self.query_args.is_none() {
+        if self.extra.as_ref().is_none_or(|e| e.query_args.is_none()) {
             let parsed = crate::params::parse_query(
                 self.request.query().unwrap_or("").as_bytes(),
                 self.app.settings.max_arguments,
@@ -256,18 +275,18 @@ impl RequestContext {
                 log::debug!("bad query string: {e}");
                 Arguments::default()
             });
-            self.query_args = Some(Box::new(parsed));
+            self.extra().query_args = Some(parsed);
         }
-        self.query_args.as_deref().expect("parsed")
+        self.extra.as_ref().and_then(|e| e.query_args.as_ref()).expect("parsed")
     }
 
     fn body_arguments_parsed(&mut self) -> Result<&(Arguments, Vec<(String, UploadedFile)>)> {
-        if self.body_args.is_none() {
+        if self.extra.as_ref().is_none_or(|e| e.body_args.is_none()) {
             let content_type = self.request.headers().get("Content-Type").unwrap_or("").to_owned();
             let parsed = crate::params::parse_body(&content_type, self.request.body(), &self.app.settings)?;
-            self.body_args = Some(Box::new(parsed));
+            self.extra().body_args = Some(parsed);
         }
-        Ok(self.body_args.as_deref().expect("parsed"))
+        Ok(self.extra.as_ref().and_then(|e| e.body_args.as_ref()).expect("parsed"))
     }
 
     /// The last value of argument `name` from the query or the body (Tornado's `get_argument`), stripped.
@@ -379,13 +398,13 @@ impl RequestContext {
     /// Sets the status (and a custom reason phrase with [`set_status_reason`](RequestContext::set_status_reason)).
     pub fn set_status(&mut self, status: u16) {
         self.status = status;
-        self.reason = None;
+        self.clear_reason();
     }
 
     /// Sets the status with a custom reason phrase.
     pub fn set_status_reason(&mut self, status: u16, reason: &str) {
         self.status = status;
-        self.reason = Some(reason.to_owned());
+        self.extra().reason = Some(reason.to_owned());
     }
 
     /// The status so far.
@@ -396,7 +415,13 @@ impl RequestContext {
     /// Sets a response header, replacing earlier values. Values with CR or LF are refused when the response
     /// is sent (no header injection); the request then ends with a 500.
     pub fn set_header(&mut self, name: impl Into<HeaderBytes>, value: impl Into<HeaderBytes>) {
-        self.headers.insert(name, value);
+        let name = name.into();
+        // Usually the header is new: appending it spares `insert`'s removal pass.
+        if has_header(&self.headers, name.as_bytes()) {
+            self.headers.insert(name, value);
+        } else {
+            self.headers.append(name, value);
+        }
     }
 
     /// Adds a response header value (several may share a name).
@@ -419,6 +444,9 @@ impl RequestContext {
         if self.finished {
             log::warn!("write() after finish() on {} ignored", self.request.target());
             return;
+        }
+        if self.body.capacity() == 0 {
+            self.body = self.app.body_buffer();
         }
         self.body.extend_from_slice(chunk.as_ref());
     }
@@ -465,7 +493,7 @@ impl RequestContext {
     /// If the client went away or a header is invalid.
     pub async fn flush(&mut self) -> Result {
         self.send_head(None)?;
-        let chunk = self.body.split().freeze();
+        let chunk = std::mem::take(&mut self.body).freeze();
         if !chunk.is_empty() {
             self.writer.write(chunk).map_err(|e| HttpError::with_message(500, e.to_string()))?;
         }
@@ -501,15 +529,15 @@ impl RequestContext {
             return Ok(());
         }
         if !self.headers_written {
-            let body = self.body.split().freeze();
+            let body = std::mem::take(&mut self.body).freeze();
             let body = self.prepare_whole_body(body);
             let len = if self.omits_body() { 0 } else { body.len() as u64 };
-            self.send_head(Some(len))?;
+            self.send_head_with(Some(len), false)?;
             if !body.is_empty() && !self.omits_body() {
                 self.writer.write(body).map_err(|e| HttpError::with_message(500, e.to_string()))?;
             }
         } else {
-            let chunk = self.body.split().freeze();
+            let chunk = std::mem::take(&mut self.body).freeze();
             if !chunk.is_empty() {
                 self.writer.write(chunk).map_err(|e| HttpError::with_message(500, e.to_string()))?;
             }
@@ -565,22 +593,35 @@ impl RequestContext {
 
     /// ETag, 304 and compression for a response sent whole.
     fn prepare_whole_body(&mut self, body: Bytes) -> Bytes {
-        self.ensure_content_type();
-        let is_get = matches!(self.request.method(), Method::Get | Method::Head);
-        if is_get && self.status == 200 && self.app.settings.compute_etag && !self.headers.contains("Etag") {
-            let etag = crate::static_files::etag_for(&body);
-            self.headers.insert("Etag", etag);
+        // One pass over the headers for both questions (as `ensure_content_type` and `has_header` would ask).
+        let (mut has_type, mut has_etag) = (false, false);
+        for (name, _) in self.headers.iter() {
+            match name.len() {
+                12 => has_type |= same_name(name, b"Content-Type"),
+                4 => has_etag |= same_name(name, b"Etag"),
+                _ => {}
+            }
         }
+        if !has_type && !self.omits_body() {
+            self.headers.append("Content-Type", "text/html; charset=UTF-8");
+        }
+        let is_get = matches!(self.request.method(), Method::Get | Method::Head);
         if is_get && self.status == 200 {
-            if let (Some(inm), Some(etag)) = (self.request.headers().get("If-None-Match"), self.headers.get("Etag")) {
-                if crate::static_files::etag_matches(inm, etag) {
-                    self.status = 304;
-                    self.reason = None;
-                    for h in ["Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"] {
-                        self.headers.remove(h);
-                    }
-                    return Bytes::new();
+            if self.app.settings.compute_etag && !has_etag {
+                let etag = self.app.etag_for(&body);
+                self.headers.append("Etag", etag);
+            }
+            let not_modified = match self.request.headers().get("If-None-Match") {
+                Some(inm) => self.headers.get("Etag").is_some_and(|etag| crate::static_files::etag_matches(inm, etag)),
+                None => false,
+            };
+            if not_modified {
+                self.status = 304;
+                self.clear_reason();
+                for h in ["Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"] {
+                    self.headers.remove(h);
                 }
+                return Bytes::new();
             }
         }
         if self.app.settings.compress_response && !self.omits_body() {
@@ -593,22 +634,29 @@ impl RequestContext {
 
     /// Tornado's default `Content-Type`, unless the handler chose one (or the response has no body).
     fn ensure_content_type(&mut self) {
-        if !self.omits_body() && !self.headers.contains("Content-Type") {
+        if !self.omits_body() && !has_header(&self.headers, b"Content-Type") {
             self.headers.append("Content-Type", "text/html; charset=UTF-8");
         }
     }
 
     fn send_head(&mut self, content_length: Option<u64>) -> Result {
+        self.send_head_with(content_length, true)
+    }
+
+    /// Sends the head, adding the default `Content-Type` first if `ensure_type` (`finish` already did).
+    fn send_head_with(&mut self, content_length: Option<u64>, ensure_type: bool) -> Result {
         if self.headers_written {
             return Ok(());
         }
-        self.ensure_content_type();
+        if ensure_type {
+            self.ensure_content_type();
+        }
         if content_length.is_none() && self.app.settings.compress_response {
             // A streamed response is sent uncompressed; say it varies anyway for caches.
             self.headers.append("Vary", "Accept-Encoding");
         }
         self.writer
-            .write_head(self.status, self.reason.as_deref(), &self.headers, content_length)
+            .write_head(self.status, self.reason(), &self.headers, content_length)
             .map_err(|e| HttpError::with_message(500, format!("cannot send response head: {e}")))?;
         self.headers_written = true;
         Ok(())
@@ -652,13 +700,16 @@ impl RequestContext {
             return;
         }
         self.body.clear();
-        self.headers = HeaderMap::new();
+        self.headers.clear();
         self.headers.insert("Content-Type", "text/html; charset=UTF-8");
-        if let Some(allow) = self.allow.clone() {
+        if let Some(allow) = self.extra.as_ref().and_then(|e| e.allow.clone()) {
             self.headers.insert("Allow", allow);
         }
         self.status = if (100..=999).contains(&status) { status } else { 500 };
-        self.reason = error.reason_phrase().map(str::to_owned);
+        match error.reason_phrase() {
+            Some(r) => self.extra().reason = Some(r.to_owned()),
+            None => self.clear_reason(),
+        }
         let phrase = error
             .reason_phrase()
             .unwrap_or_else(|| gale_http1::proto::response::reason_phrase(self.status).unwrap_or("Unknown"));
@@ -740,19 +791,19 @@ impl RequestContext {
     /// The logged-in user: the application's `current_user` hook's answer (computed once per request), or
     /// what [`set_current_user`](RequestContext::set_current_user) set.
     pub fn current_user(&mut self) -> Option<String> {
-        if self.current_user.is_none() {
+        if self.extra.as_ref().is_none_or(|e| e.current_user.is_none()) {
             let user = match self.app.current_user_hook.clone() {
                 Some(hook) => hook(self),
                 None => None,
             };
-            self.current_user = Some(user);
+            self.extra().current_user = Some(user);
         }
-        self.current_user.clone().flatten()
+        self.extra.as_ref().and_then(|e| e.current_user.clone()).flatten()
     }
 
     /// Sets the logged-in user for this request (e.g. after an async lookup in `prepare`).
     pub fn set_current_user(&mut self, user: Option<String>) {
-        self.current_user = Some(user);
+        self.extra().current_user = Some(user);
     }
 
     /// Tornado's `@authenticated`: the current user, or — when nobody is logged in — a redirect to the
@@ -780,7 +831,7 @@ impl RequestContext {
     /// This client's XSRF token, setting the `_xsrf` cookie if it has none (Tornado's `xsrf_token`). The token
     /// is masked afresh for every request (version 2 format), so it cannot be learned by compression attacks.
     pub fn xsrf_token(&mut self) -> String {
-        if let Some(t) = &self.xsrf_token {
+        if let Some(t) = self.extra.as_ref().and_then(|e| e.xsrf_token.as_ref()) {
             return t.clone();
         }
         let existing = self.get_cookie("_xsrf").and_then(|c| crate::xsrf::decode_token(&c));
@@ -800,7 +851,7 @@ impl RequestContext {
             }
         };
         let encoded = crate::xsrf::encode_token(&token, timestamp).unwrap_or_default();
-        self.xsrf_token = Some(encoded.clone());
+        self.extra().xsrf_token = Some(encoded.clone());
         encoded
     }
 
@@ -841,6 +892,56 @@ impl RequestContext {
     }
 }
 
+/// Whether `headers` has a field called `name`: [`HeaderMap::contains`] with a cheap exact comparison first, as
+/// names are mostly spelled as given.
+#[inline]
+fn has_header(headers: &HeaderMap, name: &[u8]) -> bool {
+    !headers.is_empty() && headers.iter().any(|(n, _)| n.len() == name.len() && same_name(n, name))
+}
+
+/// ASCII case-insensitive equality of two names of the same length, a word at a time while they are equal.
+#[inline]
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    let (mut a8, mut b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in a8.by_ref().zip(b8.by_ref()) {
+        let word = |s: &[u8]| <[u8; 8]>::try_from(s).map(u64::from_ne_bytes).unwrap_or_default();
+        if word(x) != word(y) && !x.eq_ignore_ascii_case(y) {
+            return false;
+        }
+    }
+    a8.remainder().iter().zip(b8.remainder()).all(|(x, y)| x == y || x.eq_ignore_ascii_case(y))
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_compare_ascii_case_insensitively() {
+        for (a, b, eq) in [
+            ("Content-Type", "content-type", true),
+            ("Content-Type", "Content-Type", true),
+            ("CONTENT-TYPE", "content-typE", true),
+            ("Content-Type", "Content-Typf", false),
+            ("Content-Type", "Dontent-Type", false),
+            ("Etag", "ETag", true),
+            ("Etag", "Etah", false),
+            ("", "", true),
+            ("X-Long-Header-Name-1", "x-long-header-name-1", true),
+            ("X-Long-Header-Name-1", "x-long-header-name-2", false),
+        ] {
+            assert_eq!(same_name(a.as_bytes(), b.as_bytes()), eq, "{a} vs {b}");
+        }
+        let mut headers = HeaderMap::new();
+        assert!(!has_header(&headers, b"Etag"));
+        headers.append("Content-Type", "text/plain");
+        headers.append("ETag", "\"x\"");
+        assert!(has_header(&headers, b"Etag"));
+        assert!(has_header(&headers, b"content-type"));
+        assert!(!has_header(&headers, b"Content-Length"));
+    }
 }

@@ -62,6 +62,7 @@
 use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, OnceLock};
 
 use regex::{Captures, Regex, RegexSet, RegexSetBuilder};
@@ -258,11 +259,17 @@ struct Bucket {
     set: OnceLock<Option<RegexSet>>,
 }
 
+type FxBuild = BuildHasherDefault<rustc_hash::FxHasher>;
+
 /// An ordered route table mapping URL paths to targets of type `T`; see the [module docs](self).
 pub struct Router<T> {
     routes: Vec<Route<T>>,
-    literals: HashMap<Box<str>, usize>,
-    buckets: HashMap<Box<str>, Bucket>,
+    // Fx hashing: the tables are fixed once built, so paths chosen by clients cannot make them degrade, and a
+    // lookup costs a few instructions instead of SipHash's hundred.
+    literals: HashMap<Box<str>, usize, FxBuild>,
+    buckets: HashMap<Box<str>, Bucket, FxBuild>,
+    /// Index of the first regex route (`usize::MAX` if none): a literal match before it needs no bucket search.
+    first_regex: usize,
     /// Length of the longest bucket key: path prefixes longer than this cannot select a bucket.
     longest_key: usize,
     names: HashMap<Box<str>, usize>,
@@ -285,8 +292,9 @@ impl<T> Router<T> {
     pub fn new() -> Self {
         Router {
             routes: Vec::new(),
-            literals: HashMap::new(),
-            buckets: HashMap::new(),
+            literals: HashMap::default(),
+            buckets: HashMap::default(),
+            first_regex: usize::MAX,
             longest_key: 0,
             names: HashMap::new(),
         }
@@ -339,6 +347,7 @@ impl<T> Router<T> {
             Matcher::Regex { prefix, .. } => {
                 let key = bucket_key(prefix);
                 self.longest_key = self.longest_key.max(key.len());
+                self.first_regex = self.first_regex.min(index);
                 let bucket = self.buckets.entry(key.into()).or_default();
                 bucket.routes.push(index);
                 bucket.set = OnceLock::new();
@@ -363,12 +372,8 @@ impl<T> Router<T> {
     /// `path` is the request path as received (still percent-encoded, without the query string).
     pub fn find(&self, path: &str) -> Option<(&T, PathArgs)> {
         let mut best: Option<(usize, Option<Captures<'_>>)> = self.literals.get(path).map(|&i| (i, None));
-        self.search_bucket("", path, &mut best);
-        if self.longest_key > 0 {
-            let limit = path.len().min(self.longest_key);
-            for (slash, _) in path.as_bytes()[..limit].iter().enumerate().filter(|(_, b)| **b == b'/') {
-                self.search_bucket(&path[..=slash], path, &mut best);
-            }
+        if best.as_ref().map_or(usize::MAX, |(i, _)| *i) > self.first_regex {
+            self.search_bucket_prefixes(path, &mut best);
         }
         let (index, captures) = best?;
         let route = &self.routes[index];
@@ -377,6 +382,17 @@ impl<T> Router<T> {
             _ => PathArgs::default(),
         };
         Some((&route.target, args))
+    }
+
+    /// Searches the buckets keyed by `path`'s `/`-terminated prefixes (and the empty one).
+    fn search_bucket_prefixes<'p>(&self, path: &'p str, best: &mut Option<(usize, Option<Captures<'p>>)>) {
+        self.search_bucket("", path, best);
+        if self.longest_key > 0 {
+            let limit = path.len().min(self.longest_key);
+            for (slash, _) in path.as_bytes()[..limit].iter().enumerate().filter(|(_, b)| **b == b'/') {
+                self.search_bucket(&path[..=slash], path, best);
+            }
+        }
     }
 
     /// Looks for a route in bucket `key` matching `path` with a lower index than `best`, updating `best`.

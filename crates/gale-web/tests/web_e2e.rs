@@ -451,3 +451,50 @@ fn a_long_poll_waiter_that_disconnects_is_cleaned_up_while_others_get_the_messag
     assert!(reply.ends_with("released"), "{reply}");
     assert_eq!(live.get(), 0);
 }
+
+/// Writes `c` `n` times, waiting a little between writes, so that bodies of concurrent requests are built
+/// at the same time.
+struct Interleave;
+
+impl RequestHandler for Interleave {
+    async fn get(&mut self, cx: &mut RequestContext) -> Result {
+        let n: usize = cx.get_query_argument("n")?.parse().map_err(|_| HttpError::new(400))?;
+        let c = cx.get_query_argument("c")?;
+        for _ in 0..n {
+            cx.write(&c);
+            gale_web::ioloop::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn bodies_of_concurrent_requests_do_not_mix() {
+    let app = Application::builder().route("/i", || Interleave).configure(|s| s.access_log = false).build().unwrap();
+    let s = TestServer::new(app);
+    let big = "b".repeat(3000);
+    let cases = [("a", 20), (big.as_str(), 4), ("c", 400), ("d", 1)];
+    let client = s.client();
+    let urls: Vec<_> = cases.iter().map(|(c, n)| s.url(&format!("/i?c={c}&n={n}"))).collect();
+    for _ in 0..3 {
+        let client = client.clone();
+        let urls = urls.clone();
+        let bodies = s.run(async move {
+            let handles: Vec<_> = urls
+                .into_iter()
+                .map(|u| {
+                    let client = client.clone();
+                    gale_web::ioloop::spawn(async move { client.fetch(ClientRequest::get(u)).await.unwrap() })
+                })
+                .collect();
+            let mut bodies = Vec::new();
+            for h in handles {
+                bodies.push(h.await.unwrap().body().to_vec());
+            }
+            bodies
+        });
+        for ((c, n), body) in cases.iter().zip(bodies) {
+            assert_eq!(String::from_utf8(body).unwrap(), c.repeat(*n));
+        }
+    }
+}

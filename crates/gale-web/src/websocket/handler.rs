@@ -245,7 +245,7 @@ async fn accept<H: WebSocketHandler>(handler: &mut H, cx: &mut RequestContext) -
     let agreed = config.as_ref().and_then(|c| c.negotiate(upgrade.extensions().iter().copied()));
 
     // The handler's headers (cookies set in `prepare`) go out with the 101, as in Tornado.
-    let mut headers: HeaderMap = std::mem::take(&mut cx.headers);
+    let mut headers: HeaderMap = std::mem::take(&mut *cx.headers);
     headers.remove("Content-Type");
     for (name, value) in upgrade.response_headers(subprotocol.as_deref(), agreed.as_ref()) {
         headers.insert(name, value);
@@ -253,7 +253,7 @@ async fn accept<H: WebSocketHandler>(handler: &mut H, cx: &mut RequestContext) -
     cx.writer
         .write_head(101, None, &headers, None)
         .map_err(|e| HttpError::with_message(500, format!("cannot send the 101 response: {e}")))?;
-    cx.headers = headers;
+    *cx.headers = headers;
     cx.status = 101;
     cx.headers_written = true;
     cx.finished = true;
