@@ -702,9 +702,11 @@ impl IOLoop {
                 inner.remote.pending.store(true, std::sync::atomic::Ordering::Release);
             }
         }
-        for id in ready.drain(..) {
+        // Iterated, then cleared, rather than drained: the buffer is the loop's own, out of reach of the tasks.
+        for &id in ready.iter() {
             self.poll_task(id, mark);
         }
+        ready.clear();
     }
 
     fn poll_task(&self, id: TaskId, mark: &mut Option<Instant>) {
