@@ -657,7 +657,7 @@ impl IOLoop {
     /// `now` of the iteration's start for far timers (see [`CLOCK_REUSE_MARGIN`]), and the `plan` made by an
     /// earlier iteration for the same timer if it is still good.
     fn poll_timeout(&self, now: Instant, plan: &mut Option<WaitPlan>) -> Duration {
-        let Some(deadline) = self.inner.timers.borrow().earliest() else { return MAX_POLL_TIMEOUT };
+        let Some(deadline) = self.inner.timers.borrow_mut().earliest() else { return MAX_POLL_TIMEOUT };
         if let Some(p) = plan {
             if p.deadline == deadline && now < p.valid_until {
                 return p.timeout;
@@ -702,9 +702,11 @@ impl IOLoop {
                 inner.remote.pending.store(true, std::sync::atomic::Ordering::Release);
             }
         }
-        for id in ready.drain(..) {
+        // Iterated, then cleared, rather than drained: the buffer is the loop's own, out of reach of the tasks.
+        for &id in ready.iter() {
             self.poll_task(id, mark);
         }
+        ready.clear();
     }
 
     fn poll_task(&self, id: TaskId, mark: &mut Option<Instant>) {

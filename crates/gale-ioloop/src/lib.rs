@@ -80,7 +80,8 @@
 //! Each turn follows Tornado 5.1.1's `PollIOLoop.start`: remember how many callbacks are pending (ones added
 //! meanwhile wait a turn, so callbacks cannot starve I/O), collect the due timers before running any, run the
 //! callbacks, the woken tasks and the due timers, poll with timeout zero if more work is pending or else until
-//! the next timer, retry on `EINTR`, then dispatch ready fds one at a time. No user code ever runs while the
+//! the next timer (one more than 100 ms away is waited for in two steps, the first ending 100 ms short, so that
+//! an iteration reads the clock once), retry on `EINTR`, then dispatch ready fds one at a time. No user code ever runs while the
 //! loop holds a borrow of its own tables, so any callback may add or remove anything, itself included.
 
 #![warn(missing_docs, missing_debug_implementations)]

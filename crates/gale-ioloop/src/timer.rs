@@ -28,14 +28,17 @@ impl TimeoutHandle {
 pub(crate) struct Timers<T> {
     map: BTreeMap<(Instant, u64), T>,
     next_seq: u64,
-    /// The earliest deadline in `map`, kept exact, so that an iteration with no due timer asks one compare of
+    /// No deadline in `map` is earlier than this (`None`: the map is empty), so that an iteration with no due
+    /// timer asks one compare of it and never walks the tree. Exact unless `stale`: removing the earliest timer
+    /// only marks it so, and [`Timers::earliest`] works it out again once, not after each of a run of removals.
     /// it and never walks the tree.
     earliest: Option<Instant>,
+    stale: bool,
 }
 
 impl<T> Timers<T> {
     pub(crate) fn new() -> Self {
-        Timers { map: BTreeMap::new(), next_seq: 0, earliest: None }
+        Timers { map: BTreeMap::new(), next_seq: 0, earliest: None, stale: false }
     }
 
     pub(crate) fn insert(&mut self, deadline: Instant, value: T) -> TimeoutHandle {
@@ -50,16 +53,27 @@ impl<T> Timers<T> {
 
     pub(crate) fn remove(&mut self, handle: TimeoutHandle) -> Option<T> {
         let removed = self.map.remove(&(handle.deadline, handle.seq));
-        // Only removing a timer at the earliest deadline can move it.
+        // Only removing a timer at the earliest deadline can move it; the old value stays a lower bound.
         if removed.is_some() && self.earliest == Some(handle.deadline) {
-            self.earliest = self.map.first_key_value().map(|((deadline, _), _)| *deadline);
+            self.stale = true;
         }
         removed
     }
 
     /// The earliest deadline, if any timer is scheduled.
-    pub(crate) fn earliest(&self) -> Option<Instant> {
+    #[inline]
+    pub(crate) fn earliest(&mut self) -> Option<Instant> {
+        if self.stale {
+            self.refresh();
+        }
         self.earliest
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refresh(&mut self) {
+        self.stale = false;
+        self.earliest = self.map.first_key_value().map(|((deadline, _), _)| *deadline);
     }
 
     /// Collects the handles of every timer due at `now`, in firing order. The timers stay in the map until
@@ -78,8 +92,8 @@ impl<T> Timers<T> {
 
     /// Time from `now` until the next deadline, zero if one is already due.
     #[cfg(test)]
-    pub(crate) fn next_delay(&self, now: Instant) -> Option<std::time::Duration> {
-        self.earliest.map(|deadline| deadline.saturating_duration_since(now))
+    pub(crate) fn next_delay(&mut self, now: Instant) -> Option<std::time::Duration> {
+        self.earliest().map(|deadline| deadline.saturating_duration_since(now))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -88,6 +102,7 @@ impl<T> Timers<T> {
 
     pub(crate) fn clear(&mut self) -> Vec<T> {
         self.earliest = None;
+        self.stale = false;
         std::mem::take(&mut self.map).into_values().collect()
     }
 }

@@ -171,19 +171,21 @@ impl Poller for Epoll {
         buf.reserve(want);
         let ts = timespec(timeout);
         let (ready, _) = epoll::wait(&self.epfd, &mut buf.spare_capacity_mut()[..want], ts.as_ref())?;
+        use epoll::EventFlags as F;
+        const HUP: u32 = F::HUP.bits() | F::RDHUP.bits();
+        const ERR: u32 = F::ERR.bits();
+        const READABLE: u32 = F::IN.bits() | F::PRI.bits() | HUP | ERR;
+        const WRITABLE: u32 = F::OUT.bits() | ERR;
         for ev in ready.iter() {
             let token = Token(ev.data.u64() as usize);
-            let flags = ev.flags;
+            let flags = { ev.flags }.bits();
             if token == Token::WAKE {
                 drain(&self.wake);
                 continue;
             }
-            use epoll::EventFlags as F;
-            let hup = flags.intersects(F::HUP | F::RDHUP);
-            let err = flags.contains(F::ERR);
-            let readable = flags.intersects(F::IN | F::PRI | F::HUP | F::RDHUP | F::ERR);
-            let writable = flags.intersects(F::OUT | F::ERR);
-            events.push(Event::new(token, readable, writable, hup, err));
+            let event =
+                Event::new(token, flags & READABLE != 0, flags & WRITABLE != 0, flags & HUP != 0, flags & ERR != 0);
+            events.push(event);
         }
         Ok(())
     }
