@@ -538,6 +538,17 @@ impl Future for CatchUnwind<'_> {
     }
 }
 
+/// Whether `method` is in `allowed`; the default list holds every standard method but `CONNECT` and `TRACE`.
+#[inline]
+fn method_allowed(allowed: &[&str], method: &Method) -> bool {
+    (std::ptr::eq(allowed, crate::handler::DEFAULT_METHODS)
+        && matches!(
+            method,
+            Method::Get | Method::Head | Method::Post | Method::Put | Method::Delete | Method::Patch | Method::Options
+        ))
+        || allowed.contains(&method.as_str())
+}
+
 /// Tornado's `_execute`: XSRF check, `prepare`, the streamed body, the method, errors, `finish`, `on_finish`,
 /// and the access log.
 async fn execute<H: RequestHandler>(mut handler: H, cx: &mut RequestContext) {
@@ -545,7 +556,7 @@ async fn execute<H: RequestHandler>(mut handler: H, cx: &mut RequestContext) {
     let method = cx.request.method().clone();
     let run = async {
         // A method the handler does not list is a 405 before anything else (Tornado's SUPPORTED_METHODS).
-        if !H::ALLOWED_METHODS.contains(&method.as_str()) {
+        if !method_allowed(H::ALLOWED_METHODS, &method) {
             return Err(HttpError::new(405));
         }
         if cx.app.settings.xsrf_cookies
@@ -661,6 +672,22 @@ fn write_access_log(cx: &RequestContext, status: u16) {
 mod tests {
     use super::*;
     use gale_http1::proto::request::RequestParser;
+
+    #[test]
+    fn the_default_methods_are_the_standard_ones_but_connect_and_trace() {
+        let standard =
+            [Method::Get, Method::Head, Method::Post, Method::Put, Method::Delete, Method::Patch, Method::Options];
+        for m in &standard {
+            assert!(crate::handler::DEFAULT_METHODS.contains(&m.as_str()));
+            assert!(method_allowed(crate::handler::DEFAULT_METHODS, m));
+            assert!(!method_allowed(&["X"], m));
+        }
+        assert_eq!(crate::handler::DEFAULT_METHODS.len(), standard.len());
+        for m in [Method::Connect, Method::Trace] {
+            assert!(!method_allowed(crate::handler::DEFAULT_METHODS, &m));
+        }
+        assert!(method_allowed(&["GET", "TRACE"], &Method::Trace));
+    }
 
     #[test]
     fn the_route_path_is_the_request_path() {
