@@ -538,18 +538,57 @@ impl Future for CatchUnwind<'_> {
     }
 }
 
+/// The methods handlers have a method for (`Method` without its extension bytes, to copy freely).
+#[derive(Clone, Copy)]
+enum Verb {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Patch,
+    Options,
+    Other,
+}
+
+impl Verb {
+    fn of(method: &Method) -> Verb {
+        match method {
+            Method::Get => Verb::Get,
+            Method::Head => Verb::Head,
+            Method::Post => Verb::Post,
+            Method::Put => Verb::Put,
+            Method::Delete => Verb::Delete,
+            Method::Patch => Verb::Patch,
+            Method::Options => Verb::Options,
+            _ => Verb::Other,
+        }
+    }
+}
+
+/// Whether `method` is in `allowed`; the default list holds every standard method but `CONNECT` and `TRACE`.
+#[inline]
+fn method_allowed(allowed: &[&str], method: &Method) -> bool {
+    (std::ptr::eq(allowed, crate::handler::DEFAULT_METHODS)
+        && matches!(
+            method,
+            Method::Get | Method::Head | Method::Post | Method::Put | Method::Delete | Method::Patch | Method::Options
+        ))
+        || allowed.contains(&method.as_str())
+}
+
 /// Tornado's `_execute`: XSRF check, `prepare`, the streamed body, the method, errors, `finish`, `on_finish`,
 /// and the access log.
 async fn execute<H: RequestHandler>(mut handler: H, cx: &mut RequestContext) {
     let closed_watch = cx.writer.clone();
-    let method = cx.request.method().clone();
+    let verb = Verb::of(cx.request.method());
     let run = async {
         // A method the handler does not list is a 405 before anything else (Tornado's SUPPORTED_METHODS).
-        if !H::ALLOWED_METHODS.contains(&method.as_str()) {
+        if !method_allowed(H::ALLOWED_METHODS, cx.request.method()) {
             return Err(HttpError::new(405));
         }
         if cx.app.settings.xsrf_cookies
-            && !matches!(method, Method::Get | Method::Head | Method::Options)
+            && !matches!(verb, Verb::Get | Verb::Head | Verb::Options)
             && handler.check_xsrf()
         {
             cx.check_xsrf_cookie()?;
@@ -563,15 +602,15 @@ async fn execute<H: RequestHandler>(mut handler: H, cx: &mut RequestContext) {
                 handler.data_received(cx, chunk).await?;
             }
         }
-        match method {
-            Method::Get => handler.get(cx).await,
-            Method::Head => handler.head(cx).await,
-            Method::Post => handler.post(cx).await,
-            Method::Put => handler.put(cx).await,
-            Method::Delete => handler.delete(cx).await,
-            Method::Patch => handler.patch(cx).await,
-            Method::Options => handler.options(cx).await,
-            _ => Err(HttpError::new(405)),
+        match verb {
+            Verb::Get => handler.get(cx).await,
+            Verb::Head => handler.head(cx).await,
+            Verb::Post => handler.post(cx).await,
+            Verb::Put => handler.put(cx).await,
+            Verb::Delete => handler.delete(cx).await,
+            Verb::Patch => handler.patch(cx).await,
+            Verb::Options => handler.options(cx).await,
+            Verb::Other => Err(HttpError::new(405)),
         }
     };
     // Polls the handler and, while it waits, the client going away; the first to finish wins. (Pinned here
@@ -661,6 +700,22 @@ fn write_access_log(cx: &RequestContext, status: u16) {
 mod tests {
     use super::*;
     use gale_http1::proto::request::RequestParser;
+
+    #[test]
+    fn the_default_methods_are_the_standard_ones_but_connect_and_trace() {
+        let standard =
+            [Method::Get, Method::Head, Method::Post, Method::Put, Method::Delete, Method::Patch, Method::Options];
+        for m in &standard {
+            assert!(crate::handler::DEFAULT_METHODS.contains(&m.as_str()));
+            assert!(method_allowed(crate::handler::DEFAULT_METHODS, m));
+            assert!(!method_allowed(&["X"], m));
+        }
+        assert_eq!(crate::handler::DEFAULT_METHODS.len(), standard.len());
+        for m in [Method::Connect, Method::Trace] {
+            assert!(!method_allowed(crate::handler::DEFAULT_METHODS, &m));
+        }
+        assert!(method_allowed(&["GET", "TRACE"], &Method::Trace));
+    }
 
     #[test]
     fn the_route_path_is_the_request_path() {

@@ -899,17 +899,11 @@ fn has_header(headers: &HeaderMap, name: &[u8]) -> bool {
     !headers.is_empty() && headers.iter().any(|(n, _)| n.len() == name.len() && same_name(n, name))
 }
 
-/// ASCII case-insensitive equality of two names of the same length, a word at a time while they are equal.
+/// ASCII case-insensitive equality of two names of the same length, with a plain comparison first as names
+/// are mostly spelled alike.
 #[inline]
 fn same_name(a: &[u8], b: &[u8]) -> bool {
-    let (mut a8, mut b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    for (x, y) in a8.by_ref().zip(b8.by_ref()) {
-        let word = |s: &[u8]| <[u8; 8]>::try_from(s).map(u64::from_ne_bytes).unwrap_or_default();
-        if word(x) != word(y) && !x.eq_ignore_ascii_case(y) {
-            return false;
-        }
-    }
-    a8.remainder().iter().zip(b8.remainder()).all(|(x, y)| x == y || x.eq_ignore_ascii_case(y))
+    a == b || a.eq_ignore_ascii_case(b)
 }
 
 fn unix_now() -> u64 {

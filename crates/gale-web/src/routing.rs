@@ -69,6 +69,9 @@ use regex::{Captures, Regex, RegexSet, RegexSetBuilder};
 
 use crate::escape::{url_escape, url_unescape_bytes};
 
+/// Literal routes are looked up in a list, not the hash map, while there are at most this many.
+const FEW_LITERALS: usize = 8;
+
 /// Buckets with at least this many regex routes are searched with a [`RegexSet`] rather than route by route.
 const REGEX_SET_MIN_ROUTES: usize = 8;
 
@@ -267,6 +270,8 @@ pub struct Router<T> {
     // Fx hashing: the tables are fixed once built, so paths chosen by clients cannot make them degrade, and a
     // lookup costs a few instructions instead of SipHash's hundred.
     literals: HashMap<Box<str>, usize, FxBuild>,
+    /// The same literals in a list while they are few: comparing a handful of strings beats hashing the path.
+    few_literals: Vec<(Box<str>, usize)>,
     buckets: HashMap<Box<str>, Bucket, FxBuild>,
     /// Index of the first regex route (`usize::MAX` if none): a literal match before it needs no bucket search.
     first_regex: usize,
@@ -293,6 +298,7 @@ impl<T> Router<T> {
         Router {
             routes: Vec::new(),
             literals: HashMap::default(),
+            few_literals: Vec::new(),
             buckets: HashMap::default(),
             first_regex: usize::MAX,
             longest_key: 0,
@@ -342,7 +348,13 @@ impl<T> Router<T> {
         match &matcher {
             Matcher::Literal(literal) => {
                 // An earlier identical literal already wins every lookup; keep the first.
-                self.literals.entry(literal.clone()).or_insert(index);
+                if !self.literals.contains_key(literal) {
+                    self.literals.insert(literal.clone(), index);
+                    self.few_literals.push((literal.clone(), index));
+                }
+                if self.literals.len() > FEW_LITERALS {
+                    self.few_literals = Vec::new();
+                }
             }
             Matcher::Regex { prefix, .. } => {
                 let key = bucket_key(prefix);
@@ -371,7 +383,12 @@ impl<T> Router<T> {
     ///
     /// `path` is the request path as received (still percent-encoded, without the query string).
     pub fn find(&self, path: &str) -> Option<(&T, PathArgs)> {
-        let mut best: Option<(usize, Option<Captures<'_>>)> = self.literals.get(path).map(|&i| (i, None));
+        let literal = if self.literals.len() <= FEW_LITERALS {
+            self.few_literals.iter().find(|(l, _)| **l == *path).map(|&(_, i)| i)
+        } else {
+            self.literals.get(path).copied()
+        };
+        let mut best: Option<(usize, Option<Captures<'_>>)> = literal.map(|i| (i, None));
         if best.as_ref().map_or(usize::MAX, |(i, _)| *i) > self.first_regex {
             self.search_bucket_prefixes(path, &mut best);
         }
@@ -700,6 +717,23 @@ mod tests {
         assert_eq!(target(&r, "/api/users"), Some(1));
         assert_eq!(target(&r, "/api/users/x"), Some(3));
         assert_eq!(target(&r, "/elsewhere"), Some(3));
+    }
+
+    #[test]
+    fn literal_lookup_is_the_same_with_few_and_many_literals() {
+        for count in [1, FEW_LITERALS - 1, FEW_LITERALS, FEW_LITERALS + 1, 3 * FEW_LITERALS] {
+            let mut r = Router::new();
+            for i in 0..count {
+                r.add(&format!("/p{i}"), None, i).unwrap();
+                // A duplicate never wins.
+                r.add(&format!("/p{i}"), None, 1000 + i).unwrap();
+            }
+            for i in 0..count {
+                assert_eq!(r.find(&format!("/p{i}")).map(|(t, _)| *t), Some(i), "{count} routes");
+            }
+            assert!(r.find("/p").is_none());
+            assert!(r.find(&format!("/p{count}")).is_none());
+        }
     }
 
     #[test]
