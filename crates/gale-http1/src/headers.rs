@@ -215,7 +215,20 @@ impl HeaderMap {
 
     #[inline]
     fn find(&self, name: &[u8]) -> Option<&Entry> {
-        self.entries.iter().find(|e| self.bytes(&e.name).eq_ignore_ascii_case(name))
+        // Lengths first, read from the field itself: most fields are told apart without touching their bytes.
+        self.entries
+            .iter()
+            .find(|e| self.len_of(&e.name) == name.len() && self.bytes(&e.name).eq_ignore_ascii_case(name))
+    }
+
+    /// The length of `field`'s bytes.
+    #[inline]
+    fn len_of(&self, field: &Field) -> usize {
+        match *field {
+            Field::Static(s) => s.len(),
+            Field::Local { start, len: SHARED } => self.shared[start as usize].len(),
+            Field::Local { len, .. } => len as usize,
+        }
     }
 
     /// Stores `bytes` in a field, keeping static strings where they are.
