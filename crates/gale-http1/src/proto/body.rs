@@ -529,7 +529,9 @@ impl BodyEncoder {
         match self.frame(data.len(), dst)? {
             Frame::Send { suffix } => {
                 dst.extend_from_slice(data);
-                dst.extend_from_slice(suffix);
+                if !suffix.is_empty() {
+                    dst.extend_from_slice(suffix);
+                }
             }
             Frame::Discard => {}
         }

@@ -112,7 +112,6 @@ pub(crate) async fn serve<S: HttpService>(
         after: Cell::new(ConnectionAfter::KeepAlive),
         closed: Cell::new(false),
         close_waiters: RefCell::new(Vec::new()),
-        pending: Cell::new(0),
         server: state.clone(),
         body: RefCell::new(None),
     });
@@ -333,8 +332,14 @@ impl<S: HttpService> Conn<S> {
                 return None;
             }
             // About to wait for input: send what is due first, and hand the output buffer back.
-            if self.shared.flush().await.is_err() {
-                return None;
+            match self.shared.flush_now() {
+                Ok(true) => {}
+                Ok(false) => {
+                    if self.shared.flush().await.is_err() {
+                        return None;
+                    }
+                }
+                Err(_) => return None,
             }
             self.shared.release_out();
             let buffered = self.stream().buffered();

@@ -81,8 +81,6 @@ pub(crate) struct Shared {
     /// Set when the client went away while a request was in progress.
     pub(crate) closed: Cell<bool>,
     pub(crate) close_waiters: RefCell<Vec<Waker>>,
-    /// Bytes queued (in `out` or on the stream) and not yet flushed.
-    pub(crate) pending: Cell<usize>,
     /// The server's state: a response whose head is written during a shutdown closes its connection.
     pub(crate) server: Rc<ServerState>,
     /// The streamed body of the current request, if any: once reading it failed, the connection cannot be
@@ -133,22 +131,28 @@ impl Shared {
         self.stream.queue_write(chunk)
     }
 
+    /// Sends `out` now if nothing else is queued and the kernel takes all of it: `Ok(true)` then, with `out`
+    /// kept for reuse. `Ok(false)` when something is left to [`flush`](Shared::flush).
+    #[inline]
+    pub(crate) fn flush_now(&self) -> Result<bool, StreamError> {
+        let mut out = self.out.borrow_mut();
+        if out.is_empty() {
+            return Ok(self.stream.write_buffer_len() == 0);
+        }
+        let n = self.stream.try_write(&out)?;
+        if n == out.len() {
+            out.clear();
+            return Ok(true);
+        }
+        out.advance(n);
+        Ok(false)
+    }
+
     /// Sends `out` and everything queued; resolves when the kernel has it all. When nothing else is queued,
     /// `out` is written in place and kept for reuse.
     pub(crate) async fn flush(&self) -> Result<(), StreamError> {
-        self.pending.set(0);
-        {
-            let mut out = self.out.borrow_mut();
-            if !out.is_empty() {
-                let n = self.stream.try_write(&out)?;
-                if n == out.len() {
-                    out.clear();
-                    return Ok(());
-                }
-                out.advance(n);
-            } else if self.stream.write_buffer_len() == 0 {
-                return Ok(());
-            }
+        if self.flush_now()? {
+            return Ok(());
         }
         self.queue_out()?;
         self.stream.flush().await
@@ -214,10 +218,8 @@ impl ResponseWriter {
             ctx = ctx.with_keep_alive(false);
         }
         let mut out = s.out();
-        let before = out.len();
         let ctx = ctx.with_now(gale_iostream::ioloop::now());
         let head = s.encoder.encode_fields(&ctx, status, reason, fields, content_length, &mut out)?;
-        s.pending.set(s.pending.get() + out.len() - before);
         if (100..200).contains(&status) && status != 101 {
             // An interim response: the final one follows.
             return Ok(());
@@ -269,7 +271,6 @@ impl ResponseWriter {
             return Err(WriteError::Closed);
         }
         body.encode(data, &mut s.out())?;
-        s.pending.set(s.pending.get() + data.len());
         s.writing.set(Writing::Body(body));
         Ok(())
     }
@@ -295,7 +296,6 @@ impl ResponseWriter {
         let mut out = s.out();
         if data.len() <= COPY_BODY_LIMIT {
             body.encode(&data, &mut out)?;
-            s.pending.set(s.pending.get() + data.len());
         } else {
             match body.frame(data.len(), &mut out)? {
                 Frame::Discard => {}
@@ -305,7 +305,6 @@ impl ResponseWriter {
                     s.stream.queue_write(head)?;
                     s.stream.queue_write(data.clone())?;
                     s.out().extend_from_slice(suffix);
-                    s.pending.set(s.pending.get() + data.len());
                 }
             }
         }
