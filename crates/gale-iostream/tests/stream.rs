@@ -139,6 +139,91 @@ fn data_that_arrived_with_a_previous_read_is_served_first() {
 }
 
 #[test]
+fn fresh_input_is_offered_for_consumption_and_only_the_rest_is_buffered() {
+    each_backend(|io_loop| {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        b.write_all(b"HEAD|rest").unwrap();
+        let (seen, buffered, calls) = io_loop.run_sync(async move {
+            let s = IOStream::new(a).unwrap();
+            let mut seen = Vec::new();
+            let mut calls = 0;
+            // Nothing buffered: the consumer sees the fresh bytes and takes "HEAD|".
+            let n = std::future::poll_fn(|cx| {
+                s.poll_fill_with(cx, |input| {
+                    calls += 1;
+                    seen = input.to_vec();
+                    5
+                })
+            })
+            .await
+            .unwrap();
+            assert_eq!(n, 9);
+            let buffered = s.with_read_buf(|buf| buf.to_vec());
+            // Something buffered: new input is appended and the consumer is not asked.
+            b.write_all(b"+more").unwrap();
+            std::future::poll_fn(|cx| {
+                s.poll_fill_with(cx, |_| {
+                    calls += 1;
+                    0
+                })
+            })
+            .await
+            .unwrap();
+            assert_eq!(s.with_read_buf(|buf| buf.to_vec()), b"rest+more");
+            assert_eq!(s.bytes_read(), 14);
+            (seen, buffered, calls)
+        });
+        assert_eq!(seen, b"HEAD|rest");
+        assert_eq!(buffered, b"rest", "only what the consumer left is kept");
+        assert_eq!(calls, 1);
+    });
+}
+
+#[test]
+fn try_write_sends_in_place_only_when_nothing_is_queued() {
+    each_backend(|io_loop| {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        io_loop.run_sync(async move {
+            let s = IOStream::new(a).unwrap();
+            assert_eq!(s.try_write(b"first ").unwrap(), 6);
+            assert_eq!(s.bytes_written(), 6);
+            // Fill the socket until the kernel refuses: then the rest waits in the queue...
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0;
+            loop {
+                let n = s.try_write(&chunk).unwrap();
+                sent += n;
+                if n < chunk.len() {
+                    s.queue_write(bytes::Bytes::copy_from_slice(&chunk[n..])).unwrap();
+                    sent += chunk.len() - n;
+                    break;
+                }
+            }
+            // ...and a direct write must not overtake it.
+            assert_eq!(s.try_write(b"late").unwrap(), 0, "queued bytes go first");
+            s.queue_write(&b"late"[..]).unwrap();
+            let flushed = s.flush();
+            let reader = std::thread::spawn(move || {
+                let mut all = Vec::new();
+                let mut buf = vec![0; 64 * 1024];
+                while all.len() < 6 + sent + 4 {
+                    let n = b.read(&mut buf).unwrap();
+                    all.extend_from_slice(&buf[..n]);
+                }
+                all
+            });
+            flushed.await.unwrap();
+            let all = reader.join().unwrap();
+            assert!(all.starts_with(b"first x"));
+            assert!(all.ends_with(b"xlate"));
+            assert_eq!(all.len(), 6 + sent + 4);
+            s.close();
+            assert!(s.try_write(b"after").is_err(), "closed streams refuse writes");
+        });
+    });
+}
+
+#[test]
 fn read_bytes_partial_returns_what_is_there() {
     each_backend(|io_loop| {
         let (a, mut b) = UnixStream::pair().unwrap();
