@@ -41,6 +41,8 @@ Options:
   --callgrind         count instructions per request (default on; --quick off)
   --no-callgrind      do not
   --quiet-wait S      wait up to S s before each run for the machine to be idle (default 60; --quick 0)
+  --rounds N          run the bench.sh scenarios N times, every server once per round in turn, and report
+                      the median of each figure (default 1): this machine has slow and fast phases
   --port P            port the servers listen on (default 18080)
   --out DIR           where the report goes (default benches/report)
   --peers DIR         the peers folder (default ../shared/peers beside the workspace)
@@ -91,6 +93,7 @@ struct Options {
     idle_conns: u32,
     callgrind: bool,
     quiet_wait_s: u32,
+    rounds: u32,
     port: u16,
     out: Option<PathBuf>,
     peers: Option<PathBuf>,
@@ -112,6 +115,7 @@ impl Options {
             idle_conns: if quick { 200 } else { 10_000 },
             callgrind: !quick,
             quiet_wait_s: if quick { 0 } else { 60 },
+            rounds: 1,
             port: 18080,
             out: None,
             peers: None,
@@ -146,6 +150,7 @@ impl Options {
                 "--callgrind" => o.callgrind = true,
                 "--no-callgrind" => o.callgrind = false,
                 "--quiet-wait" => o.quiet_wait_s = number(flag, &value()?)?,
+                "--rounds" => o.rounds = number(flag, &value()?)?,
                 "--port" => o.port = number(flag, &value()?)?,
                 "--out" => o.out = Some(value()?.into()),
                 "--peers" => o.peers = Some(value()?.into()),
@@ -156,6 +161,9 @@ impl Options {
         }
         if o.duration_s == 0 {
             return Err("--duration must be at least 1 s".into());
+        }
+        if o.rounds == 0 {
+            return Err("--rounds must be at least 1".into());
         }
         if o.sweep.contains(&0) || o.idle_conns == 0 || o.port == 0 {
             return Err("connection counts and the port must be positive".into());
@@ -285,16 +293,26 @@ pub fn run(args: &[String]) -> Result<(), String> {
     eprintln!("raw output: {}", layout.show(&layout.run_dir));
 
     let mut commands = vec![format!("cargo xtask bench {}", shell_join(args))];
+    // The bench.sh scenarios in interleaved rounds (every server once per round), so that a slow or fast phase
+    // of the machine falls on all servers alike; each figure is then the median over the rounds.
+    let mut rounds: Vec<Vec<ServerFigures>> = vec![Vec::new(); specs.len()];
+    for round in 1..=opts.rounds {
+        for (spec, runs) in specs.iter().zip(&mut rounds) {
+            eprintln!("\n=== {} (round {round} of {}) ===", spec.name, opts.rounds);
+            let mut f = ServerFigures::default();
+            let command = run_bench_sh(spec, &opts, &layout, &mut f);
+            if round == 1 {
+                commands.push(command);
+            }
+            runs.push(f);
+        }
+    }
     let mut figures = Vec::new();
-    for spec in &specs {
-        eprintln!("\n=== {} ===", spec.name);
-        let mut f = ServerFigures {
-            name: spec.name.to_owned(),
-            about: spec.about.to_owned(),
-            command: shell_join(&server_argv(spec, &layout)),
-            ..Default::default()
-        };
-        commands.push(run_bench_sh(spec, &opts, &layout, &mut f));
+    for (spec, runs) in specs.iter().zip(rounds) {
+        let mut f = median_of_rounds(runs);
+        f.name = spec.name.to_owned();
+        f.about = spec.about.to_owned();
+        f.command = shell_join(&server_argv(spec, &layout));
         if !opts.sweep.is_empty() {
             commands.push(run_sweep(spec, &opts, &layout, &mut f));
         }
@@ -307,6 +325,44 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let report =
         build_report(&opts, &layout, &loadavg, nofile, python.as_deref(), commands, figures, started, callgrind);
     write_report(report, &opts, &layout, started)
+}
+
+/// One server's `bench.sh` figures over several rounds: each figure is the median of the rounds that measured it
+/// (the upper middle one for an even count); errors are summed; every round's problems are kept.
+fn median_of_rounds(runs: Vec<ServerFigures>) -> ServerFigures {
+    fn median(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+        let mut v: Vec<f64> = values.flatten().collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    }
+    let mut out = ServerFigures::default();
+    for scenario in Scenario::ALL {
+        let per: Vec<&ScenarioFigures> = runs.iter().filter_map(|r| r.scenarios.get(&scenario)).collect();
+        if per.is_empty() {
+            continue;
+        }
+        let pick = |get: fn(&ScenarioFigures) -> Option<f64>| median(per.iter().map(|f| get(f)));
+        out.scenarios.insert(
+            scenario,
+            ScenarioFigures {
+                rps: pick(|f| f.rps),
+                p50_ms: pick(|f| f.p50_ms),
+                p99_ms: pick(|f| f.p99_ms),
+                cpu_us_per_req: pick(|f| f.cpu_us_per_req),
+                server_cpu_pct: pick(|f| f.server_cpu_pct),
+                wrk_cpu_pct: pick(|f| f.wrk_cpu_pct),
+                other_pct: pick(|f| f.other_pct),
+                errors: per.iter().map(|f| f.errors).sum(),
+            },
+        );
+    }
+    out.idle_kib_per_conn = median(runs.iter().map(|r| r.idle_kib_per_conn));
+    let rounds = runs.len();
+    for (i, run) in runs.into_iter().enumerate() {
+        out.problems
+            .extend(run.problems.into_iter().map(|p| if rounds > 1 { format!("round {}: {p}", i + 1) } else { p }));
+    }
+    out
 }
 
 /// The command for server `name`, or `None` for an unknown name.
@@ -605,16 +661,22 @@ fn build_report(
 
     let sweep = opts.sweep.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
     let summary = format!(
-        "{} server(s), one run each{}: the peers' `bench.sh` ({} s warm-up + {} s measured per scenario, {} idle \
-         connections), a connection sweep over {{{sweep}}} with wrk{}. Single runs, no medians: on this machine \
-         req/s varies by up to ±10 % between runs; CPU time per request and instruction counts are the steadier \
-         figures. Raw lines are at the end.",
+        "{} server(s), {}{}: the peers' `bench.sh` ({} s warm-up + {} s measured per scenario, {} idle \
+         connections), a connection sweep over {{{sweep}}} with wrk{}. {} CPU time per request and instruction \
+         counts are the steadier figures. Raw lines are at the end.",
         servers.len(),
+        if opts.rounds > 1 { format!("{} interleaved rounds", opts.rounds) } else { "one run each".to_owned() },
         if opts.quick { " (`--quick`: a smoke run, figures not meaningful)" } else { "" },
         opts.warmup_s,
         opts.duration_s,
         fmt_int(opts.idle_conns),
         if callgrind { ", and callgrind instruction counts (`instr_per_req.py`)" } else { "" },
+        if opts.rounds > 1 {
+            "Each `bench.sh` figure is the median over the rounds (every server ran once per round, in turn); the \
+             sweep and the instruction counts ran once."
+        } else {
+            "Single runs, no medians: on this machine req/s varies by up to ±20 % between runs (pass `--rounds 3`)."
+        },
     );
 
     let stem = report_stem(started, cores);
@@ -883,6 +945,42 @@ mod tests {
         assert!(o.selection().iter().all(|&(n, required)| required == (n != "gale_web")));
         assert_eq!((o.duration_s, o.warmup_s, o.idle_conns), (10, 2, 10_000));
         assert_eq!(o.sweep, [64, 256, 1024, 4096, 10_000]);
+        assert_eq!(o.rounds, 1);
+    }
+
+    #[test]
+    fn rounds_are_parsed_and_zero_is_refused() {
+        assert_eq!(Options::parse(&args("--rounds 3")).unwrap().rounds, 3);
+        assert_eq!(Options::parse(&args("--rounds=5 --quick")).unwrap().rounds, 5);
+        assert!(Options::parse(&args("--rounds 0")).is_err());
+        assert!(Options::parse(&args("--rounds many")).is_err());
+    }
+
+    #[test]
+    fn rounds_merge_into_the_median_of_each_figure() {
+        let round = |rps: f64, cpu: Option<f64>, idle: Option<f64>, problem: Option<&str>| {
+            let mut f = ServerFigures { idle_kib_per_conn: idle, ..Default::default() };
+            f.scenarios.insert(
+                Scenario::ALL[0],
+                ScenarioFigures { rps: Some(rps), cpu_us_per_req: cpu, errors: Some(1.0), ..Default::default() },
+            );
+            f.problems.extend(problem.map(String::from));
+            f
+        };
+        let merged = median_of_rounds(vec![
+            round(133_000.0, Some(6.9), Some(2.1), None),
+            round(166_000.0, Some(5.5), None, Some("idle-memory test incomplete")),
+            round(135_000.0, None, Some(2.0), None),
+        ]);
+        let s = &merged.scenarios[&Scenario::ALL[0]];
+        assert_eq!(s.rps, Some(135_000.0), "the middle of three");
+        assert_eq!(s.cpu_us_per_req, Some(6.9), "the upper middle of the two rounds that measured it");
+        assert_eq!(s.errors, Some(3.0), "errors add up");
+        assert_eq!(merged.idle_kib_per_conn, Some(2.1));
+        assert_eq!(merged.problems, ["round 2: idle-memory test incomplete"]);
+        assert!(merged.scenarios.len() == 1, "scenarios no round measured stay absent");
+        let single = median_of_rounds(vec![round(1.0, None, None, Some("x"))]);
+        assert_eq!(single.problems, ["x"], "a single run's problems are not numbered");
     }
 
     #[test]
