@@ -191,6 +191,9 @@ pub struct RequestHead {
     version: Version,
     /// Target, as offsets into the head.
     target: (u32, u32),
+    /// Length of the target before its `?`, or the target's length if it has no query; found at parse time
+    /// so that `path` and `query` are slices, not searches.
+    path_end: u32,
     form: TargetForm,
     /// Authority of absolute- and authority-form targets, as offsets into the head.
     authority: (u32, u32),
@@ -210,6 +213,7 @@ impl RequestHead {
             method: Method::Get,
             version: Version::Http11,
             target: (0, 0),
+            path_end: 0,
             form: TargetForm::Origin,
             authority: (0, 0),
             headers: HeaderMap::new(),
@@ -249,21 +253,19 @@ impl RequestHead {
     /// The path: the target up to `?`. For an absolute-form target, the part after the authority (`/` if
     /// empty); for `*`, `*`; for `CONNECT`'s `host:port`, the whole target.
     pub fn path(&self) -> &str {
-        let target = self.target();
-        let path = match self.form {
-            TargetForm::Absolute => {
-                let skip = (self.authority.0 + self.authority.1 - self.target.0) as usize;
-                &target[skip..]
-            }
-            _ => target,
+        let start = match self.form {
+            TargetForm::Absolute => self.authority.0 + self.authority.1,
+            _ => self.target.0,
         };
-        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        let end = self.target.0 + self.path_end;
+        let path = self.str_at((start, end.saturating_sub(start)));
         if path.is_empty() { "/" } else { path }
     }
 
     /// The query: what follows the first `?` of the target, if there is one.
     pub fn query(&self) -> Option<&str> {
-        self.target().split_once('?').map(|(_, q)| q)
+        let (start, len) = self.target;
+        (self.path_end < len).then(|| self.str_at((start + self.path_end + 1, len - self.path_end - 1)))
     }
 
     /// The authority of an absolute-form target (`example.com:8080` in `http://example.com:8080/`) or of a
@@ -408,6 +410,7 @@ fn parse_head(
     let http11 = version == Version::Http11;
     head.version = version;
     head.target = (target_at as u32, target.len() as u32);
+    head.path_end = memchr::memchr(b'?', target.as_bytes()).unwrap_or(target.len()) as u32;
     head.form = form;
     head.authority = (target_at as u32 + authority.0, authority.1);
     head.body = body;
