@@ -1,8 +1,9 @@
 //! Header fields: an order-preserving, case-insensitive, multi-valued map, plus the byte-class checks that keep
 //! outgoing heads free of header injection.
 //!
-//! A [`HeaderMap`] built by the parser does not copy anything: it holds the frozen head buffer once and records
-//! each name and value as an offset range into it. Maps built by hand store `&'static` strings as they are and
+//! A [`HeaderMap`] built by the parser copies no field: it holds the head's bytes once, in one buffer, and
+//! records each name and value as an offset range into it (the server's request heads own that buffer and
+//! refill it for the next request; the client's response heads share it). Maps built by hand store `&'static` strings as they are and
 //! owned data as [`Bytes`], so a response with a few literal headers allocates nothing.
 //!
 //! Names are compared ASCII case-insensitively and are kept as they were given, so a head is re-serialized with
@@ -134,15 +135,41 @@ struct Entry {
 #[derive(Clone, Default)]
 pub struct HeaderMap {
     /// Backing storage for spans.
-    buf: Bytes,
+    buf: Buf,
     entries: SmallVec<[Entry; INLINE_FIELDS]>,
     /// Backing storage for owned values; slots of removed fields are emptied and compacted away.
     shared: Vec<Bytes>,
 }
 
+/// The buffer that parsed fields are spans of.
+#[derive(Clone)]
+enum Buf {
+    /// Shared with whoever else holds the head (heads read by the client).
+    Shared(Bytes),
+    /// Owned by the map alone, so that it can be refilled in place (server request heads, which are pooled:
+    /// no reference count to check or convert per request).
+    Owned(Vec<u8>),
+}
+
+impl Default for Buf {
+    fn default() -> Self {
+        Buf::Shared(Bytes::new())
+    }
+}
+
+impl Buf {
+    #[inline(always)]
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Buf::Shared(b) => b,
+            Buf::Owned(v) => v,
+        }
+    }
+}
+
 /// The bytes of `field`.
 #[inline(always)]
-fn resolve<'a>(field: &'a Field, buf: &'a Bytes, shared: &'a [Bytes]) -> &'a [u8] {
+fn resolve<'a>(field: &'a Field, buf: &'a [u8], shared: &'a [Bytes]) -> &'a [u8] {
     match *field {
         Field::Static(s) => s,
         Field::Local { start, len: SHARED } => &shared[start as usize],
@@ -158,17 +185,27 @@ impl HeaderMap {
 
     /// Creates an empty map with room for `capacity` fields.
     pub fn with_capacity(capacity: usize) -> Self {
-        HeaderMap { buf: Bytes::new(), entries: SmallVec::with_capacity(capacity), shared: Vec::new() }
+        HeaderMap { buf: Buf::default(), entries: SmallVec::with_capacity(capacity), shared: Vec::new() }
     }
 
     /// Replaces the backing buffer of parsed fields. The offsets recorded so far must be valid in `buf`.
     pub(crate) fn set_buffer(&mut self, buf: Bytes) {
-        self.buf = buf;
+        self.buf = Buf::Shared(buf);
     }
 
-    /// Takes the buffer parsed fields refer to, leaving the fields.
-    pub(crate) fn take_buffer(&mut self) -> Bytes {
-        std::mem::take(&mut self.buf)
+    /// Replaces the backing buffer of parsed fields with one the map owns alone. The offsets recorded so far
+    /// must be valid in `buf`.
+    pub(crate) fn set_owned_buffer(&mut self, buf: Vec<u8>) {
+        self.buf = Buf::Owned(buf);
+    }
+
+    /// Takes the buffer parsed fields refer to if the map owns it alone (else an empty one), leaving the
+    /// fields.
+    pub(crate) fn take_owned_buffer(&mut self) -> Vec<u8> {
+        match std::mem::take(&mut self.buf) {
+            Buf::Owned(v) => v,
+            Buf::Shared(_) => Vec::new(),
+        }
     }
 
     /// Removes every field but keeps the buffer, for reuse.
@@ -178,8 +215,8 @@ impl HeaderMap {
     }
 
     /// The buffer parsed fields refer to.
-    pub(crate) fn buffer(&self) -> &Bytes {
-        &self.buf
+    pub(crate) fn buffer(&self) -> &[u8] {
+        self.buf.as_slice()
     }
 
     /// Appends a field given as offset ranges into the backing buffer.
@@ -205,12 +242,12 @@ impl HeaderMap {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.shared.clear();
-        self.buf = Bytes::new();
+        self.buf = Buf::default();
     }
 
     #[inline]
     fn bytes<'a>(&'a self, field: &'a Field) -> &'a [u8] {
-        resolve(field, &self.buf, &self.shared)
+        resolve(field, self.buf.as_slice(), &self.shared)
     }
 
     #[inline]
@@ -276,12 +313,20 @@ impl HeaderMap {
         self.find(name.as_bytes()).map(|e| self.bytes(&e.value))
     }
 
-    /// The first value of `name` as [`Bytes`] sharing the map's storage (no copy), to keep past the map's life.
+    /// The first value of `name` as [`Bytes`], to keep past the map's life: it shares the map's storage (no
+    /// copy) unless that storage is a server request head's, which is recycled for the next request and so is
+    /// copied from.
     pub fn get_shared(&self, name: &str) -> Option<Bytes> {
         self.find(name.as_bytes()).map(|e| match e.value {
             Field::Static(s) => Bytes::from_static(s),
             Field::Local { start, len: SHARED } => self.shared[start as usize].clone(),
-            Field::Local { start, len } => self.buf.slice(start as usize..(start + len) as usize),
+            Field::Local { start, len } => {
+                let range = start as usize..(start + len) as usize;
+                match &self.buf {
+                    Buf::Shared(b) => b.slice(range),
+                    Buf::Owned(v) => Bytes::copy_from_slice(&v[range]),
+                }
+            }
         })
     }
 
@@ -333,6 +378,7 @@ impl HeaderMap {
     /// owned bytes are released all the same, as the caller overwrites it).
     fn remove_matching(&mut self, name: &[u8], keep_first: bool) -> Option<usize> {
         let HeaderMap { buf, entries, shared } = self;
+        let buf = buf.as_slice();
         let mut first = None;
         let mut index = 0;
         entries.retain(|e| {

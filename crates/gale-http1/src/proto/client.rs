@@ -7,7 +7,7 @@
 use std::fmt;
 use std::mem::MaybeUninit;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use super::body::{BodyEncoder, BodyKind};
 use super::error::{EncodeError, ParseError, ParseErrorKind};
@@ -240,8 +240,8 @@ impl ResponseHead {
         self.keep_alive && !switched && self.body_kind(request_method) != BodyKind::CloseDelimited
     }
 
-    /// The whole head as received, shared.
-    pub fn head_bytes(&self) -> &Bytes {
+    /// The whole head as received.
+    pub fn head_bytes(&self) -> &[u8] {
         self.headers.buffer()
     }
 }

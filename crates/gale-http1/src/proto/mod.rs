@@ -133,9 +133,9 @@ impl Method {
         })
     }
 
-    /// A method parsed from a head: registered ones need no storage, others share the head buffer.
-    fn from_head(name: &[u8], head: &Bytes) -> Method {
-        Method::known(name).unwrap_or_else(|| Method::Extension(ExtensionMethod(head.slice_ref(name))))
+    /// A method parsed from a head: registered ones need no storage, others are copied (they are rare).
+    fn from_name(name: &[u8]) -> Method {
+        Method::known(name).unwrap_or_else(|| Method::Extension(ExtensionMethod(Bytes::copy_from_slice(name))))
     }
 
     /// The method name.

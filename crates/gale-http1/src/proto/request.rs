@@ -100,10 +100,10 @@ impl RequestParser {
             let mut head = self.spare.take().unwrap_or_else(pool::take);
             if let Some(complete) = parse_head(buf, start, &self.limits, &mut head)? {
                 self.scanner.reset();
-                let bytes = pool::fill(head.headers.take_buffer(), &buf[..complete.len]);
+                let bytes = pool::fill(head.headers.take_owned_buffer(), &buf[..complete.len]);
                 head.len = complete.len as u32;
-                head.method = Method::from_head(&bytes[complete.method], &bytes);
-                head.headers.set_buffer(bytes);
+                head.method = Method::from_name(&bytes[complete.method]);
+                head.headers.set_owned_buffer(bytes);
                 return Ok(Some((head, complete.len)));
             }
             self.spare = Some(head);
@@ -117,7 +117,6 @@ impl RequestParser {
 /// with its allocation and its byte buffer, so that a steady stream of requests allocates nothing for heads.
 pub(crate) mod pool {
     use super::RequestHead;
-    use bytes::Bytes;
     use std::cell::RefCell;
 
     /// Most heads kept per thread.
@@ -143,8 +142,9 @@ pub(crate) mod pool {
         head.headers.clear_fields();
         head.method = crate::proto::Method::Get;
         head.len = 0;
-        if head.headers.buffer().len() > MAX_BUFFER {
-            drop(head.headers.take_buffer());
+        let buffer = head.headers.take_owned_buffer();
+        if buffer.capacity() <= MAX_BUFFER {
+            head.headers.set_owned_buffer(buffer);
         }
         let _ = POOL.try_with(|p| {
             let mut p = p.borrow_mut();
@@ -154,20 +154,14 @@ pub(crate) mod pool {
         });
     }
 
-    /// A buffer starting with `bytes`: `old` overwritten if no one else holds it and it is large enough, else a
-    /// new one. Buffers are as long as their allocation, so that freezing and reclaiming them never allocates.
-    pub(crate) fn fill(old: Bytes, bytes: &[u8]) -> Bytes {
-        if old.len() >= bytes.len() {
-            if let Ok(mut buf) = old.try_into_mut() {
-                buf[..bytes.len()].copy_from_slice(bytes);
-                return buf.freeze();
-            }
+    /// `bytes` in `buf`, overwriting it; a buffer of the usual size if `buf` has no room.
+    pub(crate) fn fill(mut buf: Vec<u8>, bytes: &[u8]) -> Vec<u8> {
+        buf.clear();
+        if buf.capacity() < bytes.len() {
+            buf = Vec::with_capacity(bytes.len().max(NEW_BUFFER));
         }
-        let len = bytes.len().max(NEW_BUFFER);
-        let mut buf = Vec::with_capacity(len);
         buf.extend_from_slice(bytes);
-        buf.resize(len, 0);
-        Bytes::from(buf)
+        buf
     }
 }
 
@@ -1117,7 +1111,7 @@ Priority: u=0, i\r\n\r\n";
     fn a_pooled_buffer_still_in_use_is_not_overwritten() {
         let mut parser = RequestParser::default();
         let head = parse_boxed(&mut parser, b"PROPFIND /dav HTTP/1.1\r\nHost: h\r\n\r\n");
-        // The extension method shares the head's buffer and outlives the head.
+        // The extension method outlives the head, whose buffer is overwritten.
         let method = head.method().clone();
         pool::put(head);
         let next = parse_boxed(&mut parser, b"MKCALENDAR /x HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -1132,7 +1126,8 @@ Priority: u=0, i\r\n\r\n";
         let head = parse_boxed(&mut parser, big.as_bytes());
         pool::put(head);
         let next = parse_boxed(&mut parser, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
-        assert_eq!(next.headers().buffer().len(), 1024, "a new buffer of the usual size");
+        let mut next = next;
+        assert_eq!(next.headers_mut().take_owned_buffer().capacity(), 1024, "a new buffer of the usual size");
     }
 
     #[test]
