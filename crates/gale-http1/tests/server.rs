@@ -414,6 +414,14 @@ fn whole_responses_are_written_in_one_call_with_any_body() {
         let r = c.roundtrip(&get("/respond/injection"));
         assert_eq!((r.status, r.header("x-evil"), r.header("set-cookie")), (500, None, None));
         assert_eq!(c.roundtrip(&get("/")).text(), "Hello, World!");
+        // HEAD: the length of the body that a GET would get, and no body.
+        c.send(b"HEAD /respond/borrowed HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = c.head_response();
+        assert_eq!((r.status, r.header("content-length")), (201, Some("100")));
+        c.send(b"GET /respond/not-modified HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = c.head_response();
+        assert_eq!((r.status, r.header("etag"), r.header("content-length")), (304, Some("\"v1\""), None));
+        assert_eq!(c.roundtrip(&get("/")).text(), "Hello, World!", "the connection goes on, nothing stray sent");
     });
 }
 

@@ -404,7 +404,8 @@ fn parse_head(
     let http11 = version == Version::Http11;
     head.version = version;
     head.target = (target_at as u32, target.len() as u32);
-    head.path_end = memchr::memchr(b'?', target.as_bytes()).unwrap_or(target.len()) as u32;
+    // A plain scan: targets are short, and most are just a path.
+    head.path_end = target.bytes().position(|b| b == b'?').unwrap_or(target.len()) as u32;
     head.form = form;
     head.authority = (target_at as u32 + authority.0, authority.1);
     head.body = body;

@@ -253,6 +253,9 @@ impl ResponseWriter {
             ResponseBody::Borrowed(b) => b,
             ResponseBody::Shared(b) => b,
         };
+        if status >= 200 && bytes.len() <= COPY_BODY_LIMIT && !self.shared.closed.get() {
+            return self.respond_small(status, fields, bytes);
+        }
         self.write_head_fields(status, None, fields, Some(bytes.len() as u64))?;
         match body {
             ResponseBody::Borrowed(b) if b.len() > COPY_BODY_LIMIT => self.write(Bytes::copy_from_slice(b))?,
@@ -261,6 +264,38 @@ impl ResponseWriter {
             _ => {}
         }
         self.finish()
+    }
+
+    /// [`respond`](ResponseWriter::respond) for a final response with a small body, the usual case: head, body
+    /// and end are written under one borrow of the output, with the same checks and outcomes as the three
+    /// steps taken one by one.
+    fn respond_small(&self, status: u16, fields: &[(&str, &str)], bytes: &[u8]) -> Result<(), WriteError> {
+        let s = &self.shared;
+        if s.writing.get() != Writing::Head {
+            return Err(WriteError::HeadAlreadyWritten);
+        }
+        let mut ctx = s.ctx.get();
+        if s.server.shutting_down.get() || s.body.borrow().as_ref().is_some_and(BodyReader::failed) {
+            ctx = ctx.with_keep_alive(false);
+        }
+        let ctx = ctx.with_now(gale_iostream::ioloop::now());
+        let mut out = s.out();
+        let head = s.encoder.encode_fields(&ctx, status, None, fields, Some(bytes.len() as u64), &mut out)?;
+        let mut body = head.body;
+        s.after.set(head.connection);
+        if !bytes.is_empty() {
+            if let Err(e) = body.encode(bytes, &mut out) {
+                // As a failed `write`: the head is out, the body is still to come.
+                s.writing.set(Writing::Body(body));
+                return Err(e.into());
+            }
+        }
+        let result = body.finish(&mut out);
+        if result.is_err() || body.is_close_delimited() {
+            s.after.set(ConnectionAfter::Close);
+        }
+        s.writing.set(Writing::Done);
+        Ok(result?)
     }
 
     /// Copies a small piece of body into the output.

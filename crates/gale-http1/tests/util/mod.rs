@@ -317,6 +317,11 @@ impl HttpService for TestService {
             }
             "/respond/shared" => writer.respond(200, &[], bytes::Bytes::from(pattern(7, 9_000))).expect("respond"),
             "/respond/empty" => writer.respond(204, &[], "").expect("respond"),
+            "/respond/not-modified" => {
+                // A 304 carries no body: the body is refused, the head is out and the response still ends well.
+                let refused = writer.respond(304, &[("ETag", "\"v1\"")], "stale body");
+                assert!(refused.is_err(), "a 304 body is refused");
+            }
             "/respond/injection" => {
                 let refused = writer.respond(200, &[("X-Evil", "a\r\nSet-Cookie: x=1")], "no");
                 assert!(refused.is_err(), "a line break in a value is refused");
