@@ -377,6 +377,7 @@ impl IOLoop {
 
     /// Polls a source for readiness in `dir` (READABLE or WRITABLE): `Ready` consumes a readiness report,
     /// `Pending` stores the waker and makes sure the poller watches that direction.
+    #[inline]
     pub(crate) fn poll_source(&self, key: usize, dir: Interest, waker: &Waker) -> Poll<io::Result<()>> {
         let mut entries = self.inner.entries.borrow_mut();
         let Some(Entry::Source(s)) = entries.get_mut(key) else {
@@ -419,6 +420,7 @@ impl IOLoop {
     }
 
     /// Marks a direction as not ready after the syscall said `WouldBlock`.
+    #[inline]
     pub(crate) fn clear_source_readiness(&self, key: usize, dir: Interest) {
         if let Some(Entry::Source(s)) = self.inner.entries.borrow_mut().get_mut(key) {
             s.ready = s.ready.remove(dir);
@@ -556,31 +558,25 @@ impl IOLoop {
         let mut plan: Option<WaitPlan> = None;
         let mut ready: Vec<TaskId> = Vec::new();
         loop {
-            self.drain_remote_callbacks();
+            if inner.remote.pending.load(std::sync::atomic::Ordering::Acquire) {
+                self.drain_remote_callbacks();
+            }
             let ncallbacks = inner.callbacks.borrow().len();
             // Collect due timers before running anything.
             let now = Instant::now();
             LOOP_NOW.with(|c| c.set(Some(now)));
-            // For the blocked-loop detector: the clock reading that starts the next timed callback.
-            let mut mark = Some(now);
+            // The blocked-loop detector, asked once per iteration; when it is on, `mark` is the clock reading
+            // that starts the next timed callback.
+            let timed = inner.blocking_threshold.get().is_some();
+            let mut mark = if timed { Some(now) } else { None };
             inner.timers.borrow().due(now, &mut due);
 
-            for _ in 0..ncallbacks {
-                let cb = inner.callbacks.borrow_mut().pop_front();
-                match cb {
-                    Some(cb) => self.run_guarded(cb.name, cb.f, &mut mark),
-                    None => break,
-                }
+            if ncallbacks > 0 {
+                self.run_callbacks(ncallbacks, timed, &mut mark);
             }
-            self.run_ready_tasks(&mut ready, &mut mark);
+            self.run_ready_tasks(&mut ready, timed, &mut mark);
             if !due.is_empty() {
-                for handle in due.drain(..) {
-                    // A due timer cancelled by an earlier callback is gone from the map and does not run.
-                    let cb = inner.timers.borrow_mut().remove(handle);
-                    if let Some(cb) = cb {
-                        self.run_guarded(cb.name, cb.f, &mut mark);
-                    }
-                }
+                self.run_due_timers(&mut due, timed, &mut mark);
             }
 
             if inner.remote.stop_requested.load(std::sync::atomic::Ordering::Relaxed)
@@ -602,7 +598,7 @@ impl IOLoop {
                 Err(e) => return Err(e),
             }
             if !events.is_empty() {
-                self.dispatch(&events);
+                self.dispatch(&events, timed);
             }
         }
         Ok(())
@@ -687,29 +683,61 @@ impl IOLoop {
         }
     }
 
+    /// Runs the first `n` queued callbacks (those queued before the iteration began).
+    fn run_callbacks(&self, n: usize, timed: bool, mark: &mut Option<Instant>) {
+        for _ in 0..n {
+            let cb = self.inner.callbacks.borrow_mut().pop_front();
+            match cb {
+                Some(cb) => self.run_guarded(cb.name, cb.f, timed, mark),
+                None => break,
+            }
+        }
+    }
+
+    /// Runs the timers collected in `due`, leaving it empty.
+    fn run_due_timers(&self, due: &mut Vec<TimeoutHandle>, timed: bool, mark: &mut Option<Instant>) {
+        for handle in due.drain(..) {
+            // A due timer cancelled by an earlier callback is gone from the map and does not run.
+            let cb = self.inner.timers.borrow_mut().remove(handle);
+            if let Some(cb) = cb {
+                self.run_guarded(cb.name, cb.f, timed, mark);
+            }
+        }
+    }
+
     /// Polls the woken tasks; `ready` is an empty buffer, left empty.
-    fn run_ready_tasks(&self, ready: &mut Vec<TaskId>, mark: &mut Option<Instant>) {
+    #[inline]
+    fn run_ready_tasks(&self, ready: &mut Vec<TaskId>, timed: bool, mark: &mut Option<Instant>) {
         let inner = &self.inner;
         // Tasks woken on this thread, then those woken from others. Tasks woken while these run wait for the
         // next iteration.
         LOCAL_READY.with(|q| std::mem::swap(ready, &mut *q.borrow_mut()));
-        if inner.remote.pending.load(std::sync::atomic::Ordering::Acquire)
-            && inner.remote.pending.swap(false, std::sync::atomic::Ordering::AcqRel)
-        {
-            ready.append(&mut remote::lock(&inner.remote.ready));
-            // Remote callbacks that arrived after the drain keep the flag up for the next iteration.
-            if !remote::lock(&inner.remote.callbacks).is_empty() {
-                inner.remote.pending.store(true, std::sync::atomic::Ordering::Release);
-            }
+        if inner.remote.pending.load(std::sync::atomic::Ordering::Acquire) {
+            self.take_remote_ready(ready);
         }
         // Iterated, then cleared, rather than drained: the buffer is the loop's own, out of reach of the tasks.
         for &id in ready.iter() {
-            self.poll_task(id, mark);
+            self.poll_task(id, timed, mark);
         }
         ready.clear();
     }
 
-    fn poll_task(&self, id: TaskId, mark: &mut Option<Instant>) {
+    /// Appends the tasks woken from other threads to `ready`.
+    #[cold]
+    #[inline(never)]
+    fn take_remote_ready(&self, ready: &mut Vec<TaskId>) {
+        let remote = &self.inner.remote;
+        if remote.pending.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            ready.append(&mut remote::lock(&remote.ready));
+            // Remote callbacks that arrived after the drain keep the flag up for the next iteration.
+            if !remote::lock(&remote.callbacks).is_empty() {
+                remote.pending.store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+    }
+
+    #[inline]
+    fn poll_task(&self, id: TaskId, timed: bool, mark: &mut Option<Instant>) {
         let inner = &self.inner;
         // Take the future and its waker out so that the task table is not borrowed while it runs.
         let (mut future, waker, name) = {
@@ -722,46 +750,47 @@ impl IOLoop {
             task.wake_state.unschedule();
             (future, waker, task.name)
         };
-        let start = self.blocking_start(mark);
+        let start = if timed { self.blocking_start(mark) } else { None };
         let result = executor::poll_task(&mut future, &waker);
         self.check_blocking(start, mark, "task", name);
-        let mut tasks = inner.tasks.borrow_mut();
-        let result = match result {
-            Ok(p) => p,
-            Err(msg) => {
-                log::error!("task {name} panicked: {msg}");
-                if let Some(t) = tasks.get(id.key).filter(|t| t.id == id) {
-                    t.join.fail(JoinError::Panicked(msg));
-                }
-                Poll::Ready(())
-            }
-        };
-        match result {
-            Poll::Ready(()) => {
-                if tasks.get(id.key).is_some_and(|t| t.id == id) {
-                    let task = tasks.remove(id.key);
-                    drop(tasks);
-                    drop(task);
-                }
-                drop(future);
-                drop(waker);
-            }
-            Poll::Pending => match tasks.get_mut(id.key) {
-                Some(task) if task.id == id => {
+        if let Ok(Poll::Pending) = result {
+            let mut tasks = inner.tasks.borrow_mut();
+            if let Some(task) = tasks.get_mut(id.key) {
+                if task.id == id {
                     task.body = Some((future, waker));
+                    return;
                 }
-                _ => {
-                    // Cancelled while it ran: drop it now.
-                    drop(tasks);
-                    drop(future);
-                    drop(waker);
-                }
-            },
+            }
+            // Cancelled while it ran: drop it now.
+            drop(tasks);
+            drop(future);
+            drop(waker);
+            return;
+        }
+        self.end_task(id, name, result.err());
+        drop(future);
+        drop(waker);
+    }
+
+    /// Removes a task whose future completed or panicked (`panic` is then its message).
+    #[inline(never)]
+    fn end_task(&self, id: TaskId, name: &'static str, panic: Option<String>) {
+        let mut tasks = self.inner.tasks.borrow_mut();
+        if let Some(msg) = panic {
+            log::error!("task {name} panicked: {msg}");
+            if let Some(t) = tasks.get(id.key).filter(|t| t.id == id) {
+                t.join.fail(JoinError::Panicked(msg));
+            }
+        }
+        if tasks.get(id.key).is_some_and(|t| t.id == id) {
+            let task = tasks.remove(id.key);
+            drop(tasks);
+            drop(task);
         }
     }
 
-    fn run_guarded(&self, name: &'static str, f: Callback, mark: &mut Option<Instant>) {
-        let start = self.blocking_start(mark);
+    fn run_guarded(&self, name: &'static str, f: Callback, timed: bool, mark: &mut Option<Instant>) {
+        let start = if timed { self.blocking_start(mark) } else { None };
         if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
             log::error!("callback {name} panicked: {}", crate::panic_message(&*payload));
         }
@@ -801,7 +830,7 @@ impl IOLoop {
         end
     }
 
-    fn dispatch(&self, events: &Events) {
+    fn dispatch(&self, events: &Events, timed: bool) {
         let inner = &self.inner;
         // The first handler after the wait reads the clock; each later one starts when the one before ended.
         let mut mark = None;
@@ -833,7 +862,7 @@ impl IOLoop {
                     );
                     let Some(mut cb) = callback.take() else { continue };
                     drop(entries);
-                    let start = self.blocking_start(&mut mark);
+                    let start = if timed { self.blocking_start(&mut mark) } else { None };
                     if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| cb(fd, masked))) {
                         log::error!("handler {name} for fd {fd} panicked: {}", crate::panic_message(&*payload));
                     }

@@ -242,7 +242,7 @@ impl<S: AsFd + 'static> IOStream<S> {
         consume: impl FnOnce(&[u8]) -> usize,
     ) -> Poll<Result<usize, StreamError>> {
         let options = self.inner.options.get();
-        {
+        let (room, may_have_data) = {
             let st = self.inner.state.borrow();
             if let Some(reason) = &st.closed {
                 return Poll::Ready(Err(StreamError::Closed(reason.clone())));
@@ -252,16 +252,15 @@ impl<S: AsFd + 'static> IOStream<S> {
                 self.close_with(CloseReason::Error(io::ErrorKind::OutOfMemory, "read buffer full".into()));
                 return Poll::Ready(Err(StreamError::BufferFull));
             }
-        }
-        let room = options.max_buffer_size - self.inner.state.borrow().read_buf.len();
+            (options.max_buffer_size - st.read_buf.len(), st.may_have_data)
+        };
         let want = options.read_chunk_size.clamp(1, DEFAULT_READ_CHUNK_SIZE).min(room);
         let result = {
             let source = self.inner.source.borrow();
             let Some(source) = source.as_ref() else {
                 return Poll::Ready(Err(StreamError::Closed(CloseReason::Local)));
             };
-            let ready =
-                if self.inner.state.borrow().may_have_data { Poll::Ready(Ok(())) } else { source.poll_readable(cx) };
+            let ready = if may_have_data { Poll::Ready(Ok(())) } else { source.poll_readable(cx) };
             match ready {
                 Poll::Pending => return Poll::Pending,
                 // Handled below, once the source is no longer borrowed (closing takes it).
