@@ -1,6 +1,6 @@
 //! The single-threaded executor: tasks that need not be `Send`, woken by `Send + Sync` wakers.
 //!
-//! A task is a boxed future in a slab owned by the loop. Its waker is one `Arc` allocated at spawn and reused
+//! A task is a boxed future, behind an `Rc`, in a slab owned by the loop. Its waker is one `Arc` allocated at spawn and reused
 //! for every poll; waking pushes the task's id onto the loop's ready queue (a mutex that is uncontended unless
 //! another thread wakes) and, only when called from another thread, writes the poller's wake-up fd. An atomic
 //! `scheduled` flag collapses repeated wakes into one poll.
@@ -61,11 +61,16 @@ impl Wake for TaskWaker {
 pub(crate) type TaskFuture = Pin<Box<dyn Future<Output = ()>>>;
 
 /// A spawned task: its future, its waker, and where its failure is reported.
+///
+/// The loop's task table holds each task behind an `Rc`, and a poll holds a second one: the future is then
+/// polled where it lies, with the table free for the task to spawn or cancel others (or itself: the future of
+/// a task cancelled while it runs is dropped when the poll returns, with the last `Rc`).
 pub(crate) struct Task {
     pub(crate) id: TaskId,
-    /// The future and the waker every poll passes (made once at spawn); `None` while the task is being polled,
-    /// when the loop holds them.
-    pub(crate) body: Option<(TaskFuture, Waker)>,
+    /// Borrowed while the task is being polled.
+    pub(crate) future: RefCell<TaskFuture>,
+    /// The waker every poll passes, made once at spawn.
+    pub(crate) waker: Waker,
     /// The state behind the waker, to unschedule the task before each poll.
     pub(crate) wake_state: Arc<TaskWaker>,
     pub(crate) name: &'static str,
@@ -80,7 +85,7 @@ impl Task {
         join: Rc<dyn JoinSink>,
     ) -> Task {
         let waker = Waker::from(wake_state.clone());
-        Task { id: wake_state.id, body: Some((future, waker)), wake_state, name, join }
+        Task { id: wake_state.id, future: RefCell::new(future), waker, wake_state, name, join }
     }
 }
 

@@ -88,7 +88,7 @@ pub(crate) struct Inner {
     next_generation: Cell<u64>,
     callbacks: RefCell<VecDeque<Named<Callback>>>,
     timers: RefCell<Timers<Named<Callback>>>,
-    tasks: RefCell<Slab<Task>>,
+    tasks: RefCell<Slab<Rc<Task>>>,
     pub(crate) remote: Arc<Remote>,
     running: Cell<bool>,
     stopped: Cell<bool>,
@@ -484,7 +484,7 @@ impl IOLoop {
         let entry = tasks.vacant_entry();
         let id = TaskId { key: entry.key(), generation };
         let waker = TaskWaker::new(id, self.inner.remote.clone());
-        entry.insert(Task::new(future, waker, name, join));
+        entry.insert(Rc::new(Task::new(future, waker, name, join)));
         drop(tasks);
         executor::set_task(&mut handle, Rc::downgrade(&self.inner), id);
         self.inner.remote.schedule_task(id);
@@ -738,38 +738,25 @@ impl IOLoop {
 
     #[inline]
     fn poll_task(&self, id: TaskId, timed: bool, mark: &mut Option<Instant>) {
-        let inner = &self.inner;
-        // Take the future and its waker out so that the task table is not borrowed while it runs.
-        let (mut future, waker, name) = {
-            let mut tasks = inner.tasks.borrow_mut();
-            let Some(task) = tasks.get_mut(id.key) else { return };
-            if task.id != id {
-                return;
+        // A second handle to the task, so that the task table is not borrowed while it runs.
+        let task = {
+            let tasks = self.inner.tasks.borrow();
+            match tasks.get(id.key) {
+                Some(task) if task.id == id => task.clone(),
+                _ => return,
             }
-            let Some((future, waker)) = task.body.take() else { return };
-            task.wake_state.unschedule();
-            (future, waker, task.name)
         };
+        let Ok(mut future) = task.future.try_borrow_mut() else { return };
+        task.wake_state.unschedule();
         let start = if timed { self.blocking_start(mark) } else { None };
-        let result = executor::poll_task(&mut future, &waker);
-        self.check_blocking(start, mark, "task", name);
-        if let Ok(Poll::Pending) = result {
-            let mut tasks = inner.tasks.borrow_mut();
-            if let Some(task) = tasks.get_mut(id.key) {
-                if task.id == id {
-                    task.body = Some((future, waker));
-                    return;
-                }
-            }
-            // Cancelled while it ran: drop it now.
-            drop(tasks);
-            drop(future);
-            drop(waker);
-            return;
-        }
-        self.end_task(id, name, result.err());
+        let result = executor::poll_task(&mut future, &task.waker);
         drop(future);
-        drop(waker);
+        self.check_blocking(start, mark, "task", task.name);
+        if !matches!(result, Ok(Poll::Pending)) {
+            self.end_task(id, task.name, result.err());
+        }
+        // The future is dropped here if the task ended or was cancelled while it ran.
+        drop(task);
     }
 
     /// Removes a task whose future completed or panicked (`panic` is then its message).
