@@ -1,9 +1,9 @@
 //! The single-threaded executor: tasks that need not be `Send`, woken by `Send + Sync` wakers.
 //!
-//! A task is a boxed future, behind an `Rc`, in a slab owned by the loop. Its waker is one `Arc` allocated at spawn and reused
-//! for every poll; waking pushes the task's id onto the loop's ready queue (a mutex that is uncontended unless
-//! another thread wakes) and, only when called from another thread, writes the poller's wake-up fd. An atomic
-//! `scheduled` flag collapses repeated wakes into one poll.
+//! A task is a boxed future, behind an `Rc`, in a slab owned by the loop. Its waker is one `Arc` allocated at
+//! spawn and reused for every poll; waking pushes the task's id onto the loop's ready queue (a thread-local
+//! queue when woken on the loop's thread, else a mutex, and then the poller's wake-up fd is written too). An
+//! atomic `scheduled` flag collapses repeated wakes into one poll.
 //!
 //! The executor knows nothing of I/O: it meets the reactor only at [`std::task::Waker`].
 
@@ -19,11 +19,24 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use crate::remote::Remote;
 
-/// The slab key and generation of a task; the generation rejects stale wakes of a reused slot.
+/// The slab key and generation of a task, in one word; the generation rejects stale wakes of a reused slot.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) struct TaskId {
-    pub(crate) key: usize,
-    pub(crate) generation: u64,
+pub(crate) struct TaskId(u64);
+
+impl TaskId {
+    /// # Panics
+    ///
+    /// If `key` does not fit in 32 bits (four billion live tasks) or `generation` is 0 or does not fit either.
+    pub(crate) fn new(key: usize, generation: u64) -> TaskId {
+        let key = u32::try_from(key).expect("too many tasks");
+        assert!(generation != 0 && generation <= u32::MAX as u64, "task generation out of range");
+        TaskId(generation << 32 | key as u64)
+    }
+
+    /// The task's slab key.
+    pub(crate) fn key(self) -> usize {
+        (self.0 & 0xffff_ffff) as usize
+    }
 }
 
 /// The waker of one task.

@@ -482,7 +482,7 @@ impl IOLoop {
         let name = std::any::type_name::<F>();
         let mut tasks = self.inner.tasks.borrow_mut();
         let entry = tasks.vacant_entry();
-        let id = TaskId { key: entry.key(), generation };
+        let id = TaskId::new(entry.key(), generation);
         let waker = TaskWaker::new(id, self.inner.remote.clone());
         entry.insert(Rc::new(Task::new(future, waker, name, join)));
         drop(tasks);
@@ -741,7 +741,7 @@ impl IOLoop {
         // A second handle to the task, so that the task table is not borrowed while it runs.
         let task = {
             let tasks = self.inner.tasks.borrow();
-            match tasks.get(id.key) {
+            match tasks.get(id.key()) {
                 Some(task) if task.id == id => task.clone(),
                 _ => return,
             }
@@ -765,12 +765,12 @@ impl IOLoop {
         let mut tasks = self.inner.tasks.borrow_mut();
         if let Some(msg) = panic {
             log::error!("task {name} panicked: {msg}");
-            if let Some(t) = tasks.get(id.key).filter(|t| t.id == id) {
+            if let Some(t) = tasks.get(id.key()).filter(|t| t.id == id) {
                 t.join.fail(JoinError::Panicked(msg));
             }
         }
-        if tasks.get(id.key).is_some_and(|t| t.id == id) {
-            let task = tasks.remove(id.key);
+        if tasks.get(id.key()).is_some_and(|t| t.id == id) {
+            let task = tasks.remove(id.key());
             drop(tasks);
             drop(task);
         }
@@ -870,15 +870,9 @@ impl IOLoop {
     }
 
     fn on_source_event(&self, key: usize, s: &mut SourceState, ev: &Event) {
-        let mut ready = Interest::NONE;
-        if ev.is_readable() || ev.is_hangup() || ev.is_error() {
-            ready = ready.add(Interest::READABLE);
-        }
-        if ev.is_writable() || ev.is_error() {
-            ready = ready.add(Interest::WRITABLE);
-        }
-        // Only directions being watched count: the rest was reported alongside a hang-up or an error.
-        ready = ready.remove(Interest::BOTH.remove(s.interest));
+        // Hang-up comes as readable and an error as both (the poller's contract). Only directions being watched
+        // count: the rest was reported alongside a hang-up or an error.
+        let ready = ev.readiness().remove(Interest::BOTH.remove(s.interest));
         s.ready = s.ready.add(ready);
         s.hangup |= ev.is_hangup();
         let woken = ready.remove(Interest::BOTH.remove(s.waiting));
@@ -923,8 +917,8 @@ impl IOLoop {
 /// Drops a task's future now (for [`JoinHandle::cancel`]), unless the task already ended.
 pub(crate) fn cancel_task(inner: &Inner, id: TaskId) {
     let mut tasks = inner.tasks.borrow_mut();
-    if tasks.get(id.key).is_some_and(|t| t.id == id) {
-        let task = tasks.remove(id.key);
+    if tasks.get(id.key()).is_some_and(|t| t.id == id) {
+        let task = tasks.remove(id.key());
         drop(tasks);
         drop(task); // its destructors run with no borrow held
     }
