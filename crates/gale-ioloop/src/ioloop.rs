@@ -27,14 +27,15 @@ const EVENTS_CAPACITY: usize = 1024;
 /// the iteration before its wait ran longer than half this (see [`WaitPlan`]).
 const CLOCK_REUSE_MARGIN: Duration = Duration::from_millis(100);
 
-/// A wait timeout for a far timer, worked out once and reused by the iterations that start within
-/// `CLOCK_REUSE_MARGIN / 2` of it, so that they do no clock arithmetic.
+/// A wait timeout for a far timer (or for no timer at all), worked out once and reused by the iterations that
+/// start within `CLOCK_REUSE_MARGIN / 2` of it while the timers stay as they were, so that they neither look at
+/// the timers nor do clock arithmetic.
 #[derive(Clone, Copy)]
 struct WaitPlan {
-    /// The earliest timer deadline the plan was made for; another one voids it.
-    deadline: Instant,
+    /// The `timers_version` the plan was made for; a timer scheduled or removed since voids it.
+    version: u64,
     /// Iterations starting before this may wait `timeout`: they wake at least `CLOCK_REUSE_MARGIN / 2` short
-    /// of `deadline`.
+    /// of the earliest deadline, and none is due when they start.
     valid_until: Instant,
     timeout: Duration,
 }
@@ -88,6 +89,8 @@ pub(crate) struct Inner {
     next_generation: Cell<u64>,
     callbacks: RefCell<VecDeque<Named<Callback>>>,
     timers: RefCell<Timers<Named<Callback>>>,
+    /// Changes whenever a timer is scheduled or removed, so that a [`WaitPlan`] can tell it still holds.
+    timers_version: Cell<u64>,
     tasks: RefCell<Slab<Rc<Task>>>,
     pub(crate) remote: Arc<Remote>,
     running: Cell<bool>,
@@ -177,6 +180,7 @@ impl IOLoop {
                 next_generation: Cell::new(1),
                 callbacks: RefCell::new(VecDeque::new()),
                 timers: RefCell::new(Timers::new()),
+                timers_version: Cell::new(0),
                 tasks: RefCell::new(Slab::new()),
                 remote,
                 running: Cell::new(false),
@@ -453,13 +457,21 @@ impl IOLoop {
     /// they were scheduled.
     pub fn call_at(&self, deadline: Instant, callback: impl FnOnce() + 'static) -> TimeoutHandle {
         let name = std::any::type_name_of_val(&callback);
+        self.timers_changed();
         self.inner.timers.borrow_mut().insert(deadline, Named { f: Box::new(callback), name })
     }
 
     /// Cancels a timer; does nothing if it already ran or was cancelled. O(log n); nothing is left behind.
     pub fn remove_timeout(&self, handle: TimeoutHandle) {
         let removed = self.inner.timers.borrow_mut().remove(handle);
+        if removed.is_some() {
+            self.timers_changed();
+        }
         drop(removed); // Its captures drop with no borrow held.
+    }
+
+    fn timers_changed(&self) {
+        self.inner.timers_version.set(self.inner.timers_version.get().wrapping_add(1));
     }
 
     /// The number of scheduled timers (for tests and monitoring).
@@ -569,7 +581,11 @@ impl IOLoop {
             // that starts the next timed callback.
             let timed = inner.blocking_threshold.get().is_some();
             let mut mark = if timed { Some(now) } else { None };
-            inner.timers.borrow().due(now, &mut due);
+            // A plan that still holds says that no timer is due yet.
+            let planned = plan.filter(|p| p.version == inner.timers_version.get() && now < p.valid_until);
+            if planned.is_none() {
+                inner.timers.borrow().due(now, &mut due);
+            }
 
             if ncallbacks > 0 {
                 self.run_callbacks(ncallbacks, timed, &mut mark);
@@ -590,7 +606,11 @@ impl IOLoop {
             let work_pending = !inner.callbacks.borrow().is_empty()
                 || inner.remote.pending.load(std::sync::atomic::Ordering::Acquire)
                 || LOCAL_READY.with(|q| !q.borrow().is_empty());
-            let timeout = if work_pending { Duration::ZERO } else { self.poll_timeout(now, &mut plan) };
+            let timeout = match planned {
+                _ if work_pending => Duration::ZERO,
+                Some(p) if p.version == inner.timers_version.get() => p.timeout,
+                _ => self.poll_timeout(now, &mut plan),
+            };
             let result = inner.poller.borrow_mut().wait(&mut events, Some(timeout));
             match result {
                 Ok(()) => {}
@@ -636,6 +656,7 @@ impl IOLoop {
         }
         let callbacks = std::mem::take(&mut *inner.callbacks.borrow_mut());
         drop(callbacks);
+        self.timers_changed();
         let timers = inner.timers.borrow_mut().clear();
         drop(timers);
         let tasks = std::mem::take(&mut *inner.tasks.borrow_mut());
@@ -650,21 +671,24 @@ impl IOLoop {
     }
 
     /// How long the wait may block: until the next timer (or [`MAX_POLL_TIMEOUT`]), reusing the clock reading
-    /// `now` of the iteration's start for far timers (see [`CLOCK_REUSE_MARGIN`]), and the `plan` made by an
-    /// earlier iteration for the same timer if it is still good.
+    /// `now` of the iteration's start for far timers (see [`CLOCK_REUSE_MARGIN`]), in which case the result is
+    /// kept as the `plan` of the iterations that follow.
+    #[cold]
+    #[inline(never)]
     fn poll_timeout(&self, now: Instant, plan: &mut Option<WaitPlan>) -> Duration {
-        let Some(deadline) = self.inner.timers.borrow_mut().earliest() else { return MAX_POLL_TIMEOUT };
-        if let Some(p) = plan {
-            if p.deadline == deadline && now < p.valid_until {
-                return p.timeout;
-            }
-        }
+        let version = self.inner.timers_version.get();
+        let valid_until = now + CLOCK_REUSE_MARGIN / 2;
+        let Some(deadline) = self.inner.timers.borrow_mut().earliest() else {
+            *plan = Some(WaitPlan { version, valid_until, timeout: MAX_POLL_TIMEOUT });
+            return MAX_POLL_TIMEOUT;
+        };
         let from_start = deadline.saturating_duration_since(now);
         if from_start > CLOCK_REUSE_MARGIN {
             let timeout = (from_start - CLOCK_REUSE_MARGIN).min(MAX_POLL_TIMEOUT);
-            *plan = Some(WaitPlan { deadline, valid_until: now + CLOCK_REUSE_MARGIN / 2, timeout });
+            *plan = Some(WaitPlan { version, valid_until, timeout });
             timeout
         } else {
+            *plan = None;
             deadline.saturating_duration_since(Instant::now())
         }
     }
@@ -700,6 +724,7 @@ impl IOLoop {
             // A due timer cancelled by an earlier callback is gone from the map and does not run.
             let cb = self.inner.timers.borrow_mut().remove(handle);
             if let Some(cb) = cb {
+                self.timers_changed();
                 self.run_guarded(cb.name, cb.f, timed, mark);
             }
         }
