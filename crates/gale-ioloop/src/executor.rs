@@ -21,7 +21,7 @@ use crate::remote::Remote;
 
 /// The slab key and generation of a task, in one word; the generation rejects stale wakes of a reused slot.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) struct TaskId(u64);
+pub(crate) struct TaskId(std::num::NonZeroU64);
 
 impl TaskId {
     /// # Panics
@@ -30,12 +30,12 @@ impl TaskId {
     pub(crate) fn new(key: usize, generation: u64) -> TaskId {
         let key = u32::try_from(key).expect("too many tasks");
         assert!(generation != 0 && generation <= u32::MAX as u64, "task generation out of range");
-        TaskId(generation << 32 | key as u64)
+        TaskId(std::num::NonZeroU64::new(generation << 32 | key as u64).expect("generation is not 0"))
     }
 
     /// The task's slab key.
     pub(crate) fn key(self) -> usize {
-        (self.0 & 0xffff_ffff) as usize
+        (self.0.get() & 0xffff_ffff) as usize
     }
 }
 
@@ -50,6 +50,15 @@ impl TaskWaker {
     pub(crate) fn new(id: TaskId, remote: Arc<Remote>) -> Arc<TaskWaker> {
         // A new task is scheduled for its first poll by `spawn`, so it starts out "scheduled".
         Arc::new(TaskWaker { id, scheduled: AtomicBool::new(true), remote })
+    }
+
+    /// Wakes the task from its own loop, in that loop's thread: what waking through a [`Waker`] made from
+    /// this does there, without the dynamic call or the check of the thread.
+    #[inline]
+    pub(crate) fn wake_on_loop(&self) {
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            crate::remote::LOCAL_READY.with(|q| q.borrow_mut().push(self.id));
+        }
     }
 
     /// Called right before polling: wakes from now on schedule the task again.

@@ -67,6 +67,11 @@ pub(crate) struct SourceState {
     /// usual case) costs a `will_wake` compare rather than a clone and a drop; `waiting` says who waits now.
     pub(crate) read_waker: Option<Waker>,
     pub(crate) write_waker: Option<Waker>,
+    /// When the waker of a direction is the own waker of a task of this loop (the usual case: a task awaiting
+    /// its stream directly), that task's wake state, so that a readiness event wakes it without a dynamic
+    /// call.
+    pub(crate) read_task: Option<Arc<TaskWaker>>,
+    pub(crate) write_task: Option<Arc<TaskWaker>>,
     /// The directions whose waker waits for readiness and has not been woken since.
     pub(crate) waiting: Interest,
     pub(crate) generation: u64,
@@ -92,6 +97,8 @@ pub(crate) struct Inner {
     /// Changes whenever a timer is scheduled or removed, so that a [`WaitPlan`] can tell it still holds.
     timers_version: Cell<u64>,
     tasks: RefCell<Slab<Rc<Task>>>,
+    /// The task being polled, if any.
+    current_task: Cell<Option<TaskId>>,
     pub(crate) remote: Arc<Remote>,
     running: Cell<bool>,
     stopped: Cell<bool>,
@@ -182,6 +189,7 @@ impl IOLoop {
                 timers: RefCell::new(Timers::new()),
                 timers_version: Cell::new(0),
                 tasks: RefCell::new(Slab::new()),
+                current_task: Cell::new(None),
                 remote,
                 running: Cell::new(false),
                 stopped: Cell::new(false),
@@ -356,6 +364,8 @@ impl IOLoop {
             hangup: false,
             read_waker: None,
             write_waker: None,
+            read_task: None,
+            write_task: None,
             waiting: Interest::NONE,
             generation,
         }));
@@ -381,7 +391,7 @@ impl IOLoop {
 
     /// Polls a source for readiness in `dir` (READABLE or WRITABLE): `Ready` consumes a readiness report,
     /// `Pending` stores the waker and makes sure the poller watches that direction.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn poll_source(&self, key: usize, dir: Interest, waker: &Waker) -> Poll<io::Result<()>> {
         let mut entries = self.inner.entries.borrow_mut();
         let Some(Entry::Source(s)) = entries.get_mut(key) else {
@@ -406,10 +416,17 @@ impl IOLoop {
     #[cold]
     #[inline(never)]
     fn wait_source(&self, key: usize, s: &mut SourceState, dir: Interest, waker: &Waker) -> Poll<io::Result<()>> {
-        let slot = if dir.is_readable() { &mut s.read_waker } else { &mut s.write_waker };
+        let (slot, task) = if dir.is_readable() {
+            (&mut s.read_waker, &mut s.read_task)
+        } else {
+            (&mut s.write_waker, &mut s.write_task)
+        };
         match slot {
             Some(w) if w.will_wake(waker) => {}
-            _ => *slot = Some(waker.clone()),
+            _ => {
+                *slot = Some(waker.clone());
+                *task = self.own_task_waker(waker);
+            }
         }
         s.waiting = s.waiting.add(dir);
         if !s.interest.is_readable() && dir.is_readable() || !s.interest.is_writable() && dir.is_writable() {
@@ -421,6 +438,14 @@ impl IOLoop {
             s.interest = interest;
         }
         Poll::Pending
+    }
+
+    /// The wake state of the task being polled, if `waker` is that task's own waker.
+    fn own_task_waker(&self, waker: &Waker) -> Option<Arc<TaskWaker>> {
+        let id = self.inner.current_task.get()?;
+        let tasks = self.inner.tasks.borrow();
+        let task = tasks.get(id.key()).filter(|t| t.id == id)?;
+        task.waker.will_wake(waker).then(|| task.wake_state.clone())
     }
 
     /// Marks a direction as not ready after the syscall said `WouldBlock`.
@@ -774,7 +799,9 @@ impl IOLoop {
         let Ok(mut future) = task.future.try_borrow_mut() else { return };
         task.wake_state.unschedule();
         let start = if timed { self.blocking_start(mark) } else { None };
+        self.inner.current_task.set(Some(id));
         let result = executor::poll_task(&mut future, &task.waker);
+        self.inner.current_task.set(None);
         drop(future);
         self.check_blocking(start, mark, "task", task.name);
         if !matches!(result, Ok(Poll::Pending)) {
@@ -903,14 +930,10 @@ impl IOLoop {
         let woken = ready.remove(Interest::BOTH.remove(s.waiting));
         s.waiting = s.waiting.remove(woken);
         if woken.is_readable() {
-            if let Some(w) = &s.read_waker {
-                w.wake_by_ref();
-            }
+            wake(&s.read_task, &s.read_waker);
         }
         if woken.is_writable() {
-            if let Some(w) = &s.write_waker {
-                w.wake_by_ref();
-            }
+            wake(&s.write_task, &s.write_waker);
         }
         // Nobody waits for a ready direction: stop watching it, or level-triggered readiness would spin the loop.
         if woken != ready {
@@ -946,6 +969,17 @@ pub(crate) fn cancel_task(inner: &Inner, id: TaskId) {
         let task = tasks.remove(id.key());
         drop(tasks);
         drop(task); // its destructors run with no borrow held
+    }
+}
+
+/// Wakes whoever waits on a source in one direction: straight through the task's wake state when the waker is
+/// a task's own, else through the waker.
+#[inline]
+fn wake(task: &Option<Arc<TaskWaker>>, waker: &Option<Waker>) {
+    match (task, waker) {
+        (Some(t), _) => t.wake_on_loop(),
+        (None, Some(w)) => w.wake_by_ref(),
+        (None, None) => {}
     }
 }
 
