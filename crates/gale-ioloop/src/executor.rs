@@ -52,13 +52,11 @@ impl TaskWaker {
         Arc::new(TaskWaker { id, scheduled: AtomicBool::new(true), remote })
     }
 
-    /// Wakes the task from its own loop, in that loop's thread: what waking through a [`Waker`] made from
-    /// this does there, without the dynamic call or the check of the thread.
+    /// Marks the task scheduled, as a wake does, for its own loop to queue it: `true` if it was not yet, and
+    /// the caller must queue it.
     #[inline]
-    pub(crate) fn wake_on_loop(&self) {
-        if !self.scheduled.swap(true, Ordering::AcqRel) {
-            crate::remote::LOCAL_READY.with(|q| q.borrow_mut().push(self.id));
-        }
+    pub(crate) fn schedule_on_loop(&self) -> bool {
+        !self.scheduled.swap(true, Ordering::AcqRel)
     }
 
     /// Called right before polling: wakes from now on schedule the task again.

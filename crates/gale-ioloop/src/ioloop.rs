@@ -643,7 +643,7 @@ impl IOLoop {
                 Err(e) => return Err(e),
             }
             if !events.is_empty() {
-                self.dispatch(&events, timed);
+                self.dispatch(&events, timed, &mut ready);
             }
         }
         Ok(())
@@ -761,7 +761,13 @@ impl IOLoop {
         let inner = &self.inner;
         // Tasks woken on this thread, then those woken from others. Tasks woken while these run wait for the
         // next iteration.
-        LOCAL_READY.with(|q| std::mem::swap(ready, &mut *q.borrow_mut()));
+        // `ready` holds the tasks the last dispatch woke; those woken on this thread otherwise follow.
+        LOCAL_READY.with(|q| {
+            let mut q = q.borrow_mut();
+            if !q.is_empty() {
+                ready.append(&mut q);
+            }
+        });
         if inner.remote.pending.load(std::sync::atomic::Ordering::Acquire) {
             self.take_remote_ready(ready);
         }
@@ -869,7 +875,8 @@ impl IOLoop {
         end
     }
 
-    fn dispatch(&self, events: &Events, timed: bool) {
+    /// Delivers the events of a wait; tasks woken straight from a source's readiness are pushed onto `ready`.
+    fn dispatch(&self, events: &Events, timed: bool, ready: &mut Vec<TaskId>) {
         let inner = &self.inner;
         // The first handler after the wait reads the clock; each later one starts when the one before ended.
         let mut mark = None;
@@ -884,7 +891,7 @@ impl IOLoop {
                     if s.generation != generation {
                         continue;
                     }
-                    self.on_source_event(key, s, ev);
+                    self.on_source_event(key, s, ev, ready);
                 }
                 Entry::Handler { fd, interest, callback, name, generation: g } => {
                     if *g != generation {
@@ -921,7 +928,7 @@ impl IOLoop {
         }
     }
 
-    fn on_source_event(&self, key: usize, s: &mut SourceState, ev: &Event) {
+    fn on_source_event(&self, key: usize, s: &mut SourceState, ev: &Event, queue: &mut Vec<TaskId>) {
         // Hang-up comes as readable and an error as both (the poller's contract). Only directions being watched
         // count: the rest was reported alongside a hang-up or an error.
         let ready = ev.readiness().remove(Interest::BOTH.remove(s.interest));
@@ -930,10 +937,10 @@ impl IOLoop {
         let woken = ready.remove(Interest::BOTH.remove(s.waiting));
         s.waiting = s.waiting.remove(woken);
         if woken.is_readable() {
-            wake(&s.read_task, &s.read_waker);
+            wake(&s.read_task, &s.read_waker, queue);
         }
         if woken.is_writable() {
-            wake(&s.write_task, &s.write_waker);
+            wake(&s.write_task, &s.write_waker, queue);
         }
         // Nobody waits for a ready direction: stop watching it, or level-triggered readiness would spin the loop.
         if woken != ready {
@@ -972,12 +979,16 @@ pub(crate) fn cancel_task(inner: &Inner, id: TaskId) {
     }
 }
 
-/// Wakes whoever waits on a source in one direction: straight through the task's wake state when the waker is
-/// a task's own, else through the waker.
+/// Wakes whoever waits on a source in one direction: when the waker is a task's own, by scheduling the task
+/// and queueing it on `queue`, the loop's own list of tasks to poll next; else through the waker.
 #[inline]
-fn wake(task: &Option<Arc<TaskWaker>>, waker: &Option<Waker>) {
+fn wake(task: &Option<Arc<TaskWaker>>, waker: &Option<Waker>, queue: &mut Vec<TaskId>) {
     match (task, waker) {
-        (Some(t), _) => t.wake_on_loop(),
+        (Some(t), _) => {
+            if t.schedule_on_loop() {
+                queue.push(t.id);
+            }
+        }
         (None, Some(w)) => w.wake_by_ref(),
         (None, None) => {}
     }
