@@ -5,7 +5,8 @@
 //! queue when woken on the loop's thread, else a mutex, and then the poller's wake-up fd is written too). An
 //! atomic `scheduled` flag collapses repeated wakes into one poll.
 //!
-//! The executor knows nothing of I/O: it meets the reactor only at [`std::task::Waker`].
+//! The executor knows nothing of I/O: the reactor reaches a task through its [`std::task::Waker`], or, for a
+//! waker it has recognised as the own waker of a task of its loop, through [`TaskWaker::schedule_on_loop`].
 
 use std::cell::RefCell;
 use std::fmt;

@@ -759,9 +759,8 @@ impl IOLoop {
     #[inline]
     fn run_ready_tasks(&self, ready: &mut Vec<TaskId>, timed: bool, mark: &mut Option<Instant>) {
         let inner = &self.inner;
-        // Tasks woken on this thread, then those woken from others. Tasks woken while these run wait for the
-        // next iteration.
-        // `ready` holds the tasks the last dispatch woke; those woken on this thread otherwise follow.
+        // `ready` holds the tasks the last dispatch woke straight from readiness; those woken otherwise on this
+        // thread follow, then those woken from others. Tasks woken while these run wait for the next iteration.
         LOCAL_READY.with(|q| {
             let mut q = q.borrow_mut();
             if !q.is_empty() {
