@@ -78,8 +78,7 @@ impl Epoll {
 
 /// An [`Event`]'s flags from epoll's: `EPOLLIN`/`EPOLLPRI`/`EPOLLHUP`/`EPOLLRDHUP`/`EPOLLERR` readable, `EPOLLOUT`/
 /// `EPOLLERR` writable, `EPOLLHUP`/`EPOLLRDHUP` hang-up, `EPOLLERR` error.
-#[inline]
-fn event_flags(bits: u32) -> u8 {
+const fn decode_flags(bits: u32) -> u8 {
     use epoll::EventFlags as F;
     const HUP: u32 = F::HUP.bits() | F::RDHUP.bits();
     const ERR: u32 = F::ERR.bits();
@@ -89,6 +88,35 @@ fn event_flags(bits: u32) -> u8 {
         | (((bits & WRITABLE != 0) as u8) * EV_WRITE)
         | (((bits & HUP != 0) as u8) * EV_HUP)
         | (((bits & ERR != 0) as u8) * EV_ERR)
+}
+
+/// The epoll flags [`decode_flags`] reads, gathered in six bits: `EPOLLIN`, `EPOLLPRI`, `EPOLLOUT`, `EPOLLERR`
+/// and `EPOLLHUP` where they are (the low five bits), `EPOLLRDHUP` moved down next to them.
+const fn flag_index(bits: u32) -> usize {
+    ((bits & 0x1f) | ((bits >> 8) & 0x20)) as usize
+}
+
+const _: () = {
+    use epoll::EventFlags as F;
+    assert!(F::IN.bits() | F::PRI.bits() | F::OUT.bits() | F::ERR.bits() | F::HUP.bits() == 0x1f);
+    assert!(F::RDHUP.bits() == 0x2000);
+};
+
+/// [`decode_flags`] of every combination of the six bits of [`flag_index`]: one load per event.
+const FLAG_TABLE: [u8; 64] = {
+    let mut table = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        let bits = (i as u32 & 0x1f) | ((i as u32 & 0x20) << 8);
+        table[i] = decode_flags(bits);
+        i += 1;
+    }
+    table
+};
+
+#[inline]
+fn event_flags(bits: u32) -> u8 {
+    FLAG_TABLE[flag_index(bits)]
 }
 
 /// Empties the wake-up fd: rare next to fd events, so kept out of the body of [`Epoll::wait`].
@@ -208,5 +236,19 @@ impl Poller for Epoll {
 
     fn name(&self) -> &'static str {
         "epoll"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flag_table_decodes_every_combination_as_the_rules_do() {
+        for bits in 0..0x4000u32 {
+            assert_eq!(event_flags(bits), decode_flags(bits), "{bits:#x}");
+        }
+        let all = epoll::EventFlags::all().bits();
+        assert_eq!(event_flags(all), decode_flags(all));
     }
 }
