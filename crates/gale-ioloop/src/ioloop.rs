@@ -1,7 +1,7 @@
 //! [`IOLoop`] itself: the handler table, the callback queue, the timers and the iteration that drives them.
 
 use crate::executor::{self, JoinError, JoinHandle, Task, TaskId, TaskWaker};
-use crate::remote::{self, LOCAL_READY, LOOP_NOW, RUNNING_LOOP, Remote};
+use crate::remote::{self, LOCAL_READY, LOCAL_WOKEN, LOOP_NOW, RUNNING_LOOP, Remote};
 use crate::timer::{TimeoutHandle, Timers};
 use gale_poller::{Event, Events, Interest, Poller, Token};
 use slab::Slab;
@@ -142,8 +142,9 @@ thread_local! {
 struct CurrentGuard {
     previous: Option<IOLoop>,
     previous_running: usize,
-    /// The woken-task queue of a loop this one was started inside of, put back on exit.
+    /// The woken-task queue of a loop this one was started inside of, and its flag, put back on exit.
     previous_local: Vec<TaskId>,
+    previous_woken: bool,
     io_loop: IOLoop,
 }
 
@@ -152,6 +153,7 @@ impl Drop for CurrentGuard {
         // Tasks woken but not yet polled stay scheduled for the next `start`.
         let leftover =
             LOCAL_READY.with(|q| std::mem::replace(&mut *q.borrow_mut(), std::mem::take(&mut self.previous_local)));
+        LOCAL_WOKEN.with(|w| w.set(self.previous_woken));
         if !leftover.is_empty() {
             let remote = &self.io_loop.inner.remote;
             remote::lock(&remote.ready).extend(leftover);
@@ -587,6 +589,7 @@ impl IOLoop {
             previous: CURRENT.with(|c| c.borrow_mut().replace(self.clone())),
             previous_running: RUNNING_LOOP.with(|c| c.replace(inner.remote.id)),
             previous_local: LOCAL_READY.with(|q| std::mem::take(&mut *q.borrow_mut())),
+            previous_woken: LOCAL_WOKEN.with(|w| w.replace(false)),
             io_loop: self.clone(),
         };
         inner.running.set(true);
@@ -630,7 +633,7 @@ impl IOLoop {
             }
             let work_pending = !inner.callbacks.borrow().is_empty()
                 || inner.remote.pending.load(std::sync::atomic::Ordering::Acquire)
-                || LOCAL_READY.with(|q| !q.borrow().is_empty());
+                || LOCAL_WOKEN.with(|w| w.get());
             let timeout = match planned {
                 _ if work_pending => Duration::ZERO,
                 Some(p) if p.version == inner.timers_version.get() => p.timeout,
@@ -761,12 +764,9 @@ impl IOLoop {
         let inner = &self.inner;
         // `ready` holds the tasks the last dispatch woke straight from readiness; those woken otherwise on this
         // thread follow, then those woken from others. Tasks woken while these run wait for the next iteration.
-        LOCAL_READY.with(|q| {
-            let mut q = q.borrow_mut();
-            if !q.is_empty() {
-                ready.append(&mut q);
-            }
-        });
+        if LOCAL_WOKEN.with(|w| w.replace(false)) {
+            LOCAL_READY.with(|q| ready.append(&mut q.borrow_mut()));
+        }
         if inner.remote.pending.load(std::sync::atomic::Ordering::Acquire) {
             self.take_remote_ready(ready);
         }
