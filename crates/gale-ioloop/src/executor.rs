@@ -1,11 +1,12 @@
 //! The single-threaded executor: tasks that need not be `Send`, woken by `Send + Sync` wakers.
 //!
-//! A task is a boxed future in a slab owned by the loop. Its waker is one `Arc` allocated at spawn and reused
-//! for every poll; waking pushes the task's id onto the loop's ready queue (a mutex that is uncontended unless
-//! another thread wakes) and, only when called from another thread, writes the poller's wake-up fd. An atomic
-//! `scheduled` flag collapses repeated wakes into one poll.
+//! A task is a boxed future, behind an `Rc`, in a slab owned by the loop. Its waker is one `Arc` allocated at
+//! spawn and reused for every poll; waking pushes the task's id onto the loop's ready queue (a thread-local
+//! queue when woken on the loop's thread, else a mutex, and then the poller's wake-up fd is written too). An
+//! atomic `scheduled` flag collapses repeated wakes into one poll.
 //!
-//! The executor knows nothing of I/O: it meets the reactor only at [`std::task::Waker`].
+//! The executor knows nothing of I/O: the reactor reaches a task through its [`std::task::Waker`], or, for a
+//! waker it has recognised as the own waker of a task of its loop, through [`TaskWaker::schedule_on_loop`].
 
 use std::cell::RefCell;
 use std::fmt;
@@ -19,11 +20,24 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use crate::remote::Remote;
 
-/// The slab key and generation of a task; the generation rejects stale wakes of a reused slot.
+/// The slab key and generation of a task, in one word; the generation rejects stale wakes of a reused slot.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) struct TaskId {
-    pub(crate) key: usize,
-    pub(crate) generation: u64,
+pub(crate) struct TaskId(std::num::NonZeroU64);
+
+impl TaskId {
+    /// # Panics
+    ///
+    /// If `key` does not fit in 32 bits (four billion live tasks) or `generation` is 0 or does not fit either.
+    pub(crate) fn new(key: usize, generation: u64) -> TaskId {
+        let key = u32::try_from(key).expect("too many tasks");
+        assert!(generation != 0 && generation <= u32::MAX as u64, "task generation out of range");
+        TaskId(std::num::NonZeroU64::new(generation << 32 | key as u64).expect("generation is not 0"))
+    }
+
+    /// The task's slab key.
+    pub(crate) fn key(self) -> usize {
+        (self.0.get() & 0xffff_ffff) as usize
+    }
 }
 
 /// The waker of one task.
@@ -37,6 +51,13 @@ impl TaskWaker {
     pub(crate) fn new(id: TaskId, remote: Arc<Remote>) -> Arc<TaskWaker> {
         // A new task is scheduled for its first poll by `spawn`, so it starts out "scheduled".
         Arc::new(TaskWaker { id, scheduled: AtomicBool::new(true), remote })
+    }
+
+    /// Marks the task scheduled, as a wake does, for its own loop to queue it: `true` if it was not yet, and
+    /// the caller must queue it.
+    #[inline]
+    pub(crate) fn schedule_on_loop(&self) -> bool {
+        !self.scheduled.swap(true, Ordering::AcqRel)
     }
 
     /// Called right before polling: wakes from now on schedule the task again.
@@ -61,11 +82,16 @@ impl Wake for TaskWaker {
 pub(crate) type TaskFuture = Pin<Box<dyn Future<Output = ()>>>;
 
 /// A spawned task: its future, its waker, and where its failure is reported.
+///
+/// The loop's task table holds each task behind an `Rc`, and a poll holds a second one: the future is then
+/// polled where it lies, with the table free for the task to spawn or cancel others (or itself: the future of
+/// a task cancelled while it runs is dropped when the poll returns, with the last `Rc`).
 pub(crate) struct Task {
     pub(crate) id: TaskId,
-    /// The future and the waker every poll passes (made once at spawn); `None` while the task is being polled,
-    /// when the loop holds them.
-    pub(crate) body: Option<(TaskFuture, Waker)>,
+    /// Borrowed while the task is being polled.
+    pub(crate) future: RefCell<TaskFuture>,
+    /// The waker every poll passes, made once at spawn.
+    pub(crate) waker: Waker,
     /// The state behind the waker, to unschedule the task before each poll.
     pub(crate) wake_state: Arc<TaskWaker>,
     pub(crate) name: &'static str,
@@ -80,7 +106,7 @@ impl Task {
         join: Rc<dyn JoinSink>,
     ) -> Task {
         let waker = Waker::from(wake_state.clone());
-        Task { id: wake_state.id, body: Some((future, waker)), wake_state, name, join }
+        Task { id: wake_state.id, future: RefCell::new(future), waker, wake_state, name, join }
     }
 }
 

@@ -1,7 +1,7 @@
 //! [`IOLoop`] itself: the handler table, the callback queue, the timers and the iteration that drives them.
 
 use crate::executor::{self, JoinError, JoinHandle, Task, TaskId, TaskWaker};
-use crate::remote::{self, LOCAL_READY, LOOP_NOW, RUNNING_LOOP, Remote};
+use crate::remote::{self, LOCAL_READY, LOCAL_WOKEN, LOOP_NOW, RUNNING_LOOP, Remote};
 use crate::timer::{TimeoutHandle, Timers};
 use gale_poller::{Event, Events, Interest, Poller, Token};
 use slab::Slab;
@@ -27,14 +27,15 @@ const EVENTS_CAPACITY: usize = 1024;
 /// the iteration before its wait ran longer than half this (see [`WaitPlan`]).
 const CLOCK_REUSE_MARGIN: Duration = Duration::from_millis(100);
 
-/// A wait timeout for a far timer, worked out once and reused by the iterations that start within
-/// `CLOCK_REUSE_MARGIN / 2` of it, so that they do no clock arithmetic.
+/// A wait timeout for a far timer (or for no timer at all), worked out once and reused by the iterations that
+/// start within `CLOCK_REUSE_MARGIN / 2` of it while the timers stay as they were, so that they neither look at
+/// the timers nor do clock arithmetic.
 #[derive(Clone, Copy)]
 struct WaitPlan {
-    /// The earliest timer deadline the plan was made for; another one voids it.
-    deadline: Instant,
+    /// The `timers_version` the plan was made for; a timer scheduled or removed since voids it.
+    version: u64,
     /// Iterations starting before this may wait `timeout`: they wake at least `CLOCK_REUSE_MARGIN / 2` short
-    /// of `deadline`.
+    /// of the earliest deadline, and none is due when they start.
     valid_until: Instant,
     timeout: Duration,
 }
@@ -66,6 +67,11 @@ pub(crate) struct SourceState {
     /// usual case) costs a `will_wake` compare rather than a clone and a drop; `waiting` says who waits now.
     pub(crate) read_waker: Option<Waker>,
     pub(crate) write_waker: Option<Waker>,
+    /// When the waker of a direction is the own waker of a task of this loop (the usual case: a task awaiting
+    /// its stream directly), that task's wake state, so that a readiness event wakes it without a dynamic
+    /// call.
+    pub(crate) read_task: Option<Arc<TaskWaker>>,
+    pub(crate) write_task: Option<Arc<TaskWaker>>,
     /// The directions whose waker waits for readiness and has not been woken since.
     pub(crate) waiting: Interest,
     pub(crate) generation: u64,
@@ -88,7 +94,11 @@ pub(crate) struct Inner {
     next_generation: Cell<u64>,
     callbacks: RefCell<VecDeque<Named<Callback>>>,
     timers: RefCell<Timers<Named<Callback>>>,
-    tasks: RefCell<Slab<Task>>,
+    /// Changes whenever a timer is scheduled or removed, so that a [`WaitPlan`] can tell it still holds.
+    timers_version: Cell<u64>,
+    tasks: RefCell<Slab<Rc<Task>>>,
+    /// The task being polled, if any.
+    current_task: Cell<Option<TaskId>>,
     pub(crate) remote: Arc<Remote>,
     running: Cell<bool>,
     stopped: Cell<bool>,
@@ -132,8 +142,9 @@ thread_local! {
 struct CurrentGuard {
     previous: Option<IOLoop>,
     previous_running: usize,
-    /// The woken-task queue of a loop this one was started inside of, put back on exit.
+    /// The woken-task queue of a loop this one was started inside of, and its flag, put back on exit.
     previous_local: Vec<TaskId>,
+    previous_woken: bool,
     io_loop: IOLoop,
 }
 
@@ -142,6 +153,7 @@ impl Drop for CurrentGuard {
         // Tasks woken but not yet polled stay scheduled for the next `start`.
         let leftover =
             LOCAL_READY.with(|q| std::mem::replace(&mut *q.borrow_mut(), std::mem::take(&mut self.previous_local)));
+        LOCAL_WOKEN.with(|w| w.set(self.previous_woken));
         if !leftover.is_empty() {
             let remote = &self.io_loop.inner.remote;
             remote::lock(&remote.ready).extend(leftover);
@@ -177,7 +189,9 @@ impl IOLoop {
                 next_generation: Cell::new(1),
                 callbacks: RefCell::new(VecDeque::new()),
                 timers: RefCell::new(Timers::new()),
+                timers_version: Cell::new(0),
                 tasks: RefCell::new(Slab::new()),
+                current_task: Cell::new(None),
                 remote,
                 running: Cell::new(false),
                 stopped: Cell::new(false),
@@ -352,6 +366,8 @@ impl IOLoop {
             hangup: false,
             read_waker: None,
             write_waker: None,
+            read_task: None,
+            write_task: None,
             waiting: Interest::NONE,
             generation,
         }));
@@ -377,6 +393,7 @@ impl IOLoop {
 
     /// Polls a source for readiness in `dir` (READABLE or WRITABLE): `Ready` consumes a readiness report,
     /// `Pending` stores the waker and makes sure the poller watches that direction.
+    #[inline(always)]
     pub(crate) fn poll_source(&self, key: usize, dir: Interest, waker: &Waker) -> Poll<io::Result<()>> {
         let mut entries = self.inner.entries.borrow_mut();
         let Some(Entry::Source(s)) = entries.get_mut(key) else {
@@ -401,10 +418,17 @@ impl IOLoop {
     #[cold]
     #[inline(never)]
     fn wait_source(&self, key: usize, s: &mut SourceState, dir: Interest, waker: &Waker) -> Poll<io::Result<()>> {
-        let slot = if dir.is_readable() { &mut s.read_waker } else { &mut s.write_waker };
+        let (slot, task) = if dir.is_readable() {
+            (&mut s.read_waker, &mut s.read_task)
+        } else {
+            (&mut s.write_waker, &mut s.write_task)
+        };
         match slot {
             Some(w) if w.will_wake(waker) => {}
-            _ => *slot = Some(waker.clone()),
+            _ => {
+                *slot = Some(waker.clone());
+                *task = self.own_task_waker(waker);
+            }
         }
         s.waiting = s.waiting.add(dir);
         if !s.interest.is_readable() && dir.is_readable() || !s.interest.is_writable() && dir.is_writable() {
@@ -418,7 +442,16 @@ impl IOLoop {
         Poll::Pending
     }
 
+    /// The wake state of the task being polled, if `waker` is that task's own waker.
+    fn own_task_waker(&self, waker: &Waker) -> Option<Arc<TaskWaker>> {
+        let id = self.inner.current_task.get()?;
+        let tasks = self.inner.tasks.borrow();
+        let task = tasks.get(id.key()).filter(|t| t.id == id)?;
+        task.waker.will_wake(waker).then(|| task.wake_state.clone())
+    }
+
     /// Marks a direction as not ready after the syscall said `WouldBlock`.
+    #[inline]
     pub(crate) fn clear_source_readiness(&self, key: usize, dir: Interest) {
         if let Some(Entry::Source(s)) = self.inner.entries.borrow_mut().get_mut(key) {
             s.ready = s.ready.remove(dir);
@@ -451,13 +484,21 @@ impl IOLoop {
     /// they were scheduled.
     pub fn call_at(&self, deadline: Instant, callback: impl FnOnce() + 'static) -> TimeoutHandle {
         let name = std::any::type_name_of_val(&callback);
+        self.timers_changed();
         self.inner.timers.borrow_mut().insert(deadline, Named { f: Box::new(callback), name })
     }
 
     /// Cancels a timer; does nothing if it already ran or was cancelled. O(log n); nothing is left behind.
     pub fn remove_timeout(&self, handle: TimeoutHandle) {
         let removed = self.inner.timers.borrow_mut().remove(handle);
+        if removed.is_some() {
+            self.timers_changed();
+        }
         drop(removed); // Its captures drop with no borrow held.
+    }
+
+    fn timers_changed(&self) {
+        self.inner.timers_version.set(self.inner.timers_version.get().wrapping_add(1));
     }
 
     /// The number of scheduled timers (for tests and monitoring).
@@ -480,9 +521,9 @@ impl IOLoop {
         let name = std::any::type_name::<F>();
         let mut tasks = self.inner.tasks.borrow_mut();
         let entry = tasks.vacant_entry();
-        let id = TaskId { key: entry.key(), generation };
+        let id = TaskId::new(entry.key(), generation);
         let waker = TaskWaker::new(id, self.inner.remote.clone());
-        entry.insert(Task::new(future, waker, name, join));
+        entry.insert(Rc::new(Task::new(future, waker, name, join)));
         drop(tasks);
         executor::set_task(&mut handle, Rc::downgrade(&self.inner), id);
         self.inner.remote.schedule_task(id);
@@ -548,6 +589,7 @@ impl IOLoop {
             previous: CURRENT.with(|c| c.borrow_mut().replace(self.clone())),
             previous_running: RUNNING_LOOP.with(|c| c.replace(inner.remote.id)),
             previous_local: LOCAL_READY.with(|q| std::mem::take(&mut *q.borrow_mut())),
+            previous_woken: LOCAL_WOKEN.with(|w| w.replace(false)),
             io_loop: self.clone(),
         };
         inner.running.set(true);
@@ -556,31 +598,29 @@ impl IOLoop {
         let mut plan: Option<WaitPlan> = None;
         let mut ready: Vec<TaskId> = Vec::new();
         loop {
-            self.drain_remote_callbacks();
+            if inner.remote.pending.load(std::sync::atomic::Ordering::Acquire) {
+                self.drain_remote_callbacks();
+            }
             let ncallbacks = inner.callbacks.borrow().len();
             // Collect due timers before running anything.
             let now = Instant::now();
             LOOP_NOW.with(|c| c.set(Some(now)));
-            // For the blocked-loop detector: the clock reading that starts the next timed callback.
-            let mut mark = Some(now);
-            inner.timers.borrow().due(now, &mut due);
-
-            for _ in 0..ncallbacks {
-                let cb = inner.callbacks.borrow_mut().pop_front();
-                match cb {
-                    Some(cb) => self.run_guarded(cb.name, cb.f, &mut mark),
-                    None => break,
-                }
+            // The blocked-loop detector, asked once per iteration; when it is on, `mark` is the clock reading
+            // that starts the next timed callback.
+            let timed = inner.blocking_threshold.get().is_some();
+            let mut mark = if timed { Some(now) } else { None };
+            // A plan that still holds says that no timer is due yet.
+            let planned = plan.filter(|p| p.version == inner.timers_version.get() && now < p.valid_until);
+            if planned.is_none() {
+                inner.timers.borrow().due(now, &mut due);
             }
-            self.run_ready_tasks(&mut ready, &mut mark);
+
+            if ncallbacks > 0 {
+                self.run_callbacks(ncallbacks, timed, &mut mark);
+            }
+            self.run_ready_tasks(&mut ready, timed, &mut mark);
             if !due.is_empty() {
-                for handle in due.drain(..) {
-                    // A due timer cancelled by an earlier callback is gone from the map and does not run.
-                    let cb = inner.timers.borrow_mut().remove(handle);
-                    if let Some(cb) = cb {
-                        self.run_guarded(cb.name, cb.f, &mut mark);
-                    }
-                }
+                self.run_due_timers(&mut due, timed, &mut mark);
             }
 
             if inner.remote.stop_requested.load(std::sync::atomic::Ordering::Relaxed)
@@ -593,8 +633,12 @@ impl IOLoop {
             }
             let work_pending = !inner.callbacks.borrow().is_empty()
                 || inner.remote.pending.load(std::sync::atomic::Ordering::Acquire)
-                || LOCAL_READY.with(|q| !q.borrow().is_empty());
-            let timeout = if work_pending { Duration::ZERO } else { self.poll_timeout(now, &mut plan) };
+                || LOCAL_WOKEN.with(|w| w.get());
+            let timeout = match planned {
+                _ if work_pending => Duration::ZERO,
+                Some(p) if p.version == inner.timers_version.get() => p.timeout,
+                _ => self.poll_timeout(now, &mut plan),
+            };
             let result = inner.poller.borrow_mut().wait(&mut events, Some(timeout));
             match result {
                 Ok(()) => {}
@@ -602,7 +646,7 @@ impl IOLoop {
                 Err(e) => return Err(e),
             }
             if !events.is_empty() {
-                self.dispatch(&events);
+                self.dispatch(&events, timed, &mut ready);
             }
         }
         Ok(())
@@ -640,6 +684,7 @@ impl IOLoop {
         }
         let callbacks = std::mem::take(&mut *inner.callbacks.borrow_mut());
         drop(callbacks);
+        self.timers_changed();
         let timers = inner.timers.borrow_mut().clear();
         drop(timers);
         let tasks = std::mem::take(&mut *inner.tasks.borrow_mut());
@@ -654,21 +699,24 @@ impl IOLoop {
     }
 
     /// How long the wait may block: until the next timer (or [`MAX_POLL_TIMEOUT`]), reusing the clock reading
-    /// `now` of the iteration's start for far timers (see [`CLOCK_REUSE_MARGIN`]), and the `plan` made by an
-    /// earlier iteration for the same timer if it is still good.
+    /// `now` of the iteration's start for far timers (see [`CLOCK_REUSE_MARGIN`]), in which case the result is
+    /// kept as the `plan` of the iterations that follow.
+    #[cold]
+    #[inline(never)]
     fn poll_timeout(&self, now: Instant, plan: &mut Option<WaitPlan>) -> Duration {
-        let Some(deadline) = self.inner.timers.borrow_mut().earliest() else { return MAX_POLL_TIMEOUT };
-        if let Some(p) = plan {
-            if p.deadline == deadline && now < p.valid_until {
-                return p.timeout;
-            }
-        }
+        let version = self.inner.timers_version.get();
+        let valid_until = now + CLOCK_REUSE_MARGIN / 2;
+        let Some(deadline) = self.inner.timers.borrow_mut().earliest() else {
+            *plan = Some(WaitPlan { version, valid_until, timeout: MAX_POLL_TIMEOUT });
+            return MAX_POLL_TIMEOUT;
+        };
         let from_start = deadline.saturating_duration_since(now);
         if from_start > CLOCK_REUSE_MARGIN {
             let timeout = (from_start - CLOCK_REUSE_MARGIN).min(MAX_POLL_TIMEOUT);
-            *plan = Some(WaitPlan { deadline, valid_until: now + CLOCK_REUSE_MARGIN / 2, timeout });
+            *plan = Some(WaitPlan { version, valid_until, timeout });
             timeout
         } else {
+            *plan = None;
             deadline.saturating_duration_since(Instant::now())
         }
     }
@@ -687,81 +735,106 @@ impl IOLoop {
         }
     }
 
-    /// Polls the woken tasks; `ready` is an empty buffer, left empty.
-    fn run_ready_tasks(&self, ready: &mut Vec<TaskId>, mark: &mut Option<Instant>) {
-        let inner = &self.inner;
-        // Tasks woken on this thread, then those woken from others. Tasks woken while these run wait for the
-        // next iteration.
-        LOCAL_READY.with(|q| std::mem::swap(ready, &mut *q.borrow_mut()));
-        if inner.remote.pending.load(std::sync::atomic::Ordering::Acquire)
-            && inner.remote.pending.swap(false, std::sync::atomic::Ordering::AcqRel)
-        {
-            ready.append(&mut remote::lock(&inner.remote.ready));
-            // Remote callbacks that arrived after the drain keep the flag up for the next iteration.
-            if !remote::lock(&inner.remote.callbacks).is_empty() {
-                inner.remote.pending.store(true, std::sync::atomic::Ordering::Release);
+    /// Runs the first `n` queued callbacks (those queued before the iteration began).
+    fn run_callbacks(&self, n: usize, timed: bool, mark: &mut Option<Instant>) {
+        for _ in 0..n {
+            let cb = self.inner.callbacks.borrow_mut().pop_front();
+            match cb {
+                Some(cb) => self.run_guarded(cb.name, cb.f, timed, mark),
+                None => break,
             }
+        }
+    }
+
+    /// Runs the timers collected in `due`, leaving it empty.
+    fn run_due_timers(&self, due: &mut Vec<TimeoutHandle>, timed: bool, mark: &mut Option<Instant>) {
+        for handle in due.drain(..) {
+            // A due timer cancelled by an earlier callback is gone from the map and does not run.
+            let cb = self.inner.timers.borrow_mut().remove(handle);
+            if let Some(cb) = cb {
+                self.timers_changed();
+                self.run_guarded(cb.name, cb.f, timed, mark);
+            }
+        }
+    }
+
+    /// Polls the woken tasks; `ready` is an empty buffer, left empty.
+    #[inline]
+    fn run_ready_tasks(&self, ready: &mut Vec<TaskId>, timed: bool, mark: &mut Option<Instant>) {
+        let inner = &self.inner;
+        // `ready` holds the tasks the last dispatch woke straight from readiness; those woken otherwise on this
+        // thread follow, then those woken from others. Tasks woken while these run wait for the next iteration.
+        if LOCAL_WOKEN.with(|w| w.replace(false)) {
+            LOCAL_READY.with(|q| ready.append(&mut q.borrow_mut()));
+        }
+        if inner.remote.pending.load(std::sync::atomic::Ordering::Acquire) {
+            self.take_remote_ready(ready);
         }
         // Iterated, then cleared, rather than drained: the buffer is the loop's own, out of reach of the tasks.
         for &id in ready.iter() {
-            self.poll_task(id, mark);
+            self.poll_task(id, timed, mark);
         }
         ready.clear();
     }
 
-    fn poll_task(&self, id: TaskId, mark: &mut Option<Instant>) {
-        let inner = &self.inner;
-        // Take the future and its waker out so that the task table is not borrowed while it runs.
-        let (mut future, waker, name) = {
-            let mut tasks = inner.tasks.borrow_mut();
-            let Some(task) = tasks.get_mut(id.key) else { return };
-            if task.id != id {
-                return;
+    /// Appends the tasks woken from other threads to `ready`.
+    #[cold]
+    #[inline(never)]
+    fn take_remote_ready(&self, ready: &mut Vec<TaskId>) {
+        let remote = &self.inner.remote;
+        if remote.pending.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            ready.append(&mut remote::lock(&remote.ready));
+            // Remote callbacks that arrived after the drain keep the flag up for the next iteration.
+            if !remote::lock(&remote.callbacks).is_empty() {
+                remote.pending.store(true, std::sync::atomic::Ordering::Release);
             }
-            let Some((future, waker)) = task.body.take() else { return };
-            task.wake_state.unschedule();
-            (future, waker, task.name)
-        };
-        let start = self.blocking_start(mark);
-        let result = executor::poll_task(&mut future, &waker);
-        self.check_blocking(start, mark, "task", name);
-        let mut tasks = inner.tasks.borrow_mut();
-        let result = match result {
-            Ok(p) => p,
-            Err(msg) => {
-                log::error!("task {name} panicked: {msg}");
-                if let Some(t) = tasks.get(id.key).filter(|t| t.id == id) {
-                    t.join.fail(JoinError::Panicked(msg));
-                }
-                Poll::Ready(())
-            }
-        };
-        match result {
-            Poll::Ready(()) => {
-                if tasks.get(id.key).is_some_and(|t| t.id == id) {
-                    let task = tasks.remove(id.key);
-                    drop(tasks);
-                    drop(task);
-                }
-                drop(future);
-                drop(waker);
-            }
-            Poll::Pending => match tasks.get_mut(id.key) {
-                Some(task) if task.id == id => {
-                    task.body = Some((future, waker));
-                }
-                _ => {
-                    // Cancelled while it ran: drop it now.
-                    drop(tasks);
-                    drop(future);
-                    drop(waker);
-                }
-            },
         }
     }
 
-    fn run_guarded(&self, name: &'static str, f: Callback, mark: &mut Option<Instant>) {
-        let start = self.blocking_start(mark);
+    #[inline]
+    fn poll_task(&self, id: TaskId, timed: bool, mark: &mut Option<Instant>) {
+        // A second handle to the task, so that the task table is not borrowed while it runs.
+        let task = {
+            let tasks = self.inner.tasks.borrow();
+            match tasks.get(id.key()) {
+                Some(task) if task.id == id => task.clone(),
+                _ => return,
+            }
+        };
+        let Ok(mut future) = task.future.try_borrow_mut() else { return };
+        task.wake_state.unschedule();
+        let start = if timed { self.blocking_start(mark) } else { None };
+        self.inner.current_task.set(Some(id));
+        let result = executor::poll_task(&mut future, &task.waker);
+        self.inner.current_task.set(None);
+        drop(future);
+        self.check_blocking(start, mark, "task", task.name);
+        if !matches!(result, Ok(Poll::Pending)) {
+            self.end_task(id, task.name, result.err());
+        }
+        // The future is dropped here if the task ended or was cancelled while it ran.
+        drop(task);
+    }
+
+    /// Removes a task whose future completed or panicked (`panic` is then its message).
+    #[inline(never)]
+    fn end_task(&self, id: TaskId, name: &'static str, panic: Option<String>) {
+        let mut tasks = self.inner.tasks.borrow_mut();
+        if let Some(msg) = panic {
+            log::error!("task {name} panicked: {msg}");
+            if let Some(t) = tasks.get(id.key()).filter(|t| t.id == id) {
+                t.join.fail(JoinError::Panicked(msg));
+            }
+        }
+        if tasks.get(id.key()).is_some_and(|t| t.id == id) {
+            let task = tasks.remove(id.key());
+            drop(tasks);
+            drop(task);
+        }
+    }
+
+    fn run_guarded(&self, name: &'static str, f: Callback, timed: bool, mark: &mut Option<Instant>) {
+        let start = if timed { self.blocking_start(mark) } else { None };
         if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
             log::error!("callback {name} panicked: {}", crate::panic_message(&*payload));
         }
@@ -801,7 +874,8 @@ impl IOLoop {
         end
     }
 
-    fn dispatch(&self, events: &Events) {
+    /// Delivers the events of a wait; tasks woken straight from a source's readiness are pushed onto `ready`.
+    fn dispatch(&self, events: &Events, timed: bool, ready: &mut Vec<TaskId>) {
         let inner = &self.inner;
         // The first handler after the wait reads the clock; each later one starts when the one before ended.
         let mut mark = None;
@@ -816,7 +890,7 @@ impl IOLoop {
                     if s.generation != generation {
                         continue;
                     }
-                    self.on_source_event(key, s, ev);
+                    self.on_source_event(key, s, ev, ready);
                 }
                 Entry::Handler { fd, interest, callback, name, generation: g } => {
                     if *g != generation {
@@ -833,7 +907,7 @@ impl IOLoop {
                     );
                     let Some(mut cb) = callback.take() else { continue };
                     drop(entries);
-                    let start = self.blocking_start(&mut mark);
+                    let start = if timed { self.blocking_start(&mut mark) } else { None };
                     if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| cb(fd, masked))) {
                         log::error!("handler {name} for fd {fd} panicked: {}", crate::panic_message(&*payload));
                     }
@@ -853,29 +927,19 @@ impl IOLoop {
         }
     }
 
-    fn on_source_event(&self, key: usize, s: &mut SourceState, ev: &Event) {
-        let mut ready = Interest::NONE;
-        if ev.is_readable() || ev.is_hangup() || ev.is_error() {
-            ready = ready.add(Interest::READABLE);
-        }
-        if ev.is_writable() || ev.is_error() {
-            ready = ready.add(Interest::WRITABLE);
-        }
-        // Only directions being watched count: the rest was reported alongside a hang-up or an error.
-        ready = ready.remove(Interest::BOTH.remove(s.interest));
+    fn on_source_event(&self, key: usize, s: &mut SourceState, ev: &Event, queue: &mut Vec<TaskId>) {
+        // Hang-up comes as readable and an error as both (the poller's contract). Only directions being watched
+        // count: the rest was reported alongside a hang-up or an error.
+        let ready = ev.readiness().remove(Interest::BOTH.remove(s.interest));
         s.ready = s.ready.add(ready);
         s.hangup |= ev.is_hangup();
         let woken = ready.remove(Interest::BOTH.remove(s.waiting));
         s.waiting = s.waiting.remove(woken);
         if woken.is_readable() {
-            if let Some(w) = &s.read_waker {
-                w.wake_by_ref();
-            }
+            wake(&s.read_task, &s.read_waker, queue);
         }
         if woken.is_writable() {
-            if let Some(w) = &s.write_waker {
-                w.wake_by_ref();
-            }
+            wake(&s.write_task, &s.write_waker, queue);
         }
         // Nobody waits for a ready direction: stop watching it, or level-triggered readiness would spin the loop.
         if woken != ready {
@@ -907,10 +971,25 @@ impl IOLoop {
 /// Drops a task's future now (for [`JoinHandle::cancel`]), unless the task already ended.
 pub(crate) fn cancel_task(inner: &Inner, id: TaskId) {
     let mut tasks = inner.tasks.borrow_mut();
-    if tasks.get(id.key).is_some_and(|t| t.id == id) {
-        let task = tasks.remove(id.key);
+    if tasks.get(id.key()).is_some_and(|t| t.id == id) {
+        let task = tasks.remove(id.key());
         drop(tasks);
         drop(task); // its destructors run with no borrow held
+    }
+}
+
+/// Wakes whoever waits on a source in one direction: when the waker is a task's own, by scheduling the task
+/// and queueing it on `queue`, the loop's own list of tasks to poll next; else through the waker.
+#[inline]
+fn wake(task: &Option<Arc<TaskWaker>>, waker: &Option<Waker>, queue: &mut Vec<TaskId>) {
+    match (task, waker) {
+        (Some(t), _) => {
+            if t.schedule_on_loop() {
+                queue.push(t.id);
+            }
+        }
+        (None, Some(w)) => w.wake_by_ref(),
+        (None, None) => {}
     }
 }
 

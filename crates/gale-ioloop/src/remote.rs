@@ -21,6 +21,9 @@ thread_local! {
     pub(crate) static LOOP_NOW: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
     /// Tasks woken on the thread of the loop that is running there: no lock needed.
     pub(crate) static LOCAL_READY: std::cell::RefCell<Vec<TaskId>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Set whenever a task is pushed onto [`LOCAL_READY`], cleared when the queue is taken: a flag that needs no
+    /// destructor, so that the loop learns from one load whether the queue has anything for it.
+    pub(crate) static LOCAL_WOKEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 pub(crate) struct Remote {
@@ -80,6 +83,7 @@ impl Remote {
     pub(crate) fn schedule_task(&self, id: TaskId) {
         if self.on_loop_thread() {
             LOCAL_READY.with(|q| q.borrow_mut().push(id));
+            LOCAL_WOKEN.with(|w| w.set(true));
         } else {
             self.schedule_task_remote(id);
         }

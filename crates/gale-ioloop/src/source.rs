@@ -84,6 +84,7 @@ impl<T: AsFd + 'static> Source<T> {
     /// # Errors
     ///
     /// If the poller cannot watch the fd, or the loop was closed.
+    #[inline]
     pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.io_loop.poll_source(self.key, Interest::READABLE, cx.waker())
     }
@@ -93,6 +94,7 @@ impl<T: AsFd + 'static> Source<T> {
     /// # Errors
     ///
     /// As [`poll_readable`](Source::poll_readable).
+    #[inline]
     pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.io_loop.poll_source(self.key, Interest::WRITABLE, cx.waker())
     }
@@ -125,12 +127,8 @@ impl<T: AsFd + 'static> Source<T> {
     /// # Errors
     ///
     /// Whatever `op` returns other than `WouldBlock`; `Interrupted` is retried.
-    pub fn poll_read_with<R>(
-        &self,
-        cx: &mut Context<'_>,
-        mut op: impl FnMut(&T) -> io::Result<R>,
-    ) -> Poll<io::Result<R>> {
-        self.poll_with(cx, Interest::READABLE, &mut op)
+    pub fn poll_read_with<R>(&self, cx: &mut Context<'_>, op: impl FnMut(&T) -> io::Result<R>) -> Poll<io::Result<R>> {
+        self.poll_with(cx, Interest::READABLE, op)
     }
 
     /// Runs `op` until it does not return `WouldBlock`, waiting for write readiness in between.
@@ -138,19 +136,16 @@ impl<T: AsFd + 'static> Source<T> {
     /// # Errors
     ///
     /// As [`poll_read_with`](Source::poll_read_with).
-    pub fn poll_write_with<R>(
-        &self,
-        cx: &mut Context<'_>,
-        mut op: impl FnMut(&T) -> io::Result<R>,
-    ) -> Poll<io::Result<R>> {
-        self.poll_with(cx, Interest::WRITABLE, &mut op)
+    pub fn poll_write_with<R>(&self, cx: &mut Context<'_>, op: impl FnMut(&T) -> io::Result<R>) -> Poll<io::Result<R>> {
+        self.poll_with(cx, Interest::WRITABLE, op)
     }
 
+    #[inline]
     fn poll_with<R>(
         &self,
         cx: &mut Context<'_>,
         dir: Interest,
-        op: &mut dyn FnMut(&T) -> io::Result<R>,
+        mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         loop {
             match op(&self.io) {

@@ -725,6 +725,44 @@ fn an_idle_source_does_not_spin_the_loop() {
 }
 
 #[test]
+fn a_source_awaited_through_a_wrapping_waker_is_woken_through_it() {
+    // The loop wakes a task awaiting a source with its own waker without going through the waker; a waker
+    // wrapped by a combinator must still be woken itself, so that the combinator learns which part is ready.
+    struct Counting {
+        wakes: AtomicUsize,
+        inner: Waker,
+    }
+    impl std::task::Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.wakes.fetch_add(1, Ordering::SeqCst);
+            self.inner.wake_by_ref();
+        }
+    }
+    each_backend(|io_loop| {
+        let (mut a, b) = pair();
+        io_loop.call_later(Duration::from_millis(5), move || a.write_all(b"x").unwrap());
+        let wakes = io_loop.run_sync(async move {
+            let b = Source::new(b).unwrap();
+            let mut counting: Option<Arc<Counting>> = None;
+            std::future::poll_fn(|cx| {
+                let c = counting
+                    .get_or_insert_with(|| Arc::new(Counting { wakes: AtomicUsize::new(0), inner: cx.waker().clone() }))
+                    .clone();
+                let waker = Waker::from(c.clone());
+                let mut inner_cx = std::task::Context::from_waker(&waker);
+                b.poll_readable(&mut inner_cx).map(|r| r.map(|()| c.wakes.load(Ordering::SeqCst)))
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(wakes, 1);
+    });
+}
+
+#[test]
 fn periodic_callback_runs_repeatedly_until_stopped() {
     each_backend(|io_loop| {
         let n = Rc::new(Cell::new(0));

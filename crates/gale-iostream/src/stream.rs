@@ -242,7 +242,7 @@ impl<S: AsFd + 'static> IOStream<S> {
         consume: impl FnOnce(&[u8]) -> usize,
     ) -> Poll<Result<usize, StreamError>> {
         let options = self.inner.options.get();
-        {
+        let (room, may_have_data) = {
             let st = self.inner.state.borrow();
             if let Some(reason) = &st.closed {
                 return Poll::Ready(Err(StreamError::Closed(reason.clone())));
@@ -252,21 +252,20 @@ impl<S: AsFd + 'static> IOStream<S> {
                 self.close_with(CloseReason::Error(io::ErrorKind::OutOfMemory, "read buffer full".into()));
                 return Poll::Ready(Err(StreamError::BufferFull));
             }
-        }
-        let room = options.max_buffer_size - self.inner.state.borrow().read_buf.len();
-        let want = options.read_chunk_size.clamp(1, DEFAULT_READ_CHUNK_SIZE).min(room);
+            (options.max_buffer_size - st.read_buf.len(), st.may_have_data)
+        };
         let result = {
             let source = self.inner.source.borrow();
             let Some(source) = source.as_ref() else {
                 return Poll::Ready(Err(StreamError::Closed(CloseReason::Local)));
             };
-            let ready =
-                if self.inner.state.borrow().may_have_data { Poll::Ready(Ok(())) } else { source.poll_readable(cx) };
+            let ready = if may_have_data { Poll::Ready(Ok(())) } else { source.poll_readable(cx) };
             match ready {
                 Poll::Pending => return Poll::Pending,
                 // Handled below, once the source is no longer borrowed (closing takes it).
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => SCRATCH.with(|scratch| {
+                    let want = options.read_chunk_size.clamp(1, DEFAULT_READ_CHUNK_SIZE).min(room);
                     let mut scratch = scratch.borrow_mut();
                     let buf = &mut scratch[..want];
                     match source.poll_read_with(cx, |io| rustix::io::read(io, &mut *buf).map_err(io::Error::from)) {
@@ -543,7 +542,8 @@ impl<S: AsFd + 'static> IOStream<S> {
     /// [`StreamError::Closed`] after close; the I/O error (the stream closes) otherwise.
     pub fn try_write(&self, data: &[u8]) -> Result<usize, StreamError> {
         let result = {
-            let st = self.inner.state.borrow();
+            // Held across the syscall, which runs no other code, so that the count is kept in the same borrow.
+            let mut st = self.inner.state.borrow_mut();
             if let Some(reason) = &st.closed {
                 return Err(StreamError::Closed(reason.clone()));
             }
@@ -552,18 +552,19 @@ impl<S: AsFd + 'static> IOStream<S> {
             }
             let source = self.inner.source.borrow();
             let Some(source) = source.as_ref() else { return Err(StreamError::Closed(CloseReason::Local)) };
-            loop {
+            let result = loop {
                 match rustix::io::write(source.get_ref().as_fd(), data) {
                     Err(rustix::io::Errno::INTR) => continue,
                     other => break other,
                 }
+            };
+            if let Ok(n) = result {
+                st.bytes_written += n as u64;
             }
+            result
         };
         match result {
-            Ok(n) => {
-                self.inner.state.borrow_mut().bytes_written += n as u64;
-                Ok(n)
-            }
+            Ok(n) => Ok(n),
             Err(rustix::io::Errno::AGAIN) => Ok(0),
             Err(e) => {
                 let e = io::Error::from(e);

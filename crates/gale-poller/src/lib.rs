@@ -481,9 +481,11 @@ pub(crate) mod errors {
 pub(crate) const MAX_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
 /// Converts an optional timeout to the `Timespec` the syscalls take, shortened to [`MAX_TIMEOUT`].
+#[inline]
 pub(crate) fn timespec(timeout: Option<Duration>) -> Option<rustix::time::Timespec> {
     timeout.map(|d| {
-        let d = d.min(MAX_TIMEOUT);
+        // Whole seconds below the limit's cannot reach it: one compare for every timeout but the longest.
+        let d = if d.as_secs() < MAX_TIMEOUT.as_secs() { d } else { d.min(MAX_TIMEOUT) };
         rustix::time::Timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ }
     })
 }

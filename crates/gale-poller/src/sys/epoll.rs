@@ -13,7 +13,7 @@
 //! `EPOLLRDHUP` readable + hang-up, `EPOLLERR` error + readable + writable.
 
 use crate::sys::wake::WakeFd;
-use crate::{Event, Events, Interest, Notifier, Poller, Token, errors, timespec};
+use crate::{EV_ERR, EV_HUP, EV_READ, EV_WRITE, Event, Events, Interest, Notifier, Poller, Token, errors, timespec};
 use rustix::event::epoll;
 use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use rustix::io::Errno;
@@ -74,6 +74,49 @@ impl Epoll {
     fn data(token: Token) -> epoll::EventData {
         epoll::EventData::new_u64(token.0 as u64)
     }
+}
+
+/// An [`Event`]'s flags from epoll's: `EPOLLIN`/`EPOLLPRI`/`EPOLLHUP`/`EPOLLRDHUP`/`EPOLLERR` readable, `EPOLLOUT`/
+/// `EPOLLERR` writable, `EPOLLHUP`/`EPOLLRDHUP` hang-up, `EPOLLERR` error.
+const fn decode_flags(bits: u32) -> u8 {
+    use epoll::EventFlags as F;
+    const HUP: u32 = F::HUP.bits() | F::RDHUP.bits();
+    const ERR: u32 = F::ERR.bits();
+    const READABLE: u32 = F::IN.bits() | F::PRI.bits() | HUP | ERR;
+    const WRITABLE: u32 = F::OUT.bits() | ERR;
+    (((bits & READABLE != 0) as u8) * EV_READ)
+        | (((bits & WRITABLE != 0) as u8) * EV_WRITE)
+        | (((bits & HUP != 0) as u8) * EV_HUP)
+        | (((bits & ERR != 0) as u8) * EV_ERR)
+}
+
+/// The epoll flags [`decode_flags`] reads, gathered in six bits: `EPOLLIN`, `EPOLLPRI`, `EPOLLOUT`, `EPOLLERR`
+/// and `EPOLLHUP` where they are (the low five bits), `EPOLLRDHUP` moved down next to them.
+const fn flag_index(bits: u32) -> usize {
+    ((bits & 0x1f) | ((bits >> 8) & 0x20)) as usize
+}
+
+const _: () = {
+    use epoll::EventFlags as F;
+    assert!(F::IN.bits() | F::PRI.bits() | F::OUT.bits() | F::ERR.bits() | F::HUP.bits() == 0x1f);
+    assert!(F::RDHUP.bits() == 0x2000);
+};
+
+/// [`decode_flags`] of every combination of the six bits of [`flag_index`]: one load per event.
+const FLAG_TABLE: [u8; 64] = {
+    let mut table = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        let bits = (i as u32 & 0x1f) | ((i as u32 & 0x20) << 8);
+        table[i] = decode_flags(bits);
+        i += 1;
+    }
+    table
+};
+
+#[inline]
+fn event_flags(bits: u32) -> u8 {
+    FLAG_TABLE[flag_index(bits)]
 }
 
 /// Empties the wake-up fd: rare next to fd events, so kept out of the body of [`Epoll::wait`].
@@ -162,30 +205,27 @@ impl Poller for Epoll {
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         events.clear();
         let buf = &mut self.buf.0;
-        buf.clear();
         // No more records than `events` holds. The kernel moves every level-triggered fd it reports to the back
         // of its ready list, so an event fetched here and then dropped for want of room would be dropped again
         // on every lap, and its fd would starve. (The wake-up fd may take a slot; the event it keeps out comes
-        // with the next wait.)
+        // with the next wait.) The buffer's length stays zero: the records live in its spare capacity.
         let want = events.capacity().min(1 << 16);
-        buf.reserve(want);
+        if buf.capacity() < want {
+            buf.reserve(want);
+        }
         let ts = timespec(timeout);
         let (ready, _) = epoll::wait(&self.epfd, &mut buf.spare_capacity_mut()[..want], ts.as_ref())?;
-        use epoll::EventFlags as F;
-        const HUP: u32 = F::HUP.bits() | F::RDHUP.bits();
-        const ERR: u32 = F::ERR.bits();
-        const READABLE: u32 = F::IN.bits() | F::PRI.bits() | HUP | ERR;
-        const WRITABLE: u32 = F::OUT.bits() | ERR;
-        for ev in ready.iter() {
+        // One pass that trusts the count (`ready` is no longer than `events` holds) and notes the wake-up
+        // token, which is taken out again afterwards: it comes with at most one event, and rarely.
+        let mut woken = false;
+        events.list.extend(ready.iter().map(|ev| {
             let token = Token(ev.data.u64() as usize);
-            let flags = { ev.flags }.bits();
-            if token == Token::WAKE {
-                drain(&self.wake);
-                continue;
-            }
-            let event =
-                Event::new(token, flags & READABLE != 0, flags & WRITABLE != 0, flags & HUP != 0, flags & ERR != 0);
-            events.push(event);
+            woken |= token == Token::WAKE;
+            Event { token, flags: event_flags({ ev.flags }.bits()) }
+        }));
+        if woken {
+            events.list.retain(|ev| ev.token != Token::WAKE);
+            drain(&self.wake);
         }
         Ok(())
     }
@@ -196,5 +236,19 @@ impl Poller for Epoll {
 
     fn name(&self) -> &'static str {
         "epoll"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flag_table_decodes_every_combination_as_the_rules_do() {
+        for bits in 0..0x4000u32 {
+            assert_eq!(event_flags(bits), decode_flags(bits), "{bits:#x}");
+        }
+        let all = epoll::EventFlags::all().bits();
+        assert_eq!(event_flags(all), decode_flags(all));
     }
 }
