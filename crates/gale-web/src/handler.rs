@@ -138,6 +138,10 @@ pub struct RequestContext {
     /// Boxed, and recycled through the application once the request is over: the map keeps the storage its
     /// owned values needed, so the next response's `ETag` does not allocate it again.
     pub(crate) headers: Box<HeaderMap>,
+    /// Whether `headers` has a `Content-Type` field, and an `Etag` field: kept up to date by every change of
+    /// `headers` (see [`note_field`](RequestContext::note_field)), so that finishing a response need not search.
+    pub(crate) has_type: bool,
+    pub(crate) has_etag: bool,
     pub(crate) body: BytesMut,
     pub(crate) body_source: BodySource,
     pub(crate) streamed_body: Option<BodyReader>,
@@ -189,6 +193,8 @@ impl RequestContext {
             headers_written: false,
             finished: false,
             headers,
+            has_type: false,
+            has_etag: false,
             body: BytesMut::new(),
             body_source,
             streamed_body: body,
@@ -416,6 +422,7 @@ impl RequestContext {
     /// is sent (no header injection); the request then ends with a 500.
     pub fn set_header(&mut self, name: impl Into<HeaderBytes>, value: impl Into<HeaderBytes>) {
         let name = name.into();
+        self.note_field(name.as_bytes(), true);
         // Usually the header is new: appending it spares `insert`'s removal pass.
         if has_header(&self.headers, name.as_bytes()) {
             self.headers.insert(name, value);
@@ -426,12 +433,26 @@ impl RequestContext {
 
     /// Adds a response header value (several may share a name).
     pub fn add_header(&mut self, name: impl Into<HeaderBytes>, value: impl Into<HeaderBytes>) {
+        let name = name.into();
+        self.note_field(name.as_bytes(), true);
         self.headers.append(name, value);
     }
 
     /// Removes a response header.
     pub fn clear_header(&mut self, name: &str) {
+        self.note_field(name.as_bytes(), false);
         self.headers.remove(name);
+    }
+
+    /// Records that a field called `name` was added to the response headers, or with `present` false, that
+    /// every field so called was removed.
+    #[inline]
+    pub(crate) fn note_field(&mut self, name: &[u8], present: bool) {
+        match name.len() {
+            12 if same_name(name, b"Content-Type") => self.has_type = present,
+            4 if same_name(name, b"Etag") => self.has_etag = present,
+            _ => {}
+        }
     }
 
     /// The response headers so far.
@@ -593,23 +614,13 @@ impl RequestContext {
 
     /// ETag, 304 and compression for a response sent whole.
     fn prepare_whole_body(&mut self, body: Bytes) -> Bytes {
-        // One pass over the headers for both questions (as `ensure_content_type` and `has_header` would ask).
-        let (mut has_type, mut has_etag) = (false, false);
-        for (name, _) in self.headers.iter() {
-            match name.len() {
-                12 => has_type |= same_name(name, b"Content-Type"),
-                4 => has_etag |= same_name(name, b"Etag"),
-                _ => {}
-            }
-        }
-        if !has_type && !self.omits_body() {
-            self.headers.append("Content-Type", "text/html; charset=UTF-8");
-        }
+        self.ensure_content_type();
         let is_get = matches!(self.request.method(), Method::Get | Method::Head);
         if is_get && self.status == 200 {
-            if self.app.settings.compute_etag && !has_etag {
+            if self.app.settings.compute_etag && !self.has_etag {
                 let etag = self.app.etag_for(&body);
                 self.headers.append("Etag", etag);
+                self.has_etag = true;
             }
             let not_modified = match self.request.headers().get("If-None-Match") {
                 Some(inm) => self.headers.get("Etag").is_some_and(|etag| crate::static_files::etag_matches(inm, etag)),
@@ -619,7 +630,7 @@ impl RequestContext {
                 self.status = 304;
                 self.clear_reason();
                 for h in ["Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"] {
-                    self.headers.remove(h);
+                    self.clear_header(h);
                 }
                 return Bytes::new();
             }
@@ -634,8 +645,9 @@ impl RequestContext {
 
     /// Tornado's default `Content-Type`, unless the handler chose one (or the response has no body).
     fn ensure_content_type(&mut self) {
-        if !self.omits_body() && !has_header(&self.headers, b"Content-Type") {
+        if !self.has_type && !self.omits_body() {
             self.headers.append("Content-Type", "text/html; charset=UTF-8");
+            self.has_type = true;
         }
     }
 
@@ -701,7 +713,9 @@ impl RequestContext {
         }
         self.body.clear();
         self.headers.clear();
+        self.has_etag = false;
         self.headers.insert("Content-Type", "text/html; charset=UTF-8");
+        self.has_type = true;
         if let Some(allow) = self.extra.as_ref().and_then(|e| e.allow.clone()) {
             self.headers.insert("Allow", allow);
         }

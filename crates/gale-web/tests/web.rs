@@ -1015,6 +1015,43 @@ fn dynamic_responses_get_an_etag_and_304_for_if_none_match() {
     assert_eq!(text(&post), "posted");
 }
 
+/// Sets, clears and replaces `Content-Type` and `Etag` as the query says.
+struct FieldEdits;
+
+impl RequestHandler for FieldEdits {
+    async fn get(&mut self, cx: &mut RequestContext) -> Result {
+        let edits = cx.request().query().unwrap_or("").to_owned();
+        for edit in edits.split('&') {
+            match edit {
+                "type-lower" => cx.set_header("content-type", "text/plain"),
+                "type-added" => cx.add_header("CONTENT-TYPE", "text/css"),
+                "type-cleared" => cx.clear_header("Content-TYPE"),
+                "etag-lower" => cx.set_header("ETAG", "\"mine\""),
+                "etag-cleared" => cx.clear_header("etag"),
+                _ => {}
+            }
+        }
+        cx.write("body");
+        Ok(())
+    }
+}
+
+#[test]
+fn content_type_and_etag_set_in_any_spelling_are_kept_and_cleared_ones_are_defaulted() {
+    let s = TestServer::new(Application::builder().route("/edit", || FieldEdits).configure(quiet).build().unwrap());
+    let r = s.fetch("/edit?type-lower&etag-lower");
+    assert_eq!(r.headers().get_all("Content-Type").collect::<Vec<_>>(), [&b"text/plain"[..]]);
+    assert_eq!(r.headers().get_all("Etag").collect::<Vec<_>>(), [&b"\"mine\""[..]]);
+    assert_eq!(get_with(&s, "/edit?etag-lower", "If-None-Match", "\"mine\"").status(), 304);
+    let r = s.fetch("/edit?type-added");
+    assert_eq!(r.headers().get_all("Content-Type").collect::<Vec<_>>(), [&b"text/css"[..]]);
+    let r = s.fetch("/edit?type-lower&type-cleared&etag-lower&etag-cleared");
+    assert_eq!(r.headers().get("Content-Type"), Some("text/html; charset=UTF-8"));
+    let computed = r.headers().get("Etag").expect("a computed ETag");
+    assert_ne!(computed, "\"mine\"");
+    assert_eq!(s.fetch("/edit").headers().get("Etag"), Some(computed));
+}
+
 #[test]
 fn head_answers_like_get_without_a_body() {
     let s = TestServer::new(text_app(false));
