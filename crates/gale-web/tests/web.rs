@@ -889,6 +889,42 @@ fn a_panicking_handler_is_500_and_the_server_goes_on() {
     assert!(text(&debug.fetch("/panic")).contains("secret detail"), "debug mode shows the panic");
 }
 
+/// Panics when asked to; otherwise answers with how many handlers its factory made.
+struct PanicsOnDemand(usize);
+
+impl RequestHandler for PanicsOnDemand {
+    async fn get(&mut self, cx: &mut RequestContext) -> Result {
+        if cx.request().query() == Some("panic") {
+            panic!("asked to");
+        }
+        cx.write(self.0.to_string());
+        Ok(())
+    }
+}
+
+#[test]
+fn a_route_whose_handler_panicked_answers_its_next_requests_afresh() {
+    let made = Rc::new(Cell::new(0));
+    let counter = made.clone();
+    let app = Application::builder()
+        .route("/p", move || {
+            counter.set(counter.get() + 1);
+            PanicsOnDemand(counter.get())
+        })
+        .configure(quiet)
+        .build()
+        .unwrap();
+    let s = TestServer::new(app);
+    for round in 0..3 {
+        assert_eq!(s.fetch("/p?panic").status(), 500);
+        let r = s.fetch("/p");
+        assert_eq!(r.status(), 200);
+        assert_eq!(text(&r), (3 * round + 2).to_string(), "a fresh handler for every request");
+        assert_eq!(text(&s.fetch("/p")), (3 * round + 3).to_string());
+    }
+    assert_eq!(made.get(), 9);
+}
+
 struct PanicAfterFlush;
 
 impl RequestHandler for PanicAfterFlush {
