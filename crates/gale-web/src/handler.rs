@@ -552,9 +552,15 @@ impl RequestContext {
         if !self.headers_written {
             let body = std::mem::take(&mut self.body).freeze();
             let body = self.prepare_whole_body(body);
-            let len = if self.omits_body() { 0 } else { body.len() as u64 };
-            self.send_head_with(Some(len), false)?;
-            if !body.is_empty() && !self.omits_body() {
+            let omits_body = self.omits_body();
+            let len = if omits_body { 0 } else { body.len() as u64 };
+            // `send_head` with what is known here: the head is not written, `prepare_whole_body` added the
+            // default `Content-Type`, and a length is given.
+            self.writer
+                .write_head(self.status, self.reason(), &self.headers, Some(len))
+                .map_err(|e| HttpError::with_message(500, format!("cannot send response head: {e}")))?;
+            self.headers_written = true;
+            if !body.is_empty() && !omits_body {
                 self.writer.write(body).map_err(|e| HttpError::with_message(500, e.to_string()))?;
             }
         } else {
@@ -651,18 +657,12 @@ impl RequestContext {
         }
     }
 
+    /// Sends the head (unless it was sent), with the default `Content-Type` if the handler set none.
     fn send_head(&mut self, content_length: Option<u64>) -> Result {
-        self.send_head_with(content_length, true)
-    }
-
-    /// Sends the head, adding the default `Content-Type` first if `ensure_type` (`finish` already did).
-    fn send_head_with(&mut self, content_length: Option<u64>, ensure_type: bool) -> Result {
         if self.headers_written {
             return Ok(());
         }
-        if ensure_type {
-            self.ensure_content_type();
-        }
+        self.ensure_content_type();
         if content_length.is_none() && self.app.settings.compress_response {
             // A streamed response is sent uncompressed; say it varies anyway for caches.
             self.headers.append("Vary", "Accept-Encoding");
