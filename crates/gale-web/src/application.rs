@@ -693,7 +693,13 @@ async fn execute<H: RequestHandler>(mut handler: H, cell: ContextCell) {
     let verb = Verb::of(cx.request.method());
     let run = async {
         // A method the handler does not list is a 405 before anything else (Tornado's SUPPORTED_METHODS).
-        if !method_allowed(H::ALLOWED_METHODS, cx.request.method()) {
+        let allowed = if std::ptr::eq(H::ALLOWED_METHODS, crate::handler::DEFAULT_METHODS) {
+            // The default list holds every method `Verb` names.
+            !matches!(verb, Verb::Other)
+        } else {
+            method_allowed(H::ALLOWED_METHODS, cx.request.method())
+        };
+        if !allowed {
             return Err(HttpError::new(405));
         }
         if cx.app.settings.xsrf_cookies
@@ -832,6 +838,10 @@ mod tests {
             assert!(!method_allowed(crate::handler::DEFAULT_METHODS, &m));
         }
         assert!(method_allowed(&["GET", "TRACE"], &Method::Trace));
+        // `execute` answers for the default list from the verb alone.
+        for m in standard.iter().chain(&[Method::Connect, Method::Trace]) {
+            assert_eq!(!matches!(Verb::of(m), Verb::Other), method_allowed(crate::handler::DEFAULT_METHODS, m));
+        }
     }
 
     #[test]
