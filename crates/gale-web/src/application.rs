@@ -78,7 +78,19 @@ pub(crate) trait Route {
 
 /// Where a [`Task`] keeps the context of its request: filled in before the task starts, emptied by the task
 /// when the request is over. (Shared with the handler future, which borrows the context while it runs.)
-pub(crate) type ContextCell = Rc<RefCell<Option<RequestContext>>>;
+pub(crate) type ContextCell = Rc<RefCell<TaskContext>>;
+
+/// The context of a task's request, and what it keeps from one request to the next.
+#[derive(Default)]
+pub(crate) struct TaskContext {
+    cx: Option<RequestContext>,
+    /// The response header map of the last request, emptied: it keeps the storage its owned values needed,
+    /// so that the next response's `ETag` does not allocate it again.
+    headers: Option<Box<gale_http1::HeaderMap>>,
+}
+
+/// Header maps that held more fields than this are not reused (their storage would stay that large).
+const REUSED_HEADER_MAP_FIELDS: usize = 16;
 
 /// A request being answered by a route's handler (Tornado's `_execute`), type-erased. Tasks are reused from
 /// request to request with their storage, so that answering a request allocates nothing.
@@ -199,39 +211,12 @@ pub(crate) struct AppInner {
     /// The buffer response bodies are written into, handed out whole and reclaimed once the body sent from it
     /// is gone, so that a small response allocates nothing.
     body_buffer: std::cell::RefCell<bytes::BytesMut>,
-    /// Response header maps of finished requests, emptied, for the next ones. (Boxed: they are handed to
-    /// request contexts as boxes, so that taking and returning one moves a pointer, not the map.)
-    #[allow(clippy::vec_box)]
-    header_maps: std::cell::RefCell<Vec<Box<gale_http1::HeaderMap>>>,
 }
-
-/// Most header maps kept for reuse (about the number of requests answered at the same time).
-const SPARE_HEADER_MAPS: usize = 64;
-
-/// Header maps that held more fields than this are not reused (their storage would stay that large).
-const REUSED_HEADER_MAP_FIELDS: usize = 16;
 
 /// Room a response body gets before it must grow (below glibc's per-thread cache limit).
 const BODY_BUFFER: usize = 1000;
 
 impl AppInner {
-    /// An empty map for a response's headers.
-    pub(crate) fn header_map(&self) -> Box<gale_http1::HeaderMap> {
-        self.header_maps.borrow_mut().pop().unwrap_or_default()
-    }
-
-    /// Takes back the header map of a finished request.
-    fn recycle_header_map(&self, mut map: Box<gale_http1::HeaderMap>) {
-        if map.len() > REUSED_HEADER_MAP_FIELDS {
-            return;
-        }
-        map.clear();
-        let mut spare = self.header_maps.borrow_mut();
-        if spare.len() < SPARE_HEADER_MAPS {
-            spare.push(map);
-        }
-    }
-
     /// An empty buffer for a response body: the application's own when no earlier body still holds it.
     pub(crate) fn body_buffer(&self) -> bytes::BytesMut {
         let mut spare = self.body_buffer.borrow_mut();
@@ -523,7 +508,6 @@ impl ApplicationBuilder {
                 static_versions: Default::default(),
                 last_etag: Default::default(),
                 body_buffer: Default::default(),
-                header_maps: Default::default(),
             }),
         })
     }
@@ -553,7 +537,8 @@ impl HttpService for Application {
         let mut task = route.task();
         {
             let mut slot = task.context().borrow_mut();
-            let cx = slot.insert(RequestContext::new(inner.clone(), request, writer, body));
+            let headers = slot.headers.take().unwrap_or_default();
+            let cx = slot.cx.insert(RequestContext::new(inner.clone(), request, writer, body, headers));
             if let Some(args) = args.filter(|a| !a.is_empty()) {
                 let text = |v: &Option<Vec<u8>>| {
                     v.as_deref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
@@ -688,7 +673,7 @@ fn method_allowed(allowed: &[&str], method: &Method) -> bool {
 #[allow(clippy::await_holding_refcell_ref)]
 async fn execute<H: RequestHandler>(mut handler: H, cell: ContextCell) {
     let mut slot = cell.borrow_mut();
-    let Some(cx) = slot.as_mut() else { return };
+    let Some(cx) = slot.cx.as_mut() else { return };
     let closed_watch = cx.writer.clone();
     let verb = Verb::of(cx.request.method());
     let run = async {
@@ -766,8 +751,11 @@ async fn execute<H: RequestHandler>(mut handler: H, cell: ContextCell) {
         }
     }
     drop(handler);
-    if let Some(RequestContext { app, headers, extra, .. }) = slot.take() {
-        app.recycle_header_map(headers);
+    if let Some(RequestContext { mut headers, extra, .. }) = slot.cx.take() {
+        if headers.len() <= REUSED_HEADER_MAP_FIELDS {
+            headers.clear();
+            slot.headers = Some(headers);
+        }
         // Tested here: dropping the usual `None` through the field's drop glue would cost a call.
         if let Some(extra) = extra {
             drop(extra);

@@ -135,8 +135,8 @@ pub struct RequestContext {
     pub(crate) status: u16,
     pub(crate) headers_written: bool,
     pub(crate) finished: bool,
-    /// Boxed, and recycled through the application once the request is over: the map keeps the storage its
-    /// owned values needed, so the next response's `ETag` does not allocate it again.
+    /// Boxed, and kept by the request's task once the request is over: the map keeps the storage its owned
+    /// values needed, so the next response's `ETag` does not allocate it again.
     pub(crate) headers: Box<HeaderMap>,
     /// Whether `headers` has a `Content-Type` field, and an `Etag` field: kept up to date by every change of
     /// `headers` (see [`note_field`](RequestContext::note_field)), so that finishing a response need not search.
@@ -178,13 +178,19 @@ impl fmt::Debug for RequestContext {
 }
 
 impl RequestContext {
-    pub(crate) fn new(app: Rc<AppInner>, request: Request, writer: ResponseWriter, body: Option<BodyReader>) -> Self {
+    /// The context of `request`, whose response headers go in `headers` (empty).
+    pub(crate) fn new(
+        app: Rc<AppInner>,
+        request: Request,
+        writer: ResponseWriter,
+        body: Option<BodyReader>,
+        headers: Box<HeaderMap>,
+    ) -> Self {
         // The default `Content-Type` is added when the head is sent, if the handler set none.
         let body_source = match &body {
             Some(b) => BodySource::Streamed(b.clone()),
             None => BodySource::Buffered,
         };
-        let headers = app.header_map();
         RequestContext {
             app,
             request,
