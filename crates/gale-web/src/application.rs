@@ -6,10 +6,10 @@ use crate::handler::{RequestContext, RequestHandler};
 use crate::routing::Router;
 use gale_http1::proto::request::RequestHead;
 use gale_http1::{BodyReader, HttpServer, HttpService, Method, Request, ResponseWriter, ServerOptions};
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -69,27 +69,130 @@ impl Default for Settings {
 /// A route's handler factory, type-erased.
 pub(crate) trait Route {
     fn stream_body(&self) -> bool;
-    /// The future answering the request in `cx` (which stays outside of it, so that the boxed future is small).
-    fn run<'a>(&'a self, cx: &'a mut RequestContext) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
+    /// An idle task to answer a request with: one an earlier request of this route gave back (see
+    /// [`recycle`](Route::recycle)), or a new one.
+    fn task(&self) -> Pin<Box<dyn Task>>;
+    /// Takes back a task whose request is over, for the next request.
+    fn recycle(&self, task: Pin<Box<dyn Task>>);
 }
 
-struct HandlerRoute<F, H> {
-    factory: F,
-    _handler: PhantomData<fn() -> H>,
+/// Where a [`Task`] keeps the context of its request: filled in before the task starts, emptied by the task
+/// when the request is over. (Shared with the handler future, which borrows the context while it runs.)
+pub(crate) type ContextCell = Rc<RefCell<TaskContext>>;
+
+/// The context of a task's request, and what it keeps from one request to the next.
+#[derive(Default)]
+pub(crate) struct TaskContext {
+    cx: Option<RequestContext>,
+    /// The response header map of the last request, emptied: it keeps the storage its owned values needed,
+    /// so that the next response's `ETag` does not allocate it again.
+    headers: Option<Box<gale_http1::HeaderMap>>,
 }
 
-impl<F, H> Route for HandlerRoute<F, H>
+/// Header maps that held more fields than this are not reused (their storage would stay that large).
+const REUSED_HEADER_MAP_FIELDS: usize = 16;
+
+/// A request being answered by a route's handler (Tornado's `_execute`), type-erased. Tasks are reused from
+/// request to request with their storage, so that answering a request allocates nothing.
+pub(crate) trait Task {
+    /// Where the request's context goes before [`start`](Task::start).
+    fn context(&self) -> &ContextCell;
+    /// Starts answering the request in [`context`](Task::context); the task must be idle (new, or its last
+    /// request over).
+    fn start(self: Pin<&mut Self>);
+    /// Polls the handler. Once this is ready, the request is over and the task idle.
+    fn poll_task(self: Pin<&mut Self>, task: &mut std::task::Context<'_>) -> Poll<()>;
+}
+
+pin_project_lite::pin_project! {
+    /// A task: the context of its request, and the future answering it, made by `make`.
+    struct TaskSlot<M, Fut> {
+        make: M,
+        cx: ContextCell,
+        // Left in place once complete (it then holds nothing), and replaced by the next request's.
+        #[pin]
+        future: Option<Fut>,
+    }
+}
+
+impl<M, Fut> Task for TaskSlot<M, Fut>
+where
+    M: Fn(ContextCell) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    fn context(&self) -> &ContextCell {
+        &self.cx
+    }
+
+    fn start(self: Pin<&mut Self>) {
+        let mut this = self.project();
+        let future = (this.make)(this.cx.clone());
+        this.future.set(Some(future));
+    }
+
+    fn poll_task(self: Pin<&mut Self>, task: &mut std::task::Context<'_>) -> Poll<()> {
+        match self.project().future.as_pin_mut() {
+            Some(future) => future.poll(task),
+            None => Poll::Ready(()),
+        }
+    }
+}
+
+/// Most idle tasks a route keeps besides its first (about the number of its requests answered at the same
+/// time).
+const SPARE_TASKS: usize = 64;
+
+struct HandlerRoute<M> {
+    /// Makes the future of a request: a fresh handler from the factory, run by [`execute`].
+    make: M,
+    stream_body: bool,
+    /// The idle task taken first: one request at a time needs no more.
+    idle: std::cell::Cell<Option<Pin<Box<dyn Task>>>>,
+    /// More idle tasks, for requests answered at the same time.
+    spare: RefCell<Vec<Pin<Box<dyn Task>>>>,
+}
+
+impl<M, Fut> Route for HandlerRoute<M>
+where
+    M: Fn(ContextCell) -> Fut + Clone + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    fn stream_body(&self) -> bool {
+        self.stream_body
+    }
+
+    fn task(&self) -> Pin<Box<dyn Task>> {
+        match self.idle.take() {
+            Some(task) => task,
+            None => self.spare.borrow_mut().pop().unwrap_or_else(|| {
+                Box::pin(TaskSlot { make: self.make.clone(), cx: ContextCell::default(), future: None })
+            }),
+        }
+    }
+
+    fn recycle(&self, task: Pin<Box<dyn Task>>) {
+        if let Some(other) = self.idle.replace(Some(task)) {
+            let mut spare = self.spare.borrow_mut();
+            if spare.len() < SPARE_TASKS {
+                spare.push(other);
+            }
+        }
+    }
+}
+
+/// The route of handlers made by `factory`.
+fn handler_route<F, H>(factory: F) -> Rc<dyn Route>
 where
     F: Fn() -> H + 'static,
     H: RequestHandler,
 {
-    fn stream_body(&self) -> bool {
-        H::STREAM_REQUEST_BODY
-    }
-
-    fn run<'a>(&'a self, cx: &'a mut RequestContext) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
-        Box::pin(execute((self.factory)(), cx))
-    }
+    let factory = Rc::new(factory);
+    Rc::new(HandlerRoute {
+        make: move |cx| execute(factory(), cx),
+        stream_body: H::STREAM_REQUEST_BODY,
+        idle: Default::default(),
+        spare: Default::default(),
+    })
 }
 
 /// Hook computing the current user of a request.
@@ -108,39 +211,12 @@ pub(crate) struct AppInner {
     /// The buffer response bodies are written into, handed out whole and reclaimed once the body sent from it
     /// is gone, so that a small response allocates nothing.
     body_buffer: std::cell::RefCell<bytes::BytesMut>,
-    /// Response header maps of finished requests, emptied, for the next ones. (Boxed: they are handed to
-    /// request contexts as boxes, so that taking and returning one moves a pointer, not the map.)
-    #[allow(clippy::vec_box)]
-    header_maps: std::cell::RefCell<Vec<Box<gale_http1::HeaderMap>>>,
 }
-
-/// Most header maps kept for reuse (about the number of requests answered at the same time).
-const SPARE_HEADER_MAPS: usize = 64;
-
-/// Header maps that held more fields than this are not reused (their storage would stay that large).
-const REUSED_HEADER_MAP_FIELDS: usize = 16;
 
 /// Room a response body gets before it must grow (below glibc's per-thread cache limit).
 const BODY_BUFFER: usize = 1000;
 
 impl AppInner {
-    /// An empty map for a response's headers.
-    pub(crate) fn header_map(&self) -> Box<gale_http1::HeaderMap> {
-        self.header_maps.borrow_mut().pop().unwrap_or_default()
-    }
-
-    /// Takes back the header map of a finished request.
-    fn recycle_header_map(&self, mut map: Box<gale_http1::HeaderMap>) {
-        if map.len() > REUSED_HEADER_MAP_FIELDS {
-            return;
-        }
-        map.clear();
-        let mut spare = self.header_maps.borrow_mut();
-        if spare.len() < SPARE_HEADER_MAPS {
-            spare.push(map);
-        }
-    }
-
     /// An empty buffer for a response body: the application's own when no earlier body still holds it.
     pub(crate) fn body_buffer(&self) -> bytes::BytesMut {
         let mut spare = self.body_buffer.borrow_mut();
@@ -343,7 +419,7 @@ impl ApplicationBuilder {
         F: Fn() -> H + 'static,
         H: RequestHandler,
     {
-        let route: Rc<dyn Route> = Rc::new(HandlerRoute { factory, _handler: PhantomData });
+        let route = handler_route(factory);
         self.routes.push((pattern.to_owned(), name.map(str::to_owned), route));
         self
     }
@@ -355,7 +431,7 @@ impl ApplicationBuilder {
         F: Fn() -> H + 'static,
         H: RequestHandler,
     {
-        self.default_route = Some(Rc::new(HandlerRoute { factory, _handler: PhantomData }));
+        self.default_route = Some(handler_route(factory));
         self
     }
 
@@ -401,10 +477,7 @@ impl ApplicationBuilder {
         if let Some(root) = &self.settings.static_path {
             let prefix = regex::escape(&self.settings.static_url_prefix);
             let root = root.clone();
-            let route: Rc<dyn Route> = Rc::new(HandlerRoute {
-                factory: move || crate::StaticFileHandler::new(root.clone()),
-                _handler: PhantomData,
-            });
+            let route = handler_route(move || crate::StaticFileHandler::new(root.clone()));
             routes.insert(0, (format!("{prefix}(.*)"), None, route));
         }
         for (pattern, name, route) in routes {
@@ -423,8 +496,7 @@ impl ApplicationBuilder {
             }
             None => None,
         };
-        let default_route =
-            self.default_route.unwrap_or_else(|| Rc::new(HandlerRoute { factory: || NotFound, _handler: PhantomData }));
+        let default_route = self.default_route.unwrap_or_else(|| handler_route(|| NotFound));
         Ok(Application {
             inner: Rc::new(AppInner {
                 settings: self.settings,
@@ -436,7 +508,6 @@ impl ApplicationBuilder {
                 static_versions: Default::default(),
                 last_etag: Default::default(),
                 body_buffer: Default::default(),
-                header_maps: Default::default(),
             }),
         })
     }
@@ -458,56 +529,74 @@ impl HttpService for Application {
 
     async fn call(&self, request: Request, body: Option<BodyReader>, writer: ResponseWriter) {
         let inner = &self.inner;
-        let (route, args) = match inner.router.find(route_path(&request)) {
-            Some((route, args)) => (route, Some(args)),
+        let (route, args) = match inner.router.lookup(route_path(&request)) {
+            Some((route, args)) => (route, args),
             None => (&inner.default_route, None),
         };
-        let mut cx = RequestContext::new(inner.clone(), request, writer, body);
-        if let Some(args) = args.filter(|a| !a.is_empty()) {
-            let text =
-                |v: &Option<Vec<u8>>| v.as_deref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-            let extra = cx.extra();
-            extra.path_args = args.positional().iter().map(text).collect();
-            extra.path_kwargs = args.named().iter().map(|(k, v)| (k.to_string(), text(v))).collect();
-        }
-        if inner.settings.access_log && log::max_level() >= log::LevelFilter::Error {
-            cx.extra().started = Some(std::time::Instant::now());
-        }
-        let outcome = CatchUnwind(route.run(&mut cx)).await;
-        if let Err(msg) = outcome {
-            let fallback = &cx.writer;
-            if fallback.head_written() && !fallback.is_finished() {
-                // Too late for an error page, and ending the cut response here would pass it off as complete:
-                // hand the panic on to the server, which logs it and closes the connection.
-                std::panic::resume_unwind(Box::new(msg));
-            }
-            log::error!("handler panicked: {msg}");
-            if !fallback.head_written() {
-                let detail = if inner.settings.debug {
-                    format!("<pre>{}</pre>", crate::escape::xhtml_escape(&msg))
-                } else {
-                    String::new()
+        let fallback = writer.clone();
+        let mut task = route.task();
+        {
+            let mut slot = task.context().borrow_mut();
+            let headers = slot.headers.take().unwrap_or_default();
+            let cx = slot.cx.insert(RequestContext::new(inner.clone(), request, writer, body, headers));
+            if let Some(args) = args.filter(|a| !a.is_empty()) {
+                let text = |v: &Option<Vec<u8>>| {
+                    v.as_deref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
                 };
-                let page = format!(
-                    "<html><title>500: Internal Server Error</title><body>500: Internal Server Error{detail}</body></html>"
-                );
-                let mut headers = gale_http1::HeaderMap::new();
-                headers.insert("Content-Type", "text/html; charset=UTF-8");
-                let _ = fallback.write_head(500, None, &headers, Some(page.len() as u64));
-                let _ = fallback.write(page);
-                let _ = fallback.finish();
+                let extra = cx.extra();
+                extra.path_args = args.positional().iter().map(text).collect();
+                extra.path_kwargs = args.named().iter().map(|(k, v)| (k.to_string(), text(v))).collect();
+            }
+            if inner.settings.access_log && log::max_level() >= log::LevelFilter::Error {
+                cx.extra().started = Some(std::time::Instant::now());
             }
         }
-        inner.recycle_header_map(cx.headers);
+        task.as_mut().start();
+        let Err(msg) = CatchUnwind(task.as_mut()).await else {
+            route.recycle(task);
+            return;
+        };
+        // A task that panicked is not reused; its handler and context go first, as they would have.
+        drop(task);
+        if fallback.head_written() && !fallback.is_finished() {
+            // Too late for an error page, and ending the cut response here would pass it off as complete:
+            // hand the panic on to the server, which logs it and closes the connection.
+            std::panic::resume_unwind(Box::new(msg));
+        }
+        log::error!("handler panicked: {msg}");
+        if !fallback.head_written() {
+            let detail = if inner.settings.debug {
+                format!("<pre>{}</pre>", crate::escape::xhtml_escape(&msg))
+            } else {
+                String::new()
+            };
+            let page = format!(
+                "<html><title>500: Internal Server Error</title><body>500: Internal Server Error{detail}</body></html>"
+            );
+            let mut headers = gale_http1::HeaderMap::new();
+            headers.insert("Content-Type", "text/html; charset=UTF-8");
+            let _ = fallback.write_head(500, None, &headers, Some(page.len() as u64));
+            let _ = fallback.write(page);
+            let _ = fallback.finish();
+        }
     }
 }
+
+/// Targets shorter than this are searched for their query a byte at a time.
+const SHORT_TARGET: usize = 16;
 
 /// The path routes are matched against: [`Request::path`], found directly for the usual origin-form target.
 #[inline]
 fn route_path(request: &Request) -> &str {
     let target = request.target();
     if target.starts_with('/') {
-        match memchr::memchr(b'?', target.as_bytes()) {
+        // Most targets are short: a plain scan spares them memchr's setup.
+        let query = if target.len() < SHORT_TARGET {
+            target.bytes().position(|b| b == b'?')
+        } else {
+            memchr::memchr(b'?', target.as_bytes())
+        };
+        match query {
             Some(end) => &target[..end],
             None => target,
         }
@@ -516,14 +605,14 @@ fn route_path(request: &Request) -> &str {
     }
 }
 
-/// Runs a handler future, turning a panic into `Err(message)`.
-struct CatchUnwind<'a>(Pin<Box<dyn Future<Output = ()> + 'a>>);
+/// Runs a task, turning a panic into `Err(message)`.
+struct CatchUnwind<'a>(Pin<&'a mut dyn Task>);
 
 impl Future for CatchUnwind<'_> {
     type Output = std::result::Result<(), String>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        let fut = &mut self.0;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+        let task = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.as_mut().poll_task(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
             Err(payload) => {
@@ -578,13 +667,24 @@ fn method_allowed(allowed: &[&str], method: &Method) -> bool {
 }
 
 /// Tornado's `_execute`: XSRF check, `prepare`, the streamed body, the method, errors, `finish`, `on_finish`,
-/// and the access log.
-async fn execute<H: RequestHandler>(mut handler: H, cx: &mut RequestContext) {
+/// and the access log; then the request's context is emptied.
+// The context stays borrowed while the handler runs: its cell belongs to this request's task, which nothing
+// else touches until the request is over.
+#[allow(clippy::await_holding_refcell_ref)]
+async fn execute<H: RequestHandler>(mut handler: H, cell: ContextCell) {
+    let mut slot = cell.borrow_mut();
+    let Some(cx) = slot.cx.as_mut() else { return };
     let closed_watch = cx.writer.clone();
     let verb = Verb::of(cx.request.method());
     let run = async {
         // A method the handler does not list is a 405 before anything else (Tornado's SUPPORTED_METHODS).
-        if !method_allowed(H::ALLOWED_METHODS, cx.request.method()) {
+        let allowed = if std::ptr::eq(H::ALLOWED_METHODS, crate::handler::DEFAULT_METHODS) {
+            // The default list holds every method `Verb` names.
+            !matches!(verb, Verb::Other)
+        } else {
+            method_allowed(H::ALLOWED_METHODS, cx.request.method())
+        };
+        if !allowed {
             return Err(HttpError::new(405));
         }
         if cx.app.settings.xsrf_cookies
@@ -629,27 +729,38 @@ async fn execute<H: RequestHandler>(mut handler: H, cx: &mut RequestContext) {
         })
         .await
     };
-    let result = match outcome {
-        Ok(r) => r,
+    match outcome {
+        Ok(result) => {
+            match result {
+                Ok(()) => {
+                    if let Err(e) = cx.finish() {
+                        send_handler_error(&mut handler, cx, e);
+                    }
+                }
+                Err(e) if e.is_handled() => {
+                    let _ = cx.finish();
+                }
+                Err(e) => send_handler_error(&mut handler, cx, e),
+            }
+            handler.on_finish(cx);
+            log_request(cx, cx.status);
+        }
         Err(()) => {
             handler.on_connection_close();
             log_request(cx, 499);
-            return;
         }
-    };
-    match result {
-        Ok(()) => {
-            if let Err(e) = cx.finish() {
-                send_handler_error(&mut handler, cx, e);
-            }
-        }
-        Err(e) if e.is_handled() => {
-            let _ = cx.finish();
-        }
-        Err(e) => send_handler_error(&mut handler, cx, e),
     }
-    handler.on_finish(cx);
-    log_request(cx, cx.status);
+    drop(handler);
+    if let Some(RequestContext { mut headers, extra, .. }) = slot.cx.take() {
+        if headers.len() <= REUSED_HEADER_MAP_FIELDS {
+            headers.clear();
+            slot.headers = Some(headers);
+        }
+        // Tested here: dropping the usual `None` through the field's drop glue would cost a call.
+        if let Some(extra) = extra {
+            drop(extra);
+        }
+    }
 }
 
 fn send_handler_error<H: RequestHandler>(handler: &mut H, cx: &mut RequestContext, e: HttpError) {
@@ -715,6 +826,10 @@ mod tests {
             assert!(!method_allowed(crate::handler::DEFAULT_METHODS, &m));
         }
         assert!(method_allowed(&["GET", "TRACE"], &Method::Trace));
+        // `execute` answers for the default list from the verb alone.
+        for m in standard.iter().chain(&[Method::Connect, Method::Trace]) {
+            assert_eq!(!matches!(Verb::of(m), Verb::Other), method_allowed(crate::handler::DEFAULT_METHODS, m));
+        }
     }
 
     #[test]
@@ -723,6 +838,8 @@ mod tests {
             "/",
             "/a/b",
             "/a?x=1",
+            "/a/rather/long/path/to/search?x=1",
+            "/a/rather/long/path/without/query",
             "/?",
             "/a?b?c",
             "/a%20b?q",

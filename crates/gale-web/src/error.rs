@@ -8,7 +8,12 @@ use std::fmt;
 /// it. The response is written by the handler's `write_error`; `log_message` goes to the log, never to
 /// the client (unless the application runs in debug mode).
 #[derive(Clone, PartialEq, Eq)]
-pub struct HttpError {
+pub struct HttpError(Box<Details>);
+
+/// What an [`HttpError`] says, behind a box: handler results are moved through every layer of the request's
+/// future, and a `Result<(), HttpError>` one pointer wide is cheap to move on the usual path, `Ok`.
+#[derive(Clone, PartialEq, Eq)]
+struct Details {
     status: u16,
     log_message: Option<String>,
     reason: Option<String>,
@@ -19,12 +24,12 @@ pub struct HttpError {
 impl HttpError {
     /// An error answering `status`.
     pub fn new(status: u16) -> HttpError {
-        HttpError { status, log_message: None, reason: None, handled: false }
+        HttpError(Box::new(Details { status, log_message: None, reason: None, handled: false }))
     }
 
     /// An error answering `status`, with a message for the log.
     pub fn with_message(status: u16, log_message: impl Into<String>) -> HttpError {
-        HttpError { status, log_message: Some(log_message.into()), reason: None, handled: false }
+        HttpError(Box::new(Details { status, log_message: Some(log_message.into()), reason: None, handled: false }))
     }
 
     /// 400 for a missing required argument (Tornado's `MissingArgumentError`).
@@ -35,43 +40,43 @@ impl HttpError {
     /// Sets a custom reason phrase.
     #[must_use]
     pub fn reason(mut self, reason: impl Into<String>) -> HttpError {
-        self.reason = Some(reason.into());
+        self.0.reason = Some(reason.into());
         self
     }
 
     /// Marks the response as already written: the request ends without an error page.
     pub fn handled() -> HttpError {
-        HttpError { status: 0, log_message: None, reason: None, handled: true }
+        HttpError(Box::new(Details { status: 0, log_message: None, reason: None, handled: true }))
     }
 
     /// The status to answer.
     pub fn status(&self) -> u16 {
-        self.status
+        self.0.status
     }
 
     /// The message for the log.
     pub fn log_message(&self) -> Option<&str> {
-        self.log_message.as_deref()
+        self.0.log_message.as_deref()
     }
 
     /// The custom reason phrase, if any.
     pub fn reason_phrase(&self) -> Option<&str> {
-        self.reason.as_deref()
+        self.0.reason.as_deref()
     }
 
     /// Whether the response was already written.
     pub fn is_handled(&self) -> bool {
-        self.handled
+        self.0.handled
     }
 }
 
 impl fmt::Debug for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.handled {
+        if self.0.handled {
             return f.write_str("HttpError(handled)");
         }
-        write!(f, "HttpError({}", self.status)?;
-        if let Some(m) = &self.log_message {
+        write!(f, "HttpError({}", self.0.status)?;
+        if let Some(m) = &self.0.log_message {
             write!(f, ": {m}")?;
         }
         f.write_str(")")
@@ -80,8 +85,8 @@ impl fmt::Debug for HttpError {
 
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HTTP {}", self.status)?;
-        if let Some(m) = &self.log_message {
+        write!(f, "HTTP {}", self.0.status)?;
+        if let Some(m) = &self.0.log_message {
             write!(f, ": {m}")?;
         }
         Ok(())

@@ -135,9 +135,13 @@ pub struct RequestContext {
     pub(crate) status: u16,
     pub(crate) headers_written: bool,
     pub(crate) finished: bool,
-    /// Boxed, and recycled through the application once the request is over: the map keeps the storage its
-    /// owned values needed, so the next response's `ETag` does not allocate it again.
+    /// Boxed, and kept by the request's task once the request is over: the map keeps the storage its owned
+    /// values needed, so the next response's `ETag` does not allocate it again.
     pub(crate) headers: Box<HeaderMap>,
+    /// Whether `headers` has a `Content-Type` field, and an `Etag` field: kept up to date by every change of
+    /// `headers` (see [`note_field`](RequestContext::note_field)), so that finishing a response need not search.
+    pub(crate) has_type: bool,
+    pub(crate) has_etag: bool,
     pub(crate) body: BytesMut,
     pub(crate) body_source: BodySource,
     pub(crate) streamed_body: Option<BodyReader>,
@@ -174,13 +178,19 @@ impl fmt::Debug for RequestContext {
 }
 
 impl RequestContext {
-    pub(crate) fn new(app: Rc<AppInner>, request: Request, writer: ResponseWriter, body: Option<BodyReader>) -> Self {
+    /// The context of `request`, whose response headers go in `headers` (empty).
+    pub(crate) fn new(
+        app: Rc<AppInner>,
+        request: Request,
+        writer: ResponseWriter,
+        body: Option<BodyReader>,
+        headers: Box<HeaderMap>,
+    ) -> Self {
         // The default `Content-Type` is added when the head is sent, if the handler set none.
         let body_source = match &body {
             Some(b) => BodySource::Streamed(b.clone()),
             None => BodySource::Buffered,
         };
-        let headers = app.header_map();
         RequestContext {
             app,
             request,
@@ -189,6 +199,8 @@ impl RequestContext {
             headers_written: false,
             finished: false,
             headers,
+            has_type: false,
+            has_etag: false,
             body: BytesMut::new(),
             body_source,
             streamed_body: body,
@@ -416,6 +428,7 @@ impl RequestContext {
     /// is sent (no header injection); the request then ends with a 500.
     pub fn set_header(&mut self, name: impl Into<HeaderBytes>, value: impl Into<HeaderBytes>) {
         let name = name.into();
+        self.note_field(name.as_bytes(), true);
         // Usually the header is new: appending it spares `insert`'s removal pass.
         if has_header(&self.headers, name.as_bytes()) {
             self.headers.insert(name, value);
@@ -426,12 +439,26 @@ impl RequestContext {
 
     /// Adds a response header value (several may share a name).
     pub fn add_header(&mut self, name: impl Into<HeaderBytes>, value: impl Into<HeaderBytes>) {
+        let name = name.into();
+        self.note_field(name.as_bytes(), true);
         self.headers.append(name, value);
     }
 
     /// Removes a response header.
     pub fn clear_header(&mut self, name: &str) {
+        self.note_field(name.as_bytes(), false);
         self.headers.remove(name);
+    }
+
+    /// Records that a field called `name` was added to the response headers, or with `present` false, that
+    /// every field so called was removed.
+    #[inline]
+    pub(crate) fn note_field(&mut self, name: &[u8], present: bool) {
+        match name.len() {
+            12 if same_name(name, b"Content-Type") => self.has_type = present,
+            4 if same_name(name, b"Etag") => self.has_etag = present,
+            _ => {}
+        }
     }
 
     /// The response headers so far.
@@ -531,9 +558,15 @@ impl RequestContext {
         if !self.headers_written {
             let body = std::mem::take(&mut self.body).freeze();
             let body = self.prepare_whole_body(body);
-            let len = if self.omits_body() { 0 } else { body.len() as u64 };
-            self.send_head_with(Some(len), false)?;
-            if !body.is_empty() && !self.omits_body() {
+            let omits_body = self.omits_body();
+            let len = if omits_body { 0 } else { body.len() as u64 };
+            // `send_head` with what is known here: the head is not written, `prepare_whole_body` added the
+            // default `Content-Type`, and a length is given.
+            self.writer
+                .write_head(self.status, self.reason(), &self.headers, Some(len))
+                .map_err(|e| HttpError::with_message(500, format!("cannot send response head: {e}")))?;
+            self.headers_written = true;
+            if !body.is_empty() && !omits_body {
                 self.writer.write(body).map_err(|e| HttpError::with_message(500, e.to_string()))?;
             }
         } else {
@@ -593,23 +626,13 @@ impl RequestContext {
 
     /// ETag, 304 and compression for a response sent whole.
     fn prepare_whole_body(&mut self, body: Bytes) -> Bytes {
-        // One pass over the headers for both questions (as `ensure_content_type` and `has_header` would ask).
-        let (mut has_type, mut has_etag) = (false, false);
-        for (name, _) in self.headers.iter() {
-            match name.len() {
-                12 => has_type |= same_name(name, b"Content-Type"),
-                4 => has_etag |= same_name(name, b"Etag"),
-                _ => {}
-            }
-        }
-        if !has_type && !self.omits_body() {
-            self.headers.append("Content-Type", "text/html; charset=UTF-8");
-        }
+        self.ensure_content_type();
         let is_get = matches!(self.request.method(), Method::Get | Method::Head);
         if is_get && self.status == 200 {
-            if self.app.settings.compute_etag && !has_etag {
+            if self.app.settings.compute_etag && !self.has_etag {
                 let etag = self.app.etag_for(&body);
                 self.headers.append("Etag", etag);
+                self.has_etag = true;
             }
             let not_modified = match self.request.headers().get("If-None-Match") {
                 Some(inm) => self.headers.get("Etag").is_some_and(|etag| crate::static_files::etag_matches(inm, etag)),
@@ -619,7 +642,7 @@ impl RequestContext {
                 self.status = 304;
                 self.clear_reason();
                 for h in ["Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"] {
-                    self.headers.remove(h);
+                    self.clear_header(h);
                 }
                 return Bytes::new();
             }
@@ -634,23 +657,18 @@ impl RequestContext {
 
     /// Tornado's default `Content-Type`, unless the handler chose one (or the response has no body).
     fn ensure_content_type(&mut self) {
-        if !self.omits_body() && !has_header(&self.headers, b"Content-Type") {
+        if !self.has_type && !self.omits_body() {
             self.headers.append("Content-Type", "text/html; charset=UTF-8");
+            self.has_type = true;
         }
     }
 
+    /// Sends the head (unless it was sent), with the default `Content-Type` if the handler set none.
     fn send_head(&mut self, content_length: Option<u64>) -> Result {
-        self.send_head_with(content_length, true)
-    }
-
-    /// Sends the head, adding the default `Content-Type` first if `ensure_type` (`finish` already did).
-    fn send_head_with(&mut self, content_length: Option<u64>, ensure_type: bool) -> Result {
         if self.headers_written {
             return Ok(());
         }
-        if ensure_type {
-            self.ensure_content_type();
-        }
+        self.ensure_content_type();
         if content_length.is_none() && self.app.settings.compress_response {
             // A streamed response is sent uncompressed; say it varies anyway for caches.
             self.headers.append("Vary", "Accept-Encoding");
@@ -701,7 +719,9 @@ impl RequestContext {
         }
         self.body.clear();
         self.headers.clear();
+        self.has_etag = false;
         self.headers.insert("Content-Type", "text/html; charset=UTF-8");
+        self.has_type = true;
         if let Some(allow) = self.extra.as_ref().and_then(|e| e.allow.clone()) {
             self.headers.insert("Allow", allow);
         }

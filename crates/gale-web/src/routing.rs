@@ -383,6 +383,12 @@ impl<T> Router<T> {
     ///
     /// `path` is the request path as received (still percent-encoded, without the query string).
     pub fn find(&self, path: &str) -> Option<(&T, PathArgs)> {
+        self.lookup(path).map(|(target, args)| (target, args.unwrap_or_default()))
+    }
+
+    /// [`find`](Router::find), with `None` for the arguments of a pattern without groups (nothing to drop).
+    #[inline]
+    pub(crate) fn lookup(&self, path: &str) -> Option<(&T, Option<PathArgs>)> {
         let literal = if self.literals.len() <= FEW_LITERALS {
             self.few_literals.iter().find(|(l, _)| **l == *path).map(|&(_, i)| i)
         } else {
@@ -395,8 +401,8 @@ impl<T> Router<T> {
         let (index, captures) = best?;
         let route = &self.routes[index];
         let args = match (&route.matcher, captures) {
-            (Matcher::Regex { names, .. }, Some(captures)) => path_args(&captures, names.as_ref()),
-            _ => PathArgs::default(),
+            (Matcher::Regex { names, .. }, Some(captures)) => Some(path_args(&captures, names.as_ref())),
+            _ => None,
         };
         Some((&route.target, args))
     }

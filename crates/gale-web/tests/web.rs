@@ -889,6 +889,42 @@ fn a_panicking_handler_is_500_and_the_server_goes_on() {
     assert!(text(&debug.fetch("/panic")).contains("secret detail"), "debug mode shows the panic");
 }
 
+/// Panics when asked to; otherwise answers with how many handlers its factory made.
+struct PanicsOnDemand(usize);
+
+impl RequestHandler for PanicsOnDemand {
+    async fn get(&mut self, cx: &mut RequestContext) -> Result {
+        if cx.request().query() == Some("panic") {
+            panic!("asked to");
+        }
+        cx.write(self.0.to_string());
+        Ok(())
+    }
+}
+
+#[test]
+fn a_route_whose_handler_panicked_answers_its_next_requests_afresh() {
+    let made = Rc::new(Cell::new(0));
+    let counter = made.clone();
+    let app = Application::builder()
+        .route("/p", move || {
+            counter.set(counter.get() + 1);
+            PanicsOnDemand(counter.get())
+        })
+        .configure(quiet)
+        .build()
+        .unwrap();
+    let s = TestServer::new(app);
+    for round in 0..3 {
+        assert_eq!(s.fetch("/p?panic").status(), 500);
+        let r = s.fetch("/p");
+        assert_eq!(r.status(), 200);
+        assert_eq!(text(&r), (3 * round + 2).to_string(), "a fresh handler for every request");
+        assert_eq!(text(&s.fetch("/p")), (3 * round + 3).to_string());
+    }
+    assert_eq!(made.get(), 9);
+}
+
 struct PanicAfterFlush;
 
 impl RequestHandler for PanicAfterFlush {
@@ -1013,6 +1049,43 @@ fn dynamic_responses_get_an_etag_and_304_for_if_none_match() {
     let post = s.request(ClientRequest::post(s.url("/text")).header("If-None-Match", etag.clone()));
     assert_eq!(post.status(), 200);
     assert_eq!(text(&post), "posted");
+}
+
+/// Sets, clears and replaces `Content-Type` and `Etag` as the query says.
+struct FieldEdits;
+
+impl RequestHandler for FieldEdits {
+    async fn get(&mut self, cx: &mut RequestContext) -> Result {
+        let edits = cx.request().query().unwrap_or("").to_owned();
+        for edit in edits.split('&') {
+            match edit {
+                "type-lower" => cx.set_header("content-type", "text/plain"),
+                "type-added" => cx.add_header("CONTENT-TYPE", "text/css"),
+                "type-cleared" => cx.clear_header("Content-TYPE"),
+                "etag-lower" => cx.set_header("ETAG", "\"mine\""),
+                "etag-cleared" => cx.clear_header("etag"),
+                _ => {}
+            }
+        }
+        cx.write("body");
+        Ok(())
+    }
+}
+
+#[test]
+fn content_type_and_etag_set_in_any_spelling_are_kept_and_cleared_ones_are_defaulted() {
+    let s = TestServer::new(Application::builder().route("/edit", || FieldEdits).configure(quiet).build().unwrap());
+    let r = s.fetch("/edit?type-lower&etag-lower");
+    assert_eq!(r.headers().get_all("Content-Type").collect::<Vec<_>>(), [&b"text/plain"[..]]);
+    assert_eq!(r.headers().get_all("Etag").collect::<Vec<_>>(), [&b"\"mine\""[..]]);
+    assert_eq!(get_with(&s, "/edit?etag-lower", "If-None-Match", "\"mine\"").status(), 304);
+    let r = s.fetch("/edit?type-added");
+    assert_eq!(r.headers().get_all("Content-Type").collect::<Vec<_>>(), [&b"text/css"[..]]);
+    let r = s.fetch("/edit?type-lower&type-cleared&etag-lower&etag-cleared");
+    assert_eq!(r.headers().get("Content-Type"), Some("text/html; charset=UTF-8"));
+    let computed = r.headers().get("Etag").expect("a computed ETag");
+    assert_ne!(computed, "\"mine\"");
+    assert_eq!(s.fetch("/edit").headers().get("Etag"), Some(computed));
 }
 
 #[test]

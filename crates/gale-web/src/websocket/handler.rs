@@ -246,6 +246,8 @@ async fn accept<H: WebSocketHandler>(handler: &mut H, cx: &mut RequestContext) -
 
     // The handler's headers (cookies set in `prepare`) go out with the 101, as in Tornado.
     let mut headers: HeaderMap = std::mem::take(&mut *cx.headers);
+    let had_etag = std::mem::take(&mut cx.has_etag);
+    cx.has_type = false;
     headers.remove("Content-Type");
     for (name, value) in upgrade.response_headers(subprotocol.as_deref(), agreed.as_ref()) {
         headers.insert(name, value);
@@ -254,6 +256,7 @@ async fn accept<H: WebSocketHandler>(handler: &mut H, cx: &mut RequestContext) -
         .write_head(101, None, &headers, None)
         .map_err(|e| HttpError::with_message(500, format!("cannot send the 101 response: {e}")))?;
     *cx.headers = headers;
+    cx.has_etag = had_etag;
     cx.status = 101;
     cx.headers_written = true;
     cx.finished = true;
