@@ -56,8 +56,9 @@ enum Wait {
 struct Deadline {
     sleep: Option<Pin<Box<Sleep>>>,
     at: Option<Instant>,
-    /// Whether the timer is registered with the task's waker.
-    armed: bool,
+    /// The timer's deadline while it is registered with the task's waker: a copy, so that the common check
+    /// touches neither the timer nor its box.
+    armed: Option<Instant>,
 }
 
 impl Deadline {
@@ -66,15 +67,22 @@ impl Deadline {
         self.at = timeout.map(|t| gale_ioloop::now() + t);
     }
 
+    #[inline]
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(at) = self.at else { return false };
-        if let (true, Some(s)) = (self.armed, &self.sleep) {
+        if let Some(armed) = self.armed {
             // Armed for no later than `at`, and not yet due: the timer will wake the task.
-            if s.deadline() <= at && gale_ioloop::now() < s.deadline() {
+            if armed <= at && gale_ioloop::now() < armed {
                 return false;
             }
         }
-        self.armed = false;
+        self.poll_timer(at, cx)
+    }
+
+    /// Re-arms the timer for `at` if need be and polls it.
+    #[inline(never)]
+    fn poll_timer(&mut self, at: Instant, cx: &mut Context<'_>) -> bool {
+        self.armed = None;
         loop {
             match &mut self.sleep {
                 None => self.sleep = Some(Box::pin(gale_ioloop::sleep_until(at))),
@@ -84,7 +92,7 @@ impl Deadline {
                     }
                     match s.as_mut().poll(cx) {
                         Poll::Pending => {
-                            self.armed = true;
+                            self.armed = Some(s.deadline());
                             return false;
                         }
                         Poll::Ready(()) if Instant::now() >= at => return true,
@@ -122,7 +130,7 @@ pub(crate) async fn serve<S: HttpService>(
         parser: RequestParser::new(config.limits),
         config,
         state,
-        deadline: Deadline { sleep: None, at: None, armed: false },
+        deadline: Deadline { sleep: None, at: None, armed: None },
         shutdown_key: None,
     };
     conn.run().await;
