@@ -214,6 +214,14 @@ impl HeaderMap {
         self.shared.clear();
     }
 
+    /// How many bytes the buffer parsed fields refer to holds, used or not.
+    pub(crate) fn buffer_capacity(&self) -> usize {
+        match &self.buf {
+            Buf::Shared(b) => b.len(),
+            Buf::Owned(v) => v.capacity(),
+        }
+    }
+
     /// The buffer parsed fields refer to.
     pub(crate) fn buffer(&self) -> &[u8] {
         self.buf.as_slice()

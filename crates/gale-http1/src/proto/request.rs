@@ -142,9 +142,8 @@ pub(crate) mod pool {
         head.headers.clear_fields();
         head.method = crate::proto::Method::Get;
         head.len = 0;
-        let buffer = head.headers.take_owned_buffer();
-        if buffer.capacity() <= MAX_BUFFER {
-            head.headers.set_owned_buffer(buffer);
+        if head.headers.buffer_capacity() > MAX_BUFFER {
+            drop(head.headers.take_owned_buffer());
         }
         let _ = POOL.try_with(|p| {
             let mut p = p.borrow_mut();
