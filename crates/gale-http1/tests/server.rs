@@ -414,6 +414,13 @@ fn whole_responses_are_written_in_one_call_with_any_body() {
         let r = c.roundtrip(&get("/respond/injection"));
         assert_eq!((r.status, r.header("x-evil"), r.header("set-cookie")), (500, None, None));
         assert_eq!(c.roundtrip(&get("/")).text(), "Hello, World!");
+        // A header map and a reason phrase, small and large bodies.
+        let r = c.roundtrip(&get("/respond/map"));
+        assert_eq!((r.status, r.reason.as_str(), r.header("x-kind")), (202, "Taken In", Some("map")));
+        assert_eq!((r.header("content-type"), r.text()), (Some("text/x-map"), "from a map"));
+        let r = c.roundtrip(&get("/respond/map-large"));
+        assert_eq!((r.status, r.reason.as_str(), r.header("content-length")), (200, "OK", Some("50000")));
+        assert_eq!(r.body, util::pattern(3, 50_000));
         // HEAD: the length of the body that a GET would get, and no body.
         c.send(b"HEAD /respond/borrowed HTTP/1.1\r\nHost: t\r\n\r\n");
         let r = c.head_response();

@@ -248,15 +248,41 @@ impl ResponseWriter {
         fields: &[(&str, &str)],
         body: impl Into<ResponseBody<'b>>,
     ) -> Result<(), WriteError> {
-        let body = body.into();
+        self.respond_fields(status, None, fields, body.into())
+    }
+
+    /// [`respond`](ResponseWriter::respond) with the header fields in a [`HeaderMap`] and an optional reason
+    /// phrase (the standard one if `None`): for layers that build their headers as a map, such as a web
+    /// framework finishing a handler's response.
+    ///
+    /// # Errors
+    ///
+    /// As [`write_head`](ResponseWriter::write_head) and [`write`](ResponseWriter::write).
+    pub fn respond_with<'b>(
+        &self,
+        status: u16,
+        reason: Option<&str>,
+        headers: &HeaderMap,
+        body: impl Into<ResponseBody<'b>>,
+    ) -> Result<(), WriteError> {
+        self.respond_fields(status, reason, headers, body.into())
+    }
+
+    fn respond_fields<L: FieldList>(
+        &self,
+        status: u16,
+        reason: Option<&str>,
+        fields: L,
+        body: ResponseBody<'_>,
+    ) -> Result<(), WriteError> {
         let bytes: &[u8] = match &body {
             ResponseBody::Borrowed(b) => b,
             ResponseBody::Shared(b) => b,
         };
         if status >= 200 && bytes.len() <= COPY_BODY_LIMIT && !self.shared.closed.get() {
-            return self.respond_small(status, fields, bytes);
+            return self.respond_small(status, reason, fields, bytes);
         }
-        self.write_head_fields(status, None, fields, Some(bytes.len() as u64))?;
+        self.write_head_fields(status, reason, fields, Some(bytes.len() as u64))?;
         match body {
             ResponseBody::Borrowed(b) if b.len() > COPY_BODY_LIMIT => self.write(Bytes::copy_from_slice(b))?,
             ResponseBody::Borrowed(b) if !b.is_empty() => self.write_copy(b)?,
@@ -269,7 +295,13 @@ impl ResponseWriter {
     /// [`respond`](ResponseWriter::respond) for a final response with a small body, the usual case: head, body
     /// and end are written under one borrow of the output, with the same checks and outcomes as the three
     /// steps taken one by one.
-    fn respond_small(&self, status: u16, fields: &[(&str, &str)], bytes: &[u8]) -> Result<(), WriteError> {
+    fn respond_small<L: FieldList>(
+        &self,
+        status: u16,
+        reason: Option<&str>,
+        fields: L,
+        bytes: &[u8],
+    ) -> Result<(), WriteError> {
         let s = &self.shared;
         if s.writing.get() != Writing::Head {
             return Err(WriteError::HeadAlreadyWritten);
@@ -280,7 +312,7 @@ impl ResponseWriter {
         }
         let ctx = ctx.with_now(gale_iostream::ioloop::now());
         let mut out = s.out();
-        let head = s.encoder.encode_fields(&ctx, status, None, fields, Some(bytes.len() as u64), &mut out)?;
+        let head = s.encoder.encode_fields(&ctx, status, reason, fields, Some(bytes.len() as u64), &mut out)?;
         let mut body = head.body;
         s.after.set(head.connection);
         if !bytes.is_empty() {

@@ -317,6 +317,17 @@ impl HttpService for TestService {
             }
             "/respond/shared" => writer.respond(200, &[], bytes::Bytes::from(pattern(7, 9_000))).expect("respond"),
             "/respond/empty" => writer.respond(204, &[], "").expect("respond"),
+            "/respond/map" => {
+                let mut headers = HeaderMap::new();
+                headers.append("Content-Type", "text/x-map");
+                headers.append("X-Kind", "map");
+                writer.respond_with(202, Some("Taken In"), &headers, "from a map").expect("respond_with");
+            }
+            "/respond/map-large" => {
+                let mut headers = HeaderMap::new();
+                headers.append("X-Kind", "map");
+                writer.respond_with(200, None, &headers, bytes::Bytes::from(pattern(3, 50_000))).expect("respond_with");
+            }
             "/respond/not-modified" => {
                 // A 304 carries no body: the body is refused, the head is out and the response still ends well.
                 let refused = writer.respond(304, &[("ETag", "\"v1\"")], "stale body");
