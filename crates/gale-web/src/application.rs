@@ -87,6 +87,10 @@ pub(crate) struct TaskContext {
     /// The response header map of the last request, emptied: it keeps the storage its owned values needed,
     /// so that the next response's `ETag` does not allocate it again.
     headers: Option<Box<gale_http1::HeaderMap>>,
+    /// What is left of the buffer response bodies are written into: each whole body is split off its front
+    /// (see [`RequestContext::finish`]), and once it is used up, its storage is reclaimed if the bodies sent
+    /// from it are gone, so that a small response allocates nothing.
+    body: bytes::BytesMut,
 }
 
 /// Header maps that held more fields than this are not reused (their storage would stay that large).
@@ -174,6 +178,8 @@ where
         if let Some(other) = self.idle.replace(Some(task)) {
             let mut spare = self.spare.borrow_mut();
             if spare.len() < SPARE_TASKS {
+                // Only the first idle task keeps a body buffer: one request at a time needs no more.
+                other.context().borrow_mut().body = bytes::BytesMut::new();
                 spare.push(other);
             }
         }
@@ -208,22 +214,9 @@ pub(crate) struct AppInner {
     static_versions: std::cell::RefCell<std::collections::HashMap<String, Option<String>>>,
     /// The last `ETag` computed, with its hash: responses repeating a body share its bytes.
     last_etag: std::cell::RefCell<Option<(u64, bytes::Bytes)>>,
-    /// The buffer response bodies are written into, handed out whole and reclaimed once the body sent from it
-    /// is gone, so that a small response allocates nothing.
-    body_buffer: std::cell::RefCell<bytes::BytesMut>,
 }
 
-/// Room a response body gets before it must grow (below glibc's per-thread cache limit).
-const BODY_BUFFER: usize = 1000;
-
 impl AppInner {
-    /// An empty buffer for a response body: the application's own when no earlier body still holds it.
-    pub(crate) fn body_buffer(&self) -> bytes::BytesMut {
-        let mut spare = self.body_buffer.borrow_mut();
-        spare.reserve(BODY_BUFFER);
-        spare.split_off(0)
-    }
-
     /// The `ETag` of a response body (see [`etag_for`](crate::static_files::etag_for)), allocated only when
     /// it differs from the previous one.
     pub(crate) fn etag_for(&self, body: &[u8]) -> bytes::Bytes {
@@ -507,7 +500,6 @@ impl ApplicationBuilder {
                 templates,
                 static_versions: Default::default(),
                 last_etag: Default::default(),
-                body_buffer: Default::default(),
             }),
         })
     }
@@ -538,7 +530,8 @@ impl HttpService for Application {
         {
             let mut slot = task.context().borrow_mut();
             let headers = slot.headers.take().unwrap_or_default();
-            let cx = slot.cx.insert(RequestContext::new(inner.clone(), request, writer, body, headers));
+            let buffer = std::mem::take(&mut slot.body);
+            let cx = slot.cx.insert(RequestContext::new(inner.clone(), request, writer, body, headers, buffer));
             if let Some(args) = args.filter(|a| !a.is_empty()) {
                 let text = |v: &Option<Vec<u8>>| {
                     v.as_deref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
@@ -751,10 +744,13 @@ async fn execute<H: RequestHandler>(mut handler: H, cell: ContextCell) {
         }
     }
     drop(handler);
-    if let Some(RequestContext { mut headers, extra, .. }) = slot.cx.take() {
+    if let Some(RequestContext { mut headers, extra, body, .. }) = slot.cx.take() {
         if headers.len() <= REUSED_HEADER_MAP_FIELDS {
             headers.clear();
             slot.headers = Some(headers);
+        }
+        if body.is_empty() {
+            slot.body = body;
         }
         // Tested here: dropping the usual `None` through the field's drop glue would cost a call.
         if let Some(extra) = extra {

@@ -12,6 +12,9 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::Instant;
 
+/// Room a response body gets before it must grow (below glibc's per-thread cache limit).
+const BODY_BUFFER: usize = 1000;
+
 /// The methods a handler answers (Tornado's `SUPPORTED_METHODS`), for the `Allow` header of a 405.
 pub const DEFAULT_METHODS: &[&str] = &["GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS"];
 
@@ -178,13 +181,14 @@ impl fmt::Debug for RequestContext {
 }
 
 impl RequestContext {
-    /// The context of `request`, whose response headers go in `headers` (empty).
+    /// The context of `request`, whose response headers go in `headers` (empty) and body in `buffer` (empty).
     pub(crate) fn new(
         app: Rc<AppInner>,
         request: Request,
         writer: ResponseWriter,
         body: Option<BodyReader>,
         headers: Box<HeaderMap>,
+        buffer: BytesMut,
     ) -> Self {
         // The default `Content-Type` is added when the head is sent, if the handler set none.
         let body_source = match &body {
@@ -201,7 +205,7 @@ impl RequestContext {
             headers,
             has_type: false,
             has_etag: false,
-            body: BytesMut::new(),
+            body: buffer,
             body_source,
             streamed_body: body,
             extra: None,
@@ -473,7 +477,7 @@ impl RequestContext {
             return;
         }
         if self.body.capacity() == 0 {
-            self.body = self.app.body_buffer();
+            self.body.reserve(BODY_BUFFER);
         }
         self.body.extend_from_slice(chunk.as_ref());
     }
@@ -520,7 +524,7 @@ impl RequestContext {
     /// If the client went away or a header is invalid.
     pub async fn flush(&mut self) -> Result {
         self.send_head(None)?;
-        let chunk = std::mem::take(&mut self.body).freeze();
+        let chunk = self.take_body();
         if !chunk.is_empty() {
             self.writer.write(chunk).map_err(|e| HttpError::with_message(500, e.to_string()))?;
         }
@@ -556,7 +560,11 @@ impl RequestContext {
             return Ok(());
         }
         if !self.headers_written {
-            let body = std::mem::take(&mut self.body).freeze();
+            // (`take_body`, spelled out: this is the usual path.)
+            let body = if self.body.is_empty() { Bytes::new() } else { self.body.split().freeze() };
+            if body.len() > BODY_BUFFER {
+                self.body = BytesMut::new();
+            }
             let body = self.prepare_whole_body(body);
             let omits_body = self.omits_body();
             let len = if omits_body { 0 } else { body.len() as u64 };
@@ -570,7 +578,7 @@ impl RequestContext {
                 self.writer.write(body).map_err(|e| HttpError::with_message(500, e.to_string()))?;
             }
         } else {
-            let chunk = std::mem::take(&mut self.body).freeze();
+            let chunk = self.take_body();
             if !chunk.is_empty() {
                 self.writer.write(chunk).map_err(|e| HttpError::with_message(500, e.to_string()))?;
             }
@@ -618,6 +626,20 @@ impl RequestContext {
     /// Whether [`finish`](RequestContext::finish) was called.
     pub fn is_finished(&self) -> bool {
         self.finished
+    }
+
+    /// The body written so far, split off the front of the buffer: the rest is kept for what is written
+    /// next (this response's next chunks, or the next responses), unless the body made it grow (its storage
+    /// then goes with the body).
+    fn take_body(&mut self) -> Bytes {
+        if self.body.is_empty() {
+            return Bytes::new();
+        }
+        let body = self.body.split().freeze();
+        if body.len() > BODY_BUFFER {
+            self.body = BytesMut::new();
+        }
+        body
     }
 
     fn omits_body(&self) -> bool {

@@ -925,6 +925,35 @@ fn a_route_whose_handler_panicked_answers_its_next_requests_afresh() {
     assert_eq!(made.get(), 9);
 }
 
+/// Streams its body in flushed pieces of growing size, or answers at once with `?whole`.
+struct Pieces;
+
+impl RequestHandler for Pieces {
+    async fn get(&mut self, cx: &mut RequestContext) -> Result {
+        if cx.request().query() == Some("whole") {
+            cx.write("whole");
+            return Ok(());
+        }
+        for (i, size) in [1, 2, 3000, 1].into_iter().enumerate() {
+            cx.write(((b'a' + i as u8) as char).to_string().repeat(size));
+            cx.flush().await?;
+        }
+        cx.write("end");
+        Ok(())
+    }
+}
+
+#[test]
+fn streamed_pieces_and_the_responses_after_them_keep_their_bytes() {
+    let s = TestServer::new(Application::builder().route("/pieces", || Pieces).configure(quiet).build().unwrap());
+    for _ in 0..3 {
+        let expected = format!("abb{}dend", "c".repeat(3000));
+        assert_eq!(text(&s.fetch("/pieces")), expected);
+        assert_eq!(text(&s.fetch("/pieces?whole")), "whole");
+        assert_eq!(text(&s.fetch("/pieces?whole")), "whole");
+    }
+}
+
 struct PanicAfterFlush;
 
 impl RequestHandler for PanicAfterFlush {
