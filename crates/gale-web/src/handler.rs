@@ -567,6 +567,18 @@ impl RequestContext {
             }
             let body = self.prepare_whole_body(body);
             let omits_body = self.omits_body();
+            if self.status >= 200 {
+                // Head, body and end in one call.
+                let body = if omits_body { Bytes::new() } else { body };
+                let sent = self.writer.respond_with(self.status, self.reason(), &self.headers, body);
+                self.headers_written = self.writer.head_written();
+                // A refused head sent nothing: the error page may still answer.
+                self.finished = self.headers_written;
+                return sent.map_err(|e| {
+                    let what = if self.headers_written { "cannot send response" } else { "cannot send response head" };
+                    HttpError::with_message(500, format!("{what}: {e}"))
+                });
+            }
             let len = if omits_body { 0 } else { body.len() as u64 };
             // `send_head` with what is known here: the head is not written, `prepare_whole_body` added the
             // default `Content-Type`, and a length is given.

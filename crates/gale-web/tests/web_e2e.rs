@@ -40,6 +40,16 @@ impl RequestHandler for Boom {
     }
 }
 
+struct Injector;
+
+impl RequestHandler for Injector {
+    async fn get(&mut self, cx: &mut RequestContext) -> Result {
+        cx.set_header("X-Evil", "a\r\nSet-Cookie: stolen=1");
+        cx.write("never sent");
+        Ok(())
+    }
+}
+
 struct Teapot;
 
 impl RequestHandler for Teapot {
@@ -128,6 +138,7 @@ fn app() -> (Application, std::path::PathBuf) {
         .route(r"/form-echo", || Echo)
         .route(r"/boom", || Boom)
         .route(r"/teapot", || Teapot)
+        .route(r"/inject", || Injector)
         .route(r"/cookies", || Cookies)
         .route(r"/form", || Form)
         .route(r"/page", || Page)
@@ -346,6 +357,12 @@ fn redirects_errors_and_panics() {
     assert_eq!(r.status(), 500);
     assert!(!body(&r).contains("exploded"), "no traceback outside debug mode");
     assert_eq!(s.fetch("/echo/1/a").status(), 200, "the server goes on after a panic");
+    // A header value with a line break is refused whole: the error page answers instead, nothing injected.
+    let r = s.fetch("/inject");
+    assert_eq!((r.status(), r.headers().get("X-Evil"), r.headers().get("Set-Cookie")), (500, None, None));
+    assert!(!body(&r).contains("never sent"));
+    assert_eq!(r.headers().get("Content-Type"), Some("text/html; charset=UTF-8"), "the application's error page");
+    assert_eq!(s.fetch("/echo/1/a").status(), 200, "the server goes on after a refused head");
 }
 
 #[test]
