@@ -277,17 +277,21 @@ impl HeaderMap {
     }
 
     /// Stores `bytes` in a field, keeping static strings where they are.
+    #[inline]
     fn store(&mut self, bytes: HeaderBytes) -> Field {
         match bytes.0 {
             Repr::Static(s) => Field::Static(s),
-            Repr::Shared(b) => {
-                if self.shared.len() == self.shared.capacity() {
-                    self.compact_shared();
-                }
-                self.shared.push(b);
-                Field::Local { start: (self.shared.len() - 1) as u32, len: SHARED }
-            }
+            Repr::Shared(b) => self.store_shared(b),
         }
+    }
+
+    /// Stores an owned value in a slot of its own.
+    fn store_shared(&mut self, b: Bytes) -> Field {
+        if self.shared.len() == self.shared.capacity() {
+            self.compact_shared();
+        }
+        self.shared.push(b);
+        Field::Local { start: (self.shared.len() - 1) as u32, len: SHARED }
     }
 
     /// Drops the slots of removed fields once they are the majority, so that replacing values in a loop does
