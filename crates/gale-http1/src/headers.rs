@@ -551,22 +551,35 @@ pub fn is_valid_name(name: &[u8]) -> bool {
 /// and NUL are refused, which is what stops header injection; bytes 0x80–0xFF (`obs-text`) pass.
 #[inline]
 pub fn is_valid_value(value: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    let mut chunks = value.chunks_exact(8);
-    for chunk in chunks.by_ref() {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_ne_bytes(word);
-        // Some byte < 0x20, or some byte == 0x7F: look closer (a tab is fine).
-        let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
-        let y = x ^ (ONES * 0x7f);
-        let is_del = y.wrapping_sub(ONES) & !y & HIGH;
-        if (below_space | is_del) != 0 && !chunk.iter().all(|&b| is_value_byte(b)) {
+    let n = value.len();
+    if n < 8 {
+        return value.iter().fold(true, |ok, &b| ok & is_value_byte(b));
+    }
+    // Words of eight bytes; the last one overlaps the one before when the length is not a multiple of eight,
+    // so that no byte is looked at alone.
+    let mut at = 0;
+    while at + 8 < n {
+        if !word_is_valid(&value[at..at + 8]) {
             return false;
         }
+        at += 8;
     }
-    chunks.remainder().iter().all(|&b| is_value_byte(b))
+    word_is_valid(&value[n - 8..])
+}
+
+/// [`is_valid_value`] for eight bytes: a word-wide test, then a closer look only if it flags a byte.
+#[inline(always)]
+fn word_is_valid(chunk: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut word = [0; 8];
+    word.copy_from_slice(chunk);
+    let x = u64::from_ne_bytes(word);
+    // Some byte < 0x20, or some byte == 0x7F: look closer (a tab is fine).
+    let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    let y = x ^ (ONES * 0x7f);
+    let is_del = y.wrapping_sub(ONES) & !y & HIGH;
+    (below_space | is_del) == 0 || chunk.iter().all(|&b| is_value_byte(b))
 }
 
 #[inline]
@@ -717,11 +730,14 @@ mod tests {
     fn valid_values_refuse_every_control_byte_but_tab() {
         for b in 0u8..=255 {
             let allowed = b == b'\t' || (b >= 0x20 && b != 0x7f);
-            // Put the byte at every position of a value long enough to use the word-at-a-time path.
-            for pos in [0, 5, 8, 13, 16, 20] {
-                let mut v = vec![b'a'; 21];
-                v[pos] = b;
-                assert_eq!(is_valid_value(&v), allowed, "byte {b:#04x} at {pos}");
+            // Every position of values short and long: bytes taken alone, whole words, and a last word that
+            // overlaps the one before it.
+            for len in 1..=25 {
+                for pos in 0..len {
+                    let mut v = vec![b'a'; len];
+                    v[pos] = b;
+                    assert_eq!(is_valid_value(&v), allowed, "byte {b:#04x} at {pos} of {len}");
+                }
             }
         }
         assert!(is_valid_value(b""));
