@@ -6,7 +6,7 @@ use crate::timer::{TimeoutHandle, Timers};
 use gale_poller::{Event, Events, Interest, Poller, Token};
 use slab::Slab;
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -87,10 +87,57 @@ fn untoken(t: Token) -> (usize, u64) {
     (t.0 & 0xffff_ffff, (t.0 >> 32) as u64)
 }
 
+/// The slab key of each registered fd, in a vector indexed by the fd: fds are small, dense integers (the
+/// kernel hands out the lowest free one), so a lookup is one bounds check and one load, with no hashing.
+#[derive(Default)]
+struct FdIndex(Vec<u32>);
+
+impl FdIndex {
+    /// The mark of an fd with no entry.
+    const VACANT: u32 = u32::MAX;
+
+    fn get(&self, fd: RawFd) -> Option<usize> {
+        match self.0.get(fd as usize) {
+            Some(&key) if key != Self::VACANT => Some(key as usize),
+            _ => None,
+        }
+    }
+
+    fn contains(&self, fd: RawFd) -> bool {
+        self.get(fd).is_some()
+    }
+
+    fn insert(&mut self, fd: RawFd, key: usize) {
+        // Tokens carry the key in 32 bits (see `token`), so every key fits.
+        debug_assert!(key < Self::VACANT as usize);
+        let i = fd as usize;
+        if i >= self.0.len() {
+            self.grow(i);
+        }
+        self.0[i] = key as u32;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, i: usize) {
+        self.0.resize((i + 1).next_power_of_two().max(64), Self::VACANT);
+    }
+
+    fn remove(&mut self, fd: RawFd) {
+        if let Some(slot) = self.0.get_mut(fd as usize) {
+            *slot = Self::VACANT;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 pub(crate) struct Inner {
     poller: RefCell<Box<dyn Poller>>,
     entries: RefCell<Slab<Entry>>,
-    by_fd: RefCell<HashMap<RawFd, usize>>,
+    by_fd: RefCell<FdIndex>,
     next_generation: Cell<u64>,
     callbacks: RefCell<VecDeque<Named<Callback>>>,
     timers: RefCell<Timers<Named<Callback>>>,
@@ -185,7 +232,7 @@ impl IOLoop {
             inner: Rc::new(Inner {
                 poller: RefCell::new(poller),
                 entries: RefCell::new(Slab::new()),
-                by_fd: RefCell::new(HashMap::new()),
+                by_fd: RefCell::new(FdIndex::default()),
                 next_generation: Cell::new(1),
                 callbacks: RefCell::new(VecDeque::new()),
                 timers: RefCell::new(Timers::new()),
@@ -275,7 +322,7 @@ impl IOLoop {
     ) -> io::Result<()> {
         let fd = fd.as_fd();
         let raw = fd.as_raw_fd();
-        if self.inner.by_fd.borrow().contains_key(&raw) {
+        if self.inner.by_fd.borrow().contains(raw) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("fd {raw} already has a handler")));
         }
         let generation = self.next_generation();
@@ -329,7 +376,7 @@ impl IOLoop {
         if matches!(self.inner.entries.borrow()[key], Entry::Source(_)) {
             return Err(not_a_handler(raw));
         }
-        self.inner.by_fd.borrow_mut().remove(&raw);
+        self.inner.by_fd.borrow_mut().remove(raw);
         let entry = self.inner.entries.borrow_mut().remove(key);
         let result = self.inner.poller.borrow_mut().deregister(fd);
         drop(entry); // The handler's captures are dropped with no borrow held.
@@ -340,8 +387,7 @@ impl IOLoop {
         self.inner
             .by_fd
             .borrow()
-            .get(&raw)
-            .copied()
+            .get(raw)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("fd {raw} has no handler")))
     }
 
@@ -355,7 +401,7 @@ impl IOLoop {
 
     pub(crate) fn register_source(&self, fd: Rc<dyn AsFd>) -> io::Result<usize> {
         let raw = fd.as_fd().as_raw_fd();
-        if self.inner.by_fd.borrow().contains_key(&raw) {
+        if self.inner.by_fd.borrow().contains(raw) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("fd {raw} is already registered")));
         }
         let generation = self.next_generation();
@@ -384,7 +430,7 @@ impl IOLoop {
         let entry = self.inner.entries.borrow_mut().try_remove(key);
         if let Some(Entry::Source(state)) = entry {
             let fd = state.fd.as_fd();
-            self.inner.by_fd.borrow_mut().remove(&fd.as_raw_fd());
+            self.inner.by_fd.borrow_mut().remove(fd.as_raw_fd());
             if let Err(e) = self.inner.poller.borrow_mut().deregister(fd) {
                 log::debug!("deregistering fd {}: {e}", fd.as_raw_fd());
             }
