@@ -75,6 +75,10 @@ pub(crate) struct SourceState {
     /// The directions whose waker waits for readiness and has not been woken since.
     pub(crate) waiting: Interest,
     pub(crate) generation: u64,
+    /// Whether the poller knows the fd. A source is handed to the poller only when somebody first waits on
+    /// it, with the interest of that wait: a connection whose reads and writes never block (a short request
+    /// already there when it is accepted, a response that fits the socket buffer) costs no poller call.
+    pub(crate) registered: bool,
 }
 
 /// An fd handler's token packs the slab key with a generation, so an event for a removed handler is never
@@ -416,12 +420,9 @@ impl IOLoop {
             write_task: None,
             waiting: Interest::NONE,
             generation,
+            registered: false,
         }));
-        // Registered with no interest: the first poll_* call asks for what it needs.
-        if let Err(e) = self.inner.poller.borrow_mut().register(fd.as_fd(), token(key, generation), Interest::NONE) {
-            self.inner.entries.borrow_mut().remove(key);
-            return Err(e);
-        }
+        // Not handed to the poller yet: the first poll_* call that must wait registers it with what it needs.
         self.inner.by_fd.borrow_mut().insert(raw, key);
         Ok(key)
     }
@@ -431,8 +432,10 @@ impl IOLoop {
         if let Some(Entry::Source(state)) = entry {
             let fd = state.fd.as_fd();
             self.inner.by_fd.borrow_mut().remove(fd.as_raw_fd());
-            if let Err(e) = self.inner.poller.borrow_mut().deregister(fd) {
-                log::debug!("deregistering fd {}: {e}", fd.as_raw_fd());
+            if state.registered {
+                if let Err(e) = self.inner.poller.borrow_mut().deregister(fd) {
+                    log::debug!("deregistering fd {}: {e}", fd.as_raw_fd());
+                }
             }
         }
     }
@@ -480,9 +483,16 @@ impl IOLoop {
         if !s.interest.is_readable() && dir.is_readable() || !s.interest.is_writable() && dir.is_writable() {
             let interest = s.interest.add(dir);
             let fd = s.fd.clone();
-            if let Err(e) = self.inner.poller.borrow_mut().modify(fd.as_fd(), token(key, s.generation), interest) {
+            let mut poller = self.inner.poller.borrow_mut();
+            let result = if s.registered {
+                poller.modify(fd.as_fd(), token(key, s.generation), interest)
+            } else {
+                poller.register(fd.as_fd(), token(key, s.generation), interest)
+            };
+            if let Err(e) = result {
                 return Poll::Ready(Err(e));
             }
+            s.registered = true;
             s.interest = interest;
         }
         Poll::Pending
@@ -723,7 +733,9 @@ impl IOLoop {
         inner.by_fd.borrow_mut().clear();
         for (_, entry) in entries {
             if let Entry::Source(s) = &entry {
-                let _ = inner.poller.borrow_mut().deregister(s.fd.as_fd());
+                if s.registered {
+                    let _ = inner.poller.borrow_mut().deregister(s.fd.as_fd());
+                }
             }
             // A handler's fd belongs to its owner, who closes it; the handler's captures drop here.
             drop(entry);
