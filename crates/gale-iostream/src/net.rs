@@ -372,7 +372,8 @@ impl<H: StreamHandler> TcpServer<H> {
                     let _ = sockopt::set_tcp_nodelay(&socket, true);
                 }
                 let addr = addr.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
-                let stream = match IOStream::with_options(&acc.io_loop, socket, options) {
+                // `accept_batch` made it non-blocking.
+                let stream = match IOStream::with_nonblocking(&acc.io_loop, socket, options) {
                     Ok(s) => s,
                     Err(e) => {
                         log::error!("cannot set up connection from {addr}: {e}");
@@ -498,7 +499,8 @@ pub async fn connect_addr(addr: SocketAddr) -> io::Result<IOStream<TcpStream>> {
         Err(e) => return Err(io::Error::new(io::Error::from(e).kind(), format!("connect to {addr}: {e}"))),
     };
     let _ = sockopt::set_tcp_nodelay(&fd, true);
-    let stream = IOStream::new(TcpStream::from(fd))?;
+    // `tcp_socket` made it non-blocking.
+    let stream = IOStream::with_nonblocking(&IOLoop::current(), TcpStream::from(fd), StreamOptions::default())?;
     if pending {
         stream.writable().await?;
         let err = stream.with_io(|s| sockopt::socket_error(s)).ok_or_else(|| io::Error::other("closed"))??;

@@ -155,6 +155,12 @@ impl<S: AsFd + 'static> IOStream<S> {
     /// As [`IOStream::new`].
     pub fn with_options(io_loop: &IOLoop, io: S, options: StreamOptions) -> io::Result<IOStream<S>> {
         set_nonblocking(&io)?;
+        IOStream::with_nonblocking(io_loop, io, options)
+    }
+
+    /// As [`IOStream::with_options`], for an fd already in non-blocking mode (one created with
+    /// `SOCK_NONBLOCK`, such as an accepted connection): no `fcntl` calls.
+    pub(crate) fn with_nonblocking(io_loop: &IOLoop, io: S, options: StreamOptions) -> io::Result<IOStream<S>> {
         let source = Source::with_loop(io_loop, io)?;
         Ok(IOStream {
             inner: Rc::new(Inner {
