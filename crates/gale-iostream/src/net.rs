@@ -198,6 +198,50 @@ fn accept_batch(listener: &impl AsFd, mut on_conn: impl FnMut(OwnedFd, Option<So
     Ok(())
 }
 
+/// How the accepted sockets of one listener get `TCP_NODELAY`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoDelay {
+    /// Not asked for.
+    Off,
+    /// Set on the listener; whether its connections inherit it is learnt from the first one.
+    Unknown,
+    /// Accepted sockets inherit it from the listener (Linux and the BSDs do): nothing to do per connection.
+    Inherited,
+    /// Set on each accepted socket.
+    PerSocket,
+}
+
+impl NoDelay {
+    /// Sets `TCP_NODELAY` on the listener when it is wanted, so that connections may inherit it.
+    fn for_listener(listener: &TcpListener, on: bool) -> NoDelay {
+        match on {
+            false => NoDelay::Off,
+            true if sockopt::set_tcp_nodelay(listener, true).is_ok() => NoDelay::Unknown,
+            true => NoDelay::PerSocket,
+        }
+    }
+
+    /// Gives `socket`, just accepted, `TCP_NODELAY` if it is wanted and was not inherited; the first socket of
+    /// a listener tells whether it was.
+    #[inline]
+    fn apply(&mut self, socket: &TcpStream) {
+        match *self {
+            NoDelay::Off | NoDelay::Inherited => {}
+            NoDelay::PerSocket => {
+                let _ = sockopt::set_tcp_nodelay(socket, true);
+            }
+            NoDelay::Unknown => {
+                if sockopt::tcp_nodelay(socket).unwrap_or(false) {
+                    *self = NoDelay::Inherited;
+                } else {
+                    *self = NoDelay::PerSocket;
+                    let _ = sockopt::set_tcp_nodelay(socket, true);
+                }
+            }
+        }
+    }
+}
+
 /// What a [`TcpServer`] does with each connection.
 pub trait StreamHandler: 'static {
     /// Handles one accepted connection; the returned future runs on the loop as its own task.
@@ -311,7 +355,9 @@ impl<H: StreamHandler> TcpServer<H> {
         self.stream_options.set(options);
     }
 
-    /// Whether accepted TCP sockets get `TCP_NODELAY` (default on: responses are written whole).
+    /// Whether accepted TCP sockets get `TCP_NODELAY` (default on: responses are written whole). Listeners
+    /// added afterwards follow it. The option is set on the listener itself, and on each accepted socket only
+    /// where the platform does not pass it on from the listener (Linux and the BSDs do).
     pub fn set_nodelay(&self, on: bool) {
         self.nodelay.set(on);
     }
@@ -362,15 +408,13 @@ impl<H: StreamHandler> TcpServer<H> {
         let handler = self.handler.clone();
         let acc = self.acc.clone();
         let options = self.stream_options.get();
-        let nodelay = self.nodelay.get();
+        let mut nodelay = NoDelay::for_listener(&listener, self.nodelay.get());
         let l = listener.clone();
         let interest = if self.acc.paused.get() { Interest::NONE } else { Interest::READABLE };
         io_loop.add_handler(&*listener, interest, move |_, _| {
             let result = accept_batch(&*l, |fd, addr| {
                 let socket = TcpStream::from(fd);
-                if nodelay {
-                    let _ = sockopt::set_tcp_nodelay(&socket, true);
-                }
+                nodelay.apply(&socket);
                 let addr = addr.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
                 // `accept_batch` made it non-blocking.
                 let stream = match IOStream::with_nonblocking(&acc.io_loop, socket, options) {
