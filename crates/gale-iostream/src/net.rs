@@ -329,7 +329,7 @@ impl Accounting {
 }
 
 /// Decrements the open-connection count when the last handle to a stream is dropped.
-struct ConnectionGuard(Rc<Accounting>);
+pub(crate) struct ConnectionGuard(Rc<Accounting>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
@@ -476,7 +476,7 @@ impl<H: StreamHandler> TcpServer<H> {
                     }
                 };
                 acc.open.set(acc.open.get() + 1);
-                stream.attach_guard(Box::new(ConnectionGuard(acc.clone())));
+                stream.attach_connection_guard(ConnectionGuard(acc.clone()));
                 if acc.max.get().is_some_and(|m| acc.open.get() >= m) {
                     acc.set_accepting(false);
                 }

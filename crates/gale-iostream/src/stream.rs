@@ -75,7 +75,16 @@ struct Inner<S: AsFd + 'static> {
     state: RefCell<State>,
     options: Cell<StreamOptions>,
     /// Dropped with the last handle: lets a server count open connections.
-    _guard: RefCell<Option<Box<dyn std::any::Any>>>,
+    _guard: RefCell<Option<Guard>>,
+}
+
+/// What a stream keeps alive until its last handle is dropped.
+#[allow(dead_code)] // The fields are held for their destructors only.
+enum Guard {
+    /// One given to [`IOStream::attach_guard`].
+    Any(Box<dyn std::any::Any>),
+    /// The open-connection count of a [`TcpServer`](crate::TcpServer), kept without a box of its own.
+    Connection(crate::net::ConnectionGuard),
 }
 
 /// A buffered, non-blocking stream over a socket, pipe or any stream fd — Tornado's `IOStream`.
@@ -199,7 +208,12 @@ impl<S: AsFd + 'static> IOStream<S> {
 
     /// Keeps `guard` alive until the last handle to this stream is dropped (used to count connections).
     pub fn attach_guard(&self, guard: Box<dyn std::any::Any>) {
-        *self.inner._guard.borrow_mut() = Some(guard);
+        *self.inner._guard.borrow_mut() = Some(Guard::Any(guard));
+    }
+
+    /// As [`IOStream::attach_guard`], for the guard of a [`TcpServer`](crate::TcpServer) connection.
+    pub(crate) fn attach_connection_guard(&self, guard: crate::net::ConnectionGuard) {
+        *self.inner._guard.borrow_mut() = Some(Guard::Connection(guard));
     }
 
     /// Runs `f` with the underlying I/O object, if the stream is not closed.
