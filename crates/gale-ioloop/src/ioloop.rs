@@ -1,6 +1,6 @@
 //! [`IOLoop`] itself: the handler table, the callback queue, the timers and the iteration that drives them.
 
-use crate::executor::{self, JoinError, JoinHandle, Task, TaskId, TaskWaker};
+use crate::executor::{self, JoinError, JoinHandle, JoinSink, Task, TaskId, TaskWaker};
 use crate::remote::{self, LOCAL_READY, LOCAL_WOKEN, LOOP_NOW, RUNNING_LOOP, Remote};
 use crate::timer::{TimeoutHandle, Timers};
 use gale_poller::{Event, Events, Interest, Poller, Token};
@@ -573,17 +573,31 @@ impl IOLoop {
             drop(future);
             return handle;
         }
+        let id = self.insert_task(future, std::any::type_name::<F>(), Some(join));
+        executor::set_task(&mut handle, Rc::downgrade(&self.inner), id);
+        handle
+    }
+
+    /// Spawns a future whose end nobody awaits (Tornado's `spawn_callback` for coroutines): as
+    /// [`spawn`](IOLoop::spawn) with the handle dropped at once, without the state a handle shares with its
+    /// task. A panic is logged, as for every task.
+    pub fn spawn_detached<F: Future<Output = ()> + 'static>(&self, future: F) {
+        if self.inner.closed.get() {
+            return;
+        }
+        self.insert_task(Box::pin(future), std::any::type_name::<F>(), None);
+    }
+
+    fn insert_task(&self, future: executor::TaskFuture, name: &'static str, join: Option<Rc<dyn JoinSink>>) -> TaskId {
         let generation = self.next_generation();
-        let name = std::any::type_name::<F>();
         let mut tasks = self.inner.tasks.borrow_mut();
         let entry = tasks.vacant_entry();
         let id = TaskId::new(entry.key(), generation);
         let waker = TaskWaker::new(id, self.inner.remote.clone());
         entry.insert(Rc::new(Task::new(future, waker, name, join)));
         drop(tasks);
-        executor::set_task(&mut handle, Rc::downgrade(&self.inner), id);
         self.inner.remote.schedule_task(id);
-        handle
+        id
     }
 
     /// The number of live tasks.
@@ -880,8 +894,8 @@ impl IOLoop {
         let mut tasks = self.inner.tasks.borrow_mut();
         if let Some(msg) = panic {
             log::error!("task {name} panicked: {msg}");
-            if let Some(t) = tasks.get(id.key()).filter(|t| t.id == id) {
-                t.join.fail(JoinError::Panicked(msg));
+            if let Some(join) = tasks.get(id.key()).filter(|t| t.id == id).and_then(|t| t.join.as_ref()) {
+                join.fail(JoinError::Panicked(msg));
             }
         }
         if tasks.get(id.key()).is_some_and(|t| t.id == id) {

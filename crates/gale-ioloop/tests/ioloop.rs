@@ -454,6 +454,39 @@ fn a_panicking_task_yields_an_error_and_the_loop_survives() {
 }
 
 #[test]
+fn detached_tasks_run_and_a_panicking_one_is_logged() {
+    each_backend(|io_loop| {
+        let ran = Rc::new(Cell::new(0));
+        let r = ran.clone();
+        let l = io_loop.clone();
+        io_loop.run_sync(async move {
+            l.spawn_detached(async {
+                sleep(Duration::from_millis(1)).await;
+                panic!("detached boom");
+            });
+            let r2 = r.clone();
+            l.spawn_detached(async move { r2.set(r2.get() + 1) });
+            sleep(Duration::from_millis(10)).await;
+            r.set(r.get() + 1);
+        });
+        assert_eq!(ran.get(), 2);
+        assert!(!util::logs_containing("detached boom").is_empty());
+        // A closed loop drops what is spawned on it.
+        let dropped = Rc::new(Cell::new(false));
+        struct Flag(Rc<Cell<bool>>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.set(true);
+            }
+        }
+        io_loop.close();
+        let flag = Flag(dropped.clone());
+        io_loop.spawn_detached(async move { drop(flag) });
+        assert!(dropped.get());
+    });
+}
+
+#[test]
 fn cancelling_a_task_drops_its_future() {
     each_backend(|io_loop| {
         struct Flag(Rc<Cell<bool>>);

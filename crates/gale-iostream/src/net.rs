@@ -480,7 +480,7 @@ impl<H: StreamHandler> TcpServer<H> {
                 if acc.max.get().is_some_and(|m| acc.open.get() >= m) {
                     acc.set_accepting(false);
                 }
-                acc.io_loop.spawn(handler.handle_stream(stream, addr));
+                acc.io_loop.spawn_detached(handler.handle_stream(stream, addr));
             });
             match result {
                 Ok((accepted, drained)) => pace.record(max, accepted, drained),
