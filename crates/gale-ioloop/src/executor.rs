@@ -95,7 +95,8 @@ pub(crate) struct Task {
     /// The state behind the waker, to unschedule the task before each poll.
     pub(crate) wake_state: Arc<TaskWaker>,
     pub(crate) name: &'static str,
-    pub(crate) join: Rc<dyn JoinSink>,
+    /// Where the output goes, for a task spawned with a [`JoinHandle`]; `None` for a detached one.
+    pub(crate) join: Option<Rc<dyn JoinSink>>,
 }
 
 impl Task {
@@ -103,7 +104,7 @@ impl Task {
         future: TaskFuture,
         wake_state: Arc<TaskWaker>,
         name: &'static str,
-        join: Rc<dyn JoinSink>,
+        join: Option<Rc<dyn JoinSink>>,
     ) -> Task {
         let waker = Waker::from(wake_state.clone());
         Task { id: wake_state.id, future: RefCell::new(future), waker, wake_state, name, join }
@@ -114,7 +115,9 @@ impl Drop for Task {
     fn drop(&mut self) {
         // Dropped before completing (cancelled, or its loop closed): the handle yields `Cancelled`. After a
         // completion this does nothing.
-        self.join.fail(JoinError::Cancelled);
+        if let Some(join) = &self.join {
+            join.fail(JoinError::Cancelled);
+        }
     }
 }
 

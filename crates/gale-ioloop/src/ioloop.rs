@@ -1,12 +1,12 @@
 //! [`IOLoop`] itself: the handler table, the callback queue, the timers and the iteration that drives them.
 
-use crate::executor::{self, JoinError, JoinHandle, Task, TaskId, TaskWaker};
+use crate::executor::{self, JoinError, JoinHandle, JoinSink, Task, TaskId, TaskWaker};
 use crate::remote::{self, LOCAL_READY, LOCAL_WOKEN, LOOP_NOW, RUNNING_LOOP, Remote};
 use crate::timer::{TimeoutHandle, Timers};
 use gale_poller::{Event, Events, Interest, Poller, Token};
 use slab::Slab;
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -75,6 +75,10 @@ pub(crate) struct SourceState {
     /// The directions whose waker waits for readiness and has not been woken since.
     pub(crate) waiting: Interest,
     pub(crate) generation: u64,
+    /// Whether the poller knows the fd. A source is handed to the poller only when somebody first waits on
+    /// it, with the interest of that wait: a connection whose reads and writes never block (a short request
+    /// already there when it is accepted, a response that fits the socket buffer) costs no poller call.
+    pub(crate) registered: bool,
 }
 
 /// An fd handler's token packs the slab key with a generation, so an event for a removed handler is never
@@ -87,10 +91,57 @@ fn untoken(t: Token) -> (usize, u64) {
     (t.0 & 0xffff_ffff, (t.0 >> 32) as u64)
 }
 
+/// The slab key of each registered fd, in a vector indexed by the fd: fds are small, dense integers (the
+/// kernel hands out the lowest free one), so a lookup is one bounds check and one load, with no hashing.
+#[derive(Default)]
+struct FdIndex(Vec<u32>);
+
+impl FdIndex {
+    /// The mark of an fd with no entry.
+    const VACANT: u32 = u32::MAX;
+
+    fn get(&self, fd: RawFd) -> Option<usize> {
+        match self.0.get(fd as usize) {
+            Some(&key) if key != Self::VACANT => Some(key as usize),
+            _ => None,
+        }
+    }
+
+    fn contains(&self, fd: RawFd) -> bool {
+        self.get(fd).is_some()
+    }
+
+    fn insert(&mut self, fd: RawFd, key: usize) {
+        // Tokens carry the key in 32 bits (see `token`), so every key fits.
+        debug_assert!(key < Self::VACANT as usize);
+        let i = fd as usize;
+        if i >= self.0.len() {
+            self.grow(i);
+        }
+        self.0[i] = key as u32;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, i: usize) {
+        self.0.resize((i + 1).next_power_of_two().max(64), Self::VACANT);
+    }
+
+    fn remove(&mut self, fd: RawFd) {
+        if let Some(slot) = self.0.get_mut(fd as usize) {
+            *slot = Self::VACANT;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 pub(crate) struct Inner {
     poller: RefCell<Box<dyn Poller>>,
     entries: RefCell<Slab<Entry>>,
-    by_fd: RefCell<HashMap<RawFd, usize>>,
+    by_fd: RefCell<FdIndex>,
     next_generation: Cell<u64>,
     callbacks: RefCell<VecDeque<Named<Callback>>>,
     timers: RefCell<Timers<Named<Callback>>>,
@@ -185,7 +236,7 @@ impl IOLoop {
             inner: Rc::new(Inner {
                 poller: RefCell::new(poller),
                 entries: RefCell::new(Slab::new()),
-                by_fd: RefCell::new(HashMap::new()),
+                by_fd: RefCell::new(FdIndex::default()),
                 next_generation: Cell::new(1),
                 callbacks: RefCell::new(VecDeque::new()),
                 timers: RefCell::new(Timers::new()),
@@ -275,7 +326,7 @@ impl IOLoop {
     ) -> io::Result<()> {
         let fd = fd.as_fd();
         let raw = fd.as_raw_fd();
-        if self.inner.by_fd.borrow().contains_key(&raw) {
+        if self.inner.by_fd.borrow().contains(raw) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("fd {raw} already has a handler")));
         }
         let generation = self.next_generation();
@@ -329,7 +380,7 @@ impl IOLoop {
         if matches!(self.inner.entries.borrow()[key], Entry::Source(_)) {
             return Err(not_a_handler(raw));
         }
-        self.inner.by_fd.borrow_mut().remove(&raw);
+        self.inner.by_fd.borrow_mut().remove(raw);
         let entry = self.inner.entries.borrow_mut().remove(key);
         let result = self.inner.poller.borrow_mut().deregister(fd);
         drop(entry); // The handler's captures are dropped with no borrow held.
@@ -340,8 +391,7 @@ impl IOLoop {
         self.inner
             .by_fd
             .borrow()
-            .get(&raw)
-            .copied()
+            .get(raw)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("fd {raw} has no handler")))
     }
 
@@ -355,7 +405,7 @@ impl IOLoop {
 
     pub(crate) fn register_source(&self, fd: Rc<dyn AsFd>) -> io::Result<usize> {
         let raw = fd.as_fd().as_raw_fd();
-        if self.inner.by_fd.borrow().contains_key(&raw) {
+        if self.inner.by_fd.borrow().contains(raw) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("fd {raw} is already registered")));
         }
         let generation = self.next_generation();
@@ -370,12 +420,9 @@ impl IOLoop {
             write_task: None,
             waiting: Interest::NONE,
             generation,
+            registered: false,
         }));
-        // Registered with no interest: the first poll_* call asks for what it needs.
-        if let Err(e) = self.inner.poller.borrow_mut().register(fd.as_fd(), token(key, generation), Interest::NONE) {
-            self.inner.entries.borrow_mut().remove(key);
-            return Err(e);
-        }
+        // Not handed to the poller yet: the first poll_* call that must wait registers it with what it needs.
         self.inner.by_fd.borrow_mut().insert(raw, key);
         Ok(key)
     }
@@ -384,9 +431,11 @@ impl IOLoop {
         let entry = self.inner.entries.borrow_mut().try_remove(key);
         if let Some(Entry::Source(state)) = entry {
             let fd = state.fd.as_fd();
-            self.inner.by_fd.borrow_mut().remove(&fd.as_raw_fd());
-            if let Err(e) = self.inner.poller.borrow_mut().deregister(fd) {
-                log::debug!("deregistering fd {}: {e}", fd.as_raw_fd());
+            self.inner.by_fd.borrow_mut().remove(fd.as_raw_fd());
+            if state.registered {
+                if let Err(e) = self.inner.poller.borrow_mut().deregister(fd) {
+                    log::debug!("deregistering fd {}: {e}", fd.as_raw_fd());
+                }
             }
         }
     }
@@ -434,9 +483,16 @@ impl IOLoop {
         if !s.interest.is_readable() && dir.is_readable() || !s.interest.is_writable() && dir.is_writable() {
             let interest = s.interest.add(dir);
             let fd = s.fd.clone();
-            if let Err(e) = self.inner.poller.borrow_mut().modify(fd.as_fd(), token(key, s.generation), interest) {
+            let mut poller = self.inner.poller.borrow_mut();
+            let result = if s.registered {
+                poller.modify(fd.as_fd(), token(key, s.generation), interest)
+            } else {
+                poller.register(fd.as_fd(), token(key, s.generation), interest)
+            };
+            if let Err(e) = result {
                 return Poll::Ready(Err(e));
             }
+            s.registered = true;
             s.interest = interest;
         }
         Poll::Pending
@@ -517,17 +573,31 @@ impl IOLoop {
             drop(future);
             return handle;
         }
+        let id = self.insert_task(future, std::any::type_name::<F>(), Some(join));
+        executor::set_task(&mut handle, Rc::downgrade(&self.inner), id);
+        handle
+    }
+
+    /// Spawns a future whose end nobody awaits (Tornado's `spawn_callback` for coroutines): as
+    /// [`spawn`](IOLoop::spawn) with the handle dropped at once, without the state a handle shares with its
+    /// task. A panic is logged, as for every task.
+    pub fn spawn_detached<F: Future<Output = ()> + 'static>(&self, future: F) {
+        if self.inner.closed.get() {
+            return;
+        }
+        self.insert_task(Box::pin(future), std::any::type_name::<F>(), None);
+    }
+
+    fn insert_task(&self, future: executor::TaskFuture, name: &'static str, join: Option<Rc<dyn JoinSink>>) -> TaskId {
         let generation = self.next_generation();
-        let name = std::any::type_name::<F>();
         let mut tasks = self.inner.tasks.borrow_mut();
         let entry = tasks.vacant_entry();
         let id = TaskId::new(entry.key(), generation);
         let waker = TaskWaker::new(id, self.inner.remote.clone());
         entry.insert(Rc::new(Task::new(future, waker, name, join)));
         drop(tasks);
-        executor::set_task(&mut handle, Rc::downgrade(&self.inner), id);
         self.inner.remote.schedule_task(id);
-        handle
+        id
     }
 
     /// The number of live tasks.
@@ -677,7 +747,9 @@ impl IOLoop {
         inner.by_fd.borrow_mut().clear();
         for (_, entry) in entries {
             if let Entry::Source(s) = &entry {
-                let _ = inner.poller.borrow_mut().deregister(s.fd.as_fd());
+                if s.registered {
+                    let _ = inner.poller.borrow_mut().deregister(s.fd.as_fd());
+                }
             }
             // A handler's fd belongs to its owner, who closes it; the handler's captures drop here.
             drop(entry);
@@ -822,8 +894,8 @@ impl IOLoop {
         let mut tasks = self.inner.tasks.borrow_mut();
         if let Some(msg) = panic {
             log::error!("task {name} panicked: {msg}");
-            if let Some(t) = tasks.get(id.key()).filter(|t| t.id == id) {
-                t.join.fail(JoinError::Panicked(msg));
+            if let Some(join) = tasks.get(id.key()).filter(|t| t.id == id).and_then(|t| t.join.as_ref()) {
+                join.fail(JoinError::Panicked(msg));
             }
         }
         if tasks.get(id.key()).is_some_and(|t| t.id == id) {

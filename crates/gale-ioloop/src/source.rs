@@ -13,7 +13,9 @@ use std::task::{Context, Poll};
 ///
 /// The intended pattern is "try the syscall first, wait only on `WouldBlock`": [`Source::read_with`] and
 /// [`Source::write_with`] do exactly that. The poller watches a direction only while somebody waits for it,
-/// so an idle source costs no wake-ups, and a steady request/response connection needs no `epoll_ctl`.
+/// so an idle source costs no wake-ups, and a steady request/response connection needs no `epoll_ctl`. The
+/// poller learns of the fd only when somebody first waits on it: a source whose syscalls never block costs
+/// no poller call at all.
 ///
 /// Dropping the source deregisters the fd and then drops the I/O object.
 ///
@@ -53,7 +55,8 @@ impl<T: AsFd + 'static> Source<T> {
     ///
     /// # Errors
     ///
-    /// If the fd is already registered with the loop, or the poller refuses it.
+    /// If the fd is already registered with the loop. The poller sees the fd only at the first wait, so an fd
+    /// it cannot watch (a regular file, for epoll) fails that wait, not this call.
     pub fn new(io: T) -> io::Result<Source<T>> {
         Source::with_loop(&IOLoop::current(), io)
     }

@@ -454,6 +454,39 @@ fn a_panicking_task_yields_an_error_and_the_loop_survives() {
 }
 
 #[test]
+fn detached_tasks_run_and_a_panicking_one_is_logged() {
+    each_backend(|io_loop| {
+        let ran = Rc::new(Cell::new(0));
+        let r = ran.clone();
+        let l = io_loop.clone();
+        io_loop.run_sync(async move {
+            l.spawn_detached(async {
+                sleep(Duration::from_millis(1)).await;
+                panic!("detached boom");
+            });
+            let r2 = r.clone();
+            l.spawn_detached(async move { r2.set(r2.get() + 1) });
+            sleep(Duration::from_millis(10)).await;
+            r.set(r.get() + 1);
+        });
+        assert_eq!(ran.get(), 2);
+        assert!(!util::logs_containing("detached boom").is_empty());
+        // A closed loop drops what is spawned on it.
+        let dropped = Rc::new(Cell::new(false));
+        struct Flag(Rc<Cell<bool>>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.set(true);
+            }
+        }
+        io_loop.close();
+        let flag = Flag(dropped.clone());
+        io_loop.spawn_detached(async move { drop(flag) });
+        assert!(dropped.get());
+    });
+}
+
+#[test]
 fn cancelling_a_task_drops_its_future() {
     each_backend(|io_loop| {
         struct Flag(Rc<Cell<bool>>);
@@ -870,4 +903,93 @@ fn many_handlers_on_one_loop() {
             io_loop.remove_handler(b).unwrap();
         }
     });
+}
+
+/// How often the loop called each registration method of a [`CountingPoller`].
+#[derive(Debug, Default)]
+struct Calls {
+    register: AtomicUsize,
+    modify: AtomicUsize,
+    deregister: AtomicUsize,
+}
+
+impl Calls {
+    fn get(&self) -> [usize; 3] {
+        [&self.register, &self.modify, &self.deregister].map(|c| c.load(Ordering::SeqCst))
+    }
+}
+
+/// A poller that passes everything to an inner one and counts the registration calls.
+#[derive(Debug)]
+struct CountingPoller {
+    inner: Box<dyn gale_ioloop::Poller>,
+    calls: Arc<Calls>,
+}
+
+impl gale_ioloop::Poller for CountingPoller {
+    fn register(
+        &mut self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        token: gale_poller::Token,
+        interest: Interest,
+    ) -> std::io::Result<()> {
+        self.calls.register.fetch_add(1, Ordering::SeqCst);
+        self.inner.register(fd, token, interest)
+    }
+    fn modify(
+        &mut self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        token: gale_poller::Token,
+        interest: Interest,
+    ) -> std::io::Result<()> {
+        self.calls.modify.fetch_add(1, Ordering::SeqCst);
+        self.inner.modify(fd, token, interest)
+    }
+    fn deregister(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+        self.calls.deregister.fetch_add(1, Ordering::SeqCst);
+        self.inner.deregister(fd)
+    }
+    fn wait(&mut self, events: &mut gale_poller::Events, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.inner.wait(events, timeout)
+    }
+    fn notifier(&self) -> gale_poller::Notifier {
+        self.inner.notifier()
+    }
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+}
+
+#[test]
+fn a_source_reaches_the_poller_only_when_something_waits_on_it() {
+    util::init_logger();
+    for name in util::backends() {
+        let calls = Arc::new(Calls::default());
+        let poller = CountingPoller { inner: gale_poller::by_name(name).unwrap(), calls: calls.clone() };
+        let io_loop = IOLoop::with_poller(Box::new(poller));
+        let c = calls.clone();
+        io_loop.run_sync(async move {
+            // Data already there: the read does not block, and the poller never hears of the fd.
+            let (mut a, b) = pair();
+            a.write_all(b"ready").unwrap();
+            let b = Source::new(b).unwrap();
+            let mut buf = [0u8; 8];
+            assert_eq!(b.read_with(|s| (&*s).read(&mut buf)).await.unwrap(), 5);
+            drop(b);
+            assert_eq!(c.get(), [0, 0, 0], "{name}");
+            // A read that waits registers the fd once, with read interest; dropping the source deregisters it.
+            let (mut a, b) = pair();
+            let b = Source::new(b).unwrap();
+            let writer = gale_ioloop::spawn(async move {
+                sleep(Duration::from_millis(5)).await;
+                a.write_all(b"later").unwrap();
+                a
+            });
+            assert_eq!(b.read_with(|s| (&*s).read(&mut buf)).await.unwrap(), 5);
+            assert_eq!(c.get(), [1, 0, 0], "{name}");
+            drop(b);
+            assert_eq!(c.get(), [1, 0, 1], "{name}");
+            drop(writer.await.unwrap());
+        });
+    }
 }

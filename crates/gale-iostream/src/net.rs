@@ -18,7 +18,7 @@ use std::time::Duration;
 /// Tornado's default listen backlog (`_DEFAULT_BACKLOG`).
 pub const DEFAULT_BACKLOG: i32 = 128;
 /// How many connections one readiness event of a listener accepts at most, so that one busy listener cannot
-/// monopolise the loop.
+/// monopolise the loop. While connections come one at a time, an event accepts just one (see [`TcpServer`]).
 pub const ACCEPT_BATCH: usize = 128;
 /// How long accepting pauses when the process is out of fds (`EMFILE`/`ENFILE`), instead of spinning.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -183,19 +183,108 @@ pub fn set_nodelay(socket: impl AsFd, on: bool) -> io::Result<()> {
     Ok(sockopt::set_tcp_nodelay(socket, on)?)
 }
 
-/// Accepts up to [`ACCEPT_BATCH`] connections from `listener`, non-blocking and close-on-exec.
-/// `EMFILE`/`ENFILE` end the batch with that error so the caller can back off.
-fn accept_batch(listener: &impl AsFd, mut on_conn: impl FnMut(OwnedFd, Option<SocketAddr>)) -> io::Result<()> {
-    for _ in 0..ACCEPT_BATCH {
+/// Accepts up to `max` connections from `listener`, non-blocking and close-on-exec, and says how many it
+/// accepted and whether it found the backlog empty (`EAGAIN`). `EMFILE`/`ENFILE` end the batch with that error
+/// so the caller can back off.
+fn accept_batch(
+    listener: &impl AsFd,
+    max: usize,
+    mut on_conn: impl FnMut(OwnedFd, Option<SocketAddr>),
+) -> io::Result<(usize, bool)> {
+    let mut accepted = 0;
+    for _ in 0..max {
         match rustix::net::acceptfrom_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
-            Ok((fd, addr)) => on_conn(fd, addr.and_then(|a| SocketAddr::try_from(a).ok())),
-            Err(Errno::AGAIN) => return Ok(()),
+            Ok((fd, addr)) => {
+                accepted += 1;
+                on_conn(fd, addr.and_then(|a| SocketAddr::try_from(a).ok()));
+            }
+            Err(Errno::AGAIN) => return Ok((accepted, true)),
             // The connection was reset before we accepted it, or a signal came: go on.
             Err(Errno::CONNABORTED) | Err(Errno::INTR) | Err(Errno::PROTO) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok((accepted, false))
+}
+
+/// While a listener's connections arrive one at a time, how many of its readiness events in a row accept a
+/// single connection (see [`AcceptPace`]) before one drains the backlog again.
+const SPARSE_ACCEPTS: u8 = 8;
+
+/// How many connections one readiness event of a listener accepts.
+///
+/// Draining the backlog until `accept` says `EAGAIN` (Tornado's way) costs that last, fruitless `accept` on
+/// every event, which is one syscall per connection when connections come one at a time. So once a drain finds
+/// a single connection waiting, the next [`SPARSE_ACCEPTS`] events accept one connection each and stop there:
+/// readiness is level-triggered, so a connection left behind reports the listener again at the next wait. The
+/// event after them drains the backlog as usual (at most [`ACCEPT_BATCH`]), and a drain that finds more than
+/// one connection ends this sparse pace until a drain finds a single one again.
+#[derive(Debug, Default)]
+struct AcceptPace {
+    sparse: bool,
+    /// Events since the last drain.
+    single: u8,
+}
+
+impl AcceptPace {
+    /// How many connections this event may accept.
+    fn batch(&self) -> usize {
+        if self.sparse && self.single < SPARSE_ACCEPTS { 1 } else { ACCEPT_BATCH }
+    }
+
+    /// Notes the outcome of a batch of `max` (from [`AcceptPace::batch`]).
+    fn record(&mut self, max: usize, accepted: usize, drained: bool) {
+        if max == 1 && self.sparse {
+            self.single += 1;
+        } else {
+            self.single = 0;
+            self.sparse = drained && accepted <= 1;
+        }
+    }
+}
+
+/// How the accepted sockets of one listener get `TCP_NODELAY`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoDelay {
+    /// Not asked for.
+    Off,
+    /// Set on the listener; whether its connections inherit it is learnt from the first one.
+    Unknown,
+    /// Accepted sockets inherit it from the listener (Linux and the BSDs do): nothing to do per connection.
+    Inherited,
+    /// Set on each accepted socket.
+    PerSocket,
+}
+
+impl NoDelay {
+    /// Sets `TCP_NODELAY` on the listener when it is wanted, so that connections may inherit it.
+    fn for_listener(listener: &TcpListener, on: bool) -> NoDelay {
+        match on {
+            false => NoDelay::Off,
+            true if sockopt::set_tcp_nodelay(listener, true).is_ok() => NoDelay::Unknown,
+            true => NoDelay::PerSocket,
+        }
+    }
+
+    /// Gives `socket`, just accepted, `TCP_NODELAY` if it is wanted and was not inherited; the first socket of
+    /// a listener tells whether it was.
+    #[inline]
+    fn apply(&mut self, socket: &TcpStream) {
+        match *self {
+            NoDelay::Off | NoDelay::Inherited => {}
+            NoDelay::PerSocket => {
+                let _ = sockopt::set_tcp_nodelay(socket, true);
+            }
+            NoDelay::Unknown => {
+                if sockopt::tcp_nodelay(socket).unwrap_or(false) {
+                    *self = NoDelay::Inherited;
+                } else {
+                    *self = NoDelay::PerSocket;
+                    let _ = sockopt::set_tcp_nodelay(socket, true);
+                }
+            }
+        }
+    }
 }
 
 /// What a [`TcpServer`] does with each connection.
@@ -240,7 +329,7 @@ impl Accounting {
 }
 
 /// Decrements the open-connection count when the last handle to a stream is dropped.
-struct ConnectionGuard(Rc<Accounting>);
+pub(crate) struct ConnectionGuard(Rc<Accounting>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
@@ -254,6 +343,10 @@ impl Drop for ConnectionGuard {
 
 /// A non-blocking TCP server (Tornado's `TCPServer`): accepts connections on its listeners and runs the
 /// handler's future for each one on the loop.
+///
+/// A readiness event of a listener accepts until the backlog is empty, at most [`ACCEPT_BATCH`] connections;
+/// while connections come one at a time, it accepts just one and spares the `accept` that would only find
+/// the backlog empty (a connection left behind reports the listener again at the next wait).
 ///
 /// # Examples
 ///
@@ -311,7 +404,9 @@ impl<H: StreamHandler> TcpServer<H> {
         self.stream_options.set(options);
     }
 
-    /// Whether accepted TCP sockets get `TCP_NODELAY` (default on: responses are written whole).
+    /// Whether accepted TCP sockets get `TCP_NODELAY` (default on: responses are written whole). Listeners
+    /// added afterwards follow it. The option is set on the listener itself, and on each accepted socket only
+    /// where the platform does not pass it on from the listener (Linux and the BSDs do).
     pub fn set_nodelay(&self, on: bool) {
         self.nodelay.set(on);
     }
@@ -362,17 +457,18 @@ impl<H: StreamHandler> TcpServer<H> {
         let handler = self.handler.clone();
         let acc = self.acc.clone();
         let options = self.stream_options.get();
-        let nodelay = self.nodelay.get();
+        let mut nodelay = NoDelay::for_listener(&listener, self.nodelay.get());
+        let mut pace = AcceptPace::default();
         let l = listener.clone();
         let interest = if self.acc.paused.get() { Interest::NONE } else { Interest::READABLE };
         io_loop.add_handler(&*listener, interest, move |_, _| {
-            let result = accept_batch(&*l, |fd, addr| {
+            let max = pace.batch();
+            let result = accept_batch(&*l, max, |fd, addr| {
                 let socket = TcpStream::from(fd);
-                if nodelay {
-                    let _ = sockopt::set_tcp_nodelay(&socket, true);
-                }
+                nodelay.apply(&socket);
                 let addr = addr.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
-                let stream = match IOStream::with_options(&acc.io_loop, socket, options) {
+                // `accept_batch` made it non-blocking.
+                let stream = match IOStream::with_nonblocking(&acc.io_loop, socket, options) {
                     Ok(s) => s,
                     Err(e) => {
                         log::error!("cannot set up connection from {addr}: {e}");
@@ -380,14 +476,15 @@ impl<H: StreamHandler> TcpServer<H> {
                     }
                 };
                 acc.open.set(acc.open.get() + 1);
-                stream.attach_guard(Box::new(ConnectionGuard(acc.clone())));
+                stream.attach_connection_guard(ConnectionGuard(acc.clone()));
                 if acc.max.get().is_some_and(|m| acc.open.get() >= m) {
                     acc.set_accepting(false);
                 }
-                acc.io_loop.spawn(handler.handle_stream(stream, addr));
+                acc.io_loop.spawn_detached(handler.handle_stream(stream, addr));
             });
-            if let Err(e) = result {
-                match e.raw_os_error() {
+            match result {
+                Ok((accepted, drained)) => pace.record(max, accepted, drained),
+                Err(e) => match e.raw_os_error() {
                     Some(code) if code == Errno::MFILE.raw_os_error() || code == Errno::NFILE.raw_os_error() => {
                         log::error!("out of file descriptors ({e}); pausing accept for {ACCEPT_BACKOFF:?}");
                         acc.set_accepting(false);
@@ -400,7 +497,7 @@ impl<H: StreamHandler> TcpServer<H> {
                         });
                     }
                     _ => log::error!("accept failed: {e}"),
-                }
+                },
             }
         })?;
         self.acc.listeners.borrow_mut().push(listener);
@@ -498,7 +595,8 @@ pub async fn connect_addr(addr: SocketAddr) -> io::Result<IOStream<TcpStream>> {
         Err(e) => return Err(io::Error::new(io::Error::from(e).kind(), format!("connect to {addr}: {e}"))),
     };
     let _ = sockopt::set_tcp_nodelay(&fd, true);
-    let stream = IOStream::new(TcpStream::from(fd))?;
+    // `tcp_socket` made it non-blocking.
+    let stream = IOStream::with_nonblocking(&IOLoop::current(), TcpStream::from(fd), StreamOptions::default())?;
     if pending {
         stream.writable().await?;
         let err = stream.with_io(|s| sockopt::socket_error(s)).ok_or_else(|| io::Error::other("closed"))??;
@@ -507,4 +605,56 @@ pub async fn connect_addr(addr: SocketAddr) -> io::Result<IOStream<TcpStream>> {
         }
     }
     Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The batch sizes of `events` listener events, each finding `waiting(i)` connections in the backlog.
+    fn batches(events: usize, waiting: impl Fn(usize) -> usize) -> Vec<usize> {
+        let mut pace = AcceptPace::default();
+        (0..events)
+            .map(|i| {
+                let max = pace.batch();
+                let backlog = waiting(i);
+                let accepted = backlog.min(max);
+                pace.record(max, accepted, backlog < max);
+                max
+            })
+            .collect()
+    }
+
+    #[test]
+    fn connections_coming_one_at_a_time_are_accepted_without_a_fruitless_accept() {
+        let sizes = batches(20, |_| 1);
+        let sparse = SPARSE_ACCEPTS as usize;
+        assert_eq!(sizes[0], ACCEPT_BATCH);
+        assert!(sizes[1..=sparse].iter().all(|&n| n == 1), "{sizes:?}");
+        assert_eq!(sizes[sparse + 1], ACCEPT_BATCH);
+        assert!(sizes[sparse + 2..].iter().take(sparse).all(|&n| n == 1), "{sizes:?}");
+    }
+
+    #[test]
+    fn a_burst_ends_the_sparse_pace_at_the_next_drain() {
+        // One at a time first, then a backlog of 50 that stays until drained.
+        let mut pace = AcceptPace::default();
+        let mut backlog = 1;
+        for _ in 0..3 {
+            let max = pace.batch();
+            pace.record(max, 1, max > 1);
+        }
+        assert_eq!(pace.batch(), 1);
+        backlog += 49;
+        let mut events = 0;
+        while backlog > 0 {
+            let max = pace.batch();
+            let accepted = backlog.min(max);
+            backlog -= accepted;
+            pace.record(max, accepted, backlog == 0 && accepted < max);
+            events += 1;
+        }
+        assert!(events <= SPARSE_ACCEPTS as usize + 1, "{events} events");
+        assert_eq!(pace.batch(), ACCEPT_BATCH);
+    }
 }

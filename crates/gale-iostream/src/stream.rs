@@ -75,7 +75,16 @@ struct Inner<S: AsFd + 'static> {
     state: RefCell<State>,
     options: Cell<StreamOptions>,
     /// Dropped with the last handle: lets a server count open connections.
-    _guard: RefCell<Option<Box<dyn std::any::Any>>>,
+    _guard: RefCell<Option<Guard>>,
+}
+
+/// What a stream keeps alive until its last handle is dropped.
+#[allow(dead_code)] // The fields are held for their destructors only.
+enum Guard {
+    /// One given to [`IOStream::attach_guard`].
+    Any(Box<dyn std::any::Any>),
+    /// The open-connection count of a [`TcpServer`](crate::TcpServer), kept without a box of its own.
+    Connection(crate::net::ConnectionGuard),
 }
 
 /// A buffered, non-blocking stream over a socket, pipe or any stream fd — Tornado's `IOStream`.
@@ -155,6 +164,12 @@ impl<S: AsFd + 'static> IOStream<S> {
     /// As [`IOStream::new`].
     pub fn with_options(io_loop: &IOLoop, io: S, options: StreamOptions) -> io::Result<IOStream<S>> {
         set_nonblocking(&io)?;
+        IOStream::with_nonblocking(io_loop, io, options)
+    }
+
+    /// As [`IOStream::with_options`], for an fd already in non-blocking mode (one created with
+    /// `SOCK_NONBLOCK`, such as an accepted connection): no `fcntl` calls.
+    pub(crate) fn with_nonblocking(io_loop: &IOLoop, io: S, options: StreamOptions) -> io::Result<IOStream<S>> {
         let source = Source::with_loop(io_loop, io)?;
         Ok(IOStream {
             inner: Rc::new(Inner {
@@ -193,7 +208,12 @@ impl<S: AsFd + 'static> IOStream<S> {
 
     /// Keeps `guard` alive until the last handle to this stream is dropped (used to count connections).
     pub fn attach_guard(&self, guard: Box<dyn std::any::Any>) {
-        *self.inner._guard.borrow_mut() = Some(guard);
+        *self.inner._guard.borrow_mut() = Some(Guard::Any(guard));
+    }
+
+    /// As [`IOStream::attach_guard`], for the guard of a [`TcpServer`](crate::TcpServer) connection.
+    pub(crate) fn attach_connection_guard(&self, guard: crate::net::ConnectionGuard) {
+        *self.inner._guard.borrow_mut() = Some(Guard::Connection(guard));
     }
 
     /// Runs `f` with the underlying I/O object, if the stream is not closed.

@@ -619,3 +619,28 @@ fn pipes_work_as_streams() {
         assert_eq!(&got[..], b"through a pipe\n");
     });
 }
+
+#[test]
+fn accepted_sockets_get_tcp_nodelay_only_when_asked() {
+    each_backend(|io_loop| {
+        for on in [true, false] {
+            let server = TcpServer::new(&io_loop, |stream: IOStream, _| async move {
+                let nodelay = stream.with_io(|s| s.nodelay().unwrap()).unwrap();
+                let _ = stream.write(if nodelay { &b"1"[..] } else { &b"0"[..] }).await;
+            });
+            server.set_nodelay(on);
+            server.listen(0, Some("127.0.0.1")).unwrap();
+            let port = server.local_addrs()[0].port();
+            let seen = io_loop.run_sync(async move {
+                let mut seen = Vec::new();
+                // The first connection of a listener and those after it take different paths.
+                for _ in 0..3 {
+                    let c = connect("127.0.0.1", port, Some(Duration::from_secs(5))).await.unwrap();
+                    seen.push(c.read_bytes(1, false).await.unwrap()[0]);
+                }
+                seen
+            });
+            assert_eq!(seen, [if on { b'1' } else { b'0' }; 3], "nodelay {on}");
+        }
+    });
+}

@@ -17,7 +17,6 @@ use crate::{EV_ERR, EV_HUP, EV_READ, EV_WRITE, Event, Events, Interest, Notifier
 use rustix::event::epoll;
 use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use rustix::io::Errno;
-use std::collections::HashSet;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,9 +27,46 @@ pub struct Epoll {
     epfd: OwnedFd,
     wake: Arc<WakeFd>,
     /// Registered fds whose interest is none, kept out of the kernel's set.
-    silent: HashSet<RawFd>,
+    silent: FdSet,
     /// Raw event buffer reused across waits.
     buf: EventBuf,
+}
+
+/// A set of fds as a bitmap indexed by the fd: fds are small, dense integers (the kernel hands out the lowest
+/// free one), so membership is one load and a mask, with no hashing. It grows to the highest fd inserted.
+#[derive(Debug, Default)]
+struct FdSet(Vec<u64>);
+
+impl FdSet {
+    fn split(fd: RawFd) -> (usize, u64) {
+        let i = fd as usize;
+        (i / 64, 1 << (i % 64))
+    }
+
+    fn contains(&self, fd: RawFd) -> bool {
+        let (word, bit) = Self::split(fd);
+        self.0.get(word).is_some_and(|w| w & bit != 0)
+    }
+
+    fn insert(&mut self, fd: RawFd) {
+        let (word, bit) = Self::split(fd);
+        if word >= self.0.len() {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= bit;
+    }
+
+    /// Removes `fd`; returns whether it was there.
+    fn remove(&mut self, fd: RawFd) -> bool {
+        let (word, bit) = Self::split(fd);
+        match self.0.get_mut(word) {
+            Some(w) if *w & bit != 0 => {
+                *w &= !bit;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The kernel's event records, reused across waits.
@@ -57,7 +93,7 @@ impl Epoll {
         let epfd = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let wake = Arc::new(WakeFd::new()?);
         epoll::add(&epfd, wake.read_fd(), epoll::EventData::new_u64(Token::WAKE.0 as u64), epoll::EventFlags::IN)?;
-        Ok(Epoll { epfd, wake, silent: HashSet::new(), buf: EventBuf(Vec::new()) })
+        Ok(Epoll { epfd, wake, silent: FdSet::default(), buf: EventBuf(Vec::new()) })
     }
 
     fn flags(interest: Interest) -> epoll::EventFlags {
@@ -132,7 +168,7 @@ impl Poller for Epoll {
             return Err(errors::reserved_token());
         }
         let raw = fd.as_raw_fd();
-        if self.silent.contains(&raw) {
+        if self.silent.contains(raw) {
             return Err(errors::already_registered(raw));
         }
         match epoll::add(&self.epfd, fd, Self::data(token), Self::flags(interest)) {
@@ -163,12 +199,12 @@ impl Poller for Epoll {
         if raw == self.wake.read_fd().as_raw_fd() {
             return Err(errors::not_registered(raw));
         }
-        let was_silent = self.silent.contains(&raw);
+        let was_silent = self.silent.contains(raw);
         match (was_silent, interest.is_none()) {
             (true, true) => Ok(()),
             (true, false) => {
                 epoll::add(&self.epfd, fd, Self::data(token), Self::flags(interest))?;
-                self.silent.remove(&raw);
+                self.silent.remove(raw);
                 Ok(())
             }
             (false, true) => match epoll::delete(&self.epfd, fd) {
@@ -189,7 +225,7 @@ impl Poller for Epoll {
 
     fn deregister(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
         let raw = fd.as_raw_fd();
-        if self.silent.remove(&raw) {
+        if self.silent.remove(raw) {
             return Ok(());
         }
         if raw == self.wake.read_fd().as_raw_fd() {
@@ -250,5 +286,20 @@ mod tests {
         }
         let all = epoll::EventFlags::all().bits();
         assert_eq!(event_flags(all), decode_flags(all));
+    }
+
+    #[test]
+    fn the_fd_set_holds_what_was_inserted_and_not_removed() {
+        let mut set = FdSet::default();
+        assert!(!set.contains(3));
+        assert!(!set.remove(3));
+        for fd in [0, 3, 63, 64, 1000] {
+            set.insert(fd);
+        }
+        assert!([0, 3, 63, 64, 1000].iter().all(|&fd| set.contains(fd)));
+        assert!(!set.contains(4) && !set.contains(999) && !set.contains(5000));
+        assert!(set.remove(64));
+        assert!(!set.contains(64) && !set.remove(64));
+        assert!(set.contains(63) && set.contains(1000));
     }
 }

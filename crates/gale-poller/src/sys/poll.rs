@@ -1,8 +1,9 @@
 //! Bindings to poll (every unix).
 //!
 //! The backend owns the `pollfd` array that every wait hands to the kernel: the wake-up fd at index 0, then one
-//! entry per registration that has an interest, in no particular order. A `HashMap` from fd to index makes
-//! `modify` and `deregister` O(1): removing an entry moves the last one into its place (`swap_remove`) and
+//! entry per registration that has an interest, in no particular order. A table indexed by the fd (fds are
+//! small, dense integers) gives each registration's index in the array, which makes `modify` and `deregister`
+//! O(1): removing an entry moves the last one into its place (`swap_remove`) and
 //! updates that one's index. A wait costs O(registered fds) in the kernel and again here, to find the entries
 //! with `revents` set, which is the nature of poll.
 //!
@@ -37,7 +38,6 @@ use crate::sys::wake::WakeFd;
 use crate::{Event, Events, Interest, Notifier, Poller, Token, errors, timespec};
 use rustix::event::{PollFd, PollFlags};
 use rustix::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -65,7 +65,7 @@ pub struct Poll {
     /// For each entry of `fds`, its raw fd and token (the wake-up fd has [`Token::WAKE`]).
     slots: Vec<(RawFd, Token)>,
     /// Every registration: its index in `fds`, or `None` while its interest is none.
-    index: HashMap<RawFd, Option<usize>>,
+    index: FdIndex,
     /// Where the next scan of `revents` starts, so that a full `Events` does not starve the later entries.
     cursor: usize,
     wake: Arc<WakeFd>,
@@ -78,6 +78,61 @@ impl fmt::Debug for Poll {
             .field("watched", &(self.fds.len() - 1))
             .field("wake", &self.wake)
             .finish()
+    }
+}
+
+/// What each registered fd has in [`Poll::index`]: its index in `fds`, or `None` while its interest is none.
+/// A vector indexed by the fd, growing to the highest fd registered: one load per lookup, no hashing.
+#[derive(Debug, Default)]
+struct FdIndex {
+    slots: Vec<u32>,
+    len: usize,
+}
+
+impl FdIndex {
+    /// The mark of an fd that is not registered.
+    const VACANT: u32 = u32::MAX;
+    /// The mark of a registration with no interest, hence no entry in `fds`.
+    const SILENT: u32 = u32::MAX - 1;
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `None` if `fd` is not registered, else its index in `fds` if it has one.
+    fn get(&self, fd: RawFd) -> Option<Option<usize>> {
+        match self.slots.get(fd as usize).copied() {
+            None | Some(Self::VACANT) => None,
+            Some(Self::SILENT) => Some(None),
+            Some(i) => Some(Some(i as usize)),
+        }
+    }
+
+    fn contains(&self, fd: RawFd) -> bool {
+        self.get(fd).is_some()
+    }
+
+    /// Registers `fd`, or changes its index.
+    fn insert(&mut self, fd: RawFd, at: Option<usize>) {
+        let i = fd as usize;
+        if i >= self.slots.len() {
+            self.slots.resize((i + 1).next_power_of_two().max(64), Self::VACANT);
+        }
+        if self.slots[i] == Self::VACANT {
+            self.len += 1;
+        }
+        // The array holds one entry per registered fd, far fewer than `SILENT`.
+        self.slots[i] = at.map_or(Self::SILENT, |at| at as u32);
+    }
+
+    /// Forgets `fd`, returning what [`FdIndex::get`] did.
+    fn remove(&mut self, fd: RawFd) -> Option<Option<usize>> {
+        let was = self.get(fd);
+        if was.is_some() {
+            self.slots[fd as usize] = Self::VACANT;
+            self.len -= 1;
+        }
+        was
     }
 }
 
@@ -127,7 +182,7 @@ impl Poll {
         let raw = wake.read_fd().as_raw_fd();
         // SAFETY: the wake-up fd is owned by `wake`, which the poller keeps as long as `fds`.
         let fds = vec![unsafe { entry(raw, Interest::READABLE) }];
-        Ok(Poll { fds, slots: vec![(raw, Token::WAKE)], index: HashMap::new(), cursor: WAKE_INDEX + 1, wake })
+        Ok(Poll { fds, slots: vec![(raw, Token::WAKE)], index: FdIndex::default(), cursor: WAKE_INDEX + 1, wake })
     }
 
     /// Appends an entry for `fd` and returns its index.
@@ -159,7 +214,7 @@ impl Poller for Poll {
             return Err(errors::reserved_token());
         }
         let raw = fd.as_raw_fd();
-        if self.index.contains_key(&raw) || self.is_wake(raw) {
+        if self.index.contains(raw) || self.is_wake(raw) {
             return Err(errors::already_registered(raw));
         }
         let at = (!interest.is_none()).then(|| self.push(raw, token, interest));
@@ -172,7 +227,7 @@ impl Poller for Poll {
             return Err(errors::reserved_token());
         }
         let raw = fd.as_raw_fd();
-        let Some(&at) = self.index.get(&raw) else {
+        let Some(at) = self.index.get(raw) else {
             return Err(errors::not_registered(raw));
         };
         let at = match (at, interest.is_none()) {
@@ -195,7 +250,7 @@ impl Poller for Poll {
 
     fn deregister(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
         let raw = fd.as_raw_fd();
-        match self.index.remove(&raw) {
+        match self.index.remove(raw) {
             None => Err(errors::not_registered(raw)),
             Some(None) => Ok(()),
             Some(Some(i)) => {
@@ -242,5 +297,23 @@ impl Poller for Poll {
 
     fn name(&self) -> &'static str {
         "poll"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fd_index_tells_unregistered_silent_and_placed_fds_apart() {
+        let mut index = FdIndex::default();
+        assert_eq!(index.get(5), None);
+        index.insert(5, None);
+        index.insert(700, Some(3));
+        assert_eq!((index.get(5), index.get(700), index.get(6), index.len()), (Some(None), Some(Some(3)), None, 2));
+        index.insert(5, Some(1));
+        assert_eq!((index.get(5), index.len()), (Some(Some(1)), 2));
+        assert_eq!(index.remove(700), Some(Some(3)));
+        assert_eq!((index.remove(700), index.get(700), index.len()), (None, None, 1));
     }
 }
