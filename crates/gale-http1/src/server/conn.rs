@@ -136,6 +136,8 @@ pub(crate) async fn serve<S: HttpService>(
     conn.run().await;
     // A final response is always flushed before the connection closes.
     let _ = conn.shared.flush().await;
+    // The next connection of this thread takes the output buffer over.
+    conn.shared.release_out();
     if conn.shared.after.get() != ConnectionAfter::Upgrade {
         stream.close();
     }
