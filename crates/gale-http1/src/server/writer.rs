@@ -202,13 +202,10 @@ impl ResponseWriter {
         self.write_head_fields(status, reason, headers, content_length)
     }
 
-    fn write_head_fields<L: FieldList>(
-        &self,
-        status: u16,
-        reason: Option<&str>,
-        fields: L,
-        content_length: Option<u64>,
-    ) -> Result<(), WriteError> {
+    /// What the head is encoded with, once it is known that no head was written yet: the request's context,
+    /// without keep-alive if the server is stopping or the request body failed.
+    #[inline]
+    fn head_context(&self) -> Result<ResponseContext, WriteError> {
         let s = &self.shared;
         if s.writing.get() != Writing::Head {
             return Err(WriteError::HeadAlreadyWritten);
@@ -217,8 +214,19 @@ impl ResponseWriter {
         if s.server.shutting_down.get() || s.body.borrow().as_ref().is_some_and(BodyReader::failed) {
             ctx = ctx.with_keep_alive(false);
         }
+        Ok(ctx.with_now(gale_iostream::ioloop::now()))
+    }
+
+    fn write_head_fields<L: FieldList>(
+        &self,
+        status: u16,
+        reason: Option<&str>,
+        fields: L,
+        content_length: Option<u64>,
+    ) -> Result<(), WriteError> {
+        let ctx = self.head_context()?;
+        let s = &self.shared;
         let mut out = s.out();
-        let ctx = ctx.with_now(gale_iostream::ioloop::now());
         let head = s.encoder.encode_fields(&ctx, status, reason, fields, content_length, &mut out)?;
         if (100..200).contains(&status) && status != 101 {
             // An interim response: the final one follows.
@@ -302,15 +310,8 @@ impl ResponseWriter {
         fields: L,
         bytes: &[u8],
     ) -> Result<(), WriteError> {
+        let ctx = self.head_context()?;
         let s = &self.shared;
-        if s.writing.get() != Writing::Head {
-            return Err(WriteError::HeadAlreadyWritten);
-        }
-        let mut ctx = s.ctx.get();
-        if s.server.shutting_down.get() || s.body.borrow().as_ref().is_some_and(BodyReader::failed) {
-            ctx = ctx.with_keep_alive(false);
-        }
-        let ctx = ctx.with_now(gale_iostream::ioloop::now());
         let mut out = s.out();
         let head = s.encoder.encode_fields(&ctx, status, reason, fields, Some(bytes.len() as u64), &mut out)?;
         let mut body = head.body;
