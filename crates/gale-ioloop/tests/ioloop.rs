@@ -905,69 +905,15 @@ fn many_handlers_on_one_loop() {
     });
 }
 
-/// How often the loop called each registration method of a [`CountingPoller`].
-#[derive(Debug, Default)]
-struct Calls {
-    register: AtomicUsize,
-    modify: AtomicUsize,
-    deregister: AtomicUsize,
-}
-
-impl Calls {
-    fn get(&self) -> [usize; 3] {
-        [&self.register, &self.modify, &self.deregister].map(|c| c.load(Ordering::SeqCst))
-    }
-}
-
-/// A poller that passes everything to an inner one and counts the registration calls.
-#[derive(Debug)]
-struct CountingPoller {
-    inner: Box<dyn gale_ioloop::Poller>,
-    calls: Arc<Calls>,
-}
-
-impl gale_ioloop::Poller for CountingPoller {
-    fn register(
-        &mut self,
-        fd: std::os::fd::BorrowedFd<'_>,
-        token: gale_poller::Token,
-        interest: Interest,
-    ) -> std::io::Result<()> {
-        self.calls.register.fetch_add(1, Ordering::SeqCst);
-        self.inner.register(fd, token, interest)
-    }
-    fn modify(
-        &mut self,
-        fd: std::os::fd::BorrowedFd<'_>,
-        token: gale_poller::Token,
-        interest: Interest,
-    ) -> std::io::Result<()> {
-        self.calls.modify.fetch_add(1, Ordering::SeqCst);
-        self.inner.modify(fd, token, interest)
-    }
-    fn deregister(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
-        self.calls.deregister.fetch_add(1, Ordering::SeqCst);
-        self.inner.deregister(fd)
-    }
-    fn wait(&mut self, events: &mut gale_poller::Events, timeout: Option<Duration>) -> std::io::Result<()> {
-        self.inner.wait(events, timeout)
-    }
-    fn notifier(&self) -> gale_poller::Notifier {
-        self.inner.notifier()
-    }
-    fn name(&self) -> &'static str {
-        "counting"
-    }
-}
-
 #[test]
 fn a_source_reaches_the_poller_only_when_something_waits_on_it() {
     util::init_logger();
     for name in util::backends() {
-        let calls = Arc::new(Calls::default());
-        let poller = CountingPoller { inner: gale_poller::by_name(name).unwrap(), calls: calls.clone() };
+        let poller = gale_poller::testing::CountingPoller::new(gale_poller::by_name(name).unwrap());
+        let counts = poller.counts().clone();
+        // Calls to register, modify and deregister so far.
+        let c = move || [&counts.register, &counts.modify, &counts.deregister].map(|n| n.load(Ordering::SeqCst));
         let io_loop = IOLoop::with_poller(Box::new(poller));
-        let c = calls.clone();
         io_loop.run_sync(async move {
             // Data already there: the read does not block, and the poller never hears of the fd.
             let (mut a, b) = pair();
@@ -976,7 +922,7 @@ fn a_source_reaches_the_poller_only_when_something_waits_on_it() {
             let mut buf = [0u8; 8];
             assert_eq!(b.read_with(|s| (&*s).read(&mut buf)).await.unwrap(), 5);
             drop(b);
-            assert_eq!(c.get(), [0, 0, 0], "{name}");
+            assert_eq!(c(), [0, 0, 0], "{name}");
             // A read that waits registers the fd once, with read interest; dropping the source deregisters it.
             let (mut a, b) = pair();
             let b = Source::new(b).unwrap();
@@ -986,9 +932,9 @@ fn a_source_reaches_the_poller_only_when_something_waits_on_it() {
                 a
             });
             assert_eq!(b.read_with(|s| (&*s).read(&mut buf)).await.unwrap(), 5);
-            assert_eq!(c.get(), [1, 0, 0], "{name}");
+            assert_eq!(c(), [1, 0, 0], "{name}");
             drop(b);
-            assert_eq!(c.get(), [1, 0, 1], "{name}");
+            assert_eq!(c(), [1, 0, 1], "{name}");
             drop(writer.await.unwrap());
         });
     }
