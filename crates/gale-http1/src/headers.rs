@@ -139,6 +139,10 @@ pub struct HeaderMap {
     entries: SmallVec<[Entry; INLINE_FIELDS]>,
     /// Backing storage for owned values; slots of removed fields are emptied and compacted away.
     shared: Vec<Bytes>,
+    /// Bit `n % 64` is set when a name of length `n` was added since the map was last emptied: a lookup whose
+    /// length has no bit ends without a scan (the usual answer for `If-None-Match`, `Cookie`, ...). Removals
+    /// leave bits set, so a bit only means "maybe".
+    name_lengths: u64,
 }
 
 /// The buffer that parsed fields are spans of.
@@ -167,6 +171,12 @@ impl Buf {
     }
 }
 
+/// The bit that stands for names of `len` bytes in a map's record of the name lengths it holds.
+#[inline]
+pub(crate) fn name_length_bit(len: usize) -> u64 {
+    1 << (len % 64)
+}
+
 /// The bytes of `field`.
 #[inline(always)]
 fn resolve<'a>(field: &'a Field, buf: &'a [u8], shared: &'a [Bytes]) -> &'a [u8] {
@@ -185,7 +195,12 @@ impl HeaderMap {
 
     /// Creates an empty map with room for `capacity` fields.
     pub fn with_capacity(capacity: usize) -> Self {
-        HeaderMap { buf: Buf::default(), entries: SmallVec::with_capacity(capacity), shared: Vec::new() }
+        HeaderMap {
+            buf: Buf::default(),
+            entries: SmallVec::with_capacity(capacity),
+            shared: Vec::new(),
+            name_lengths: 0,
+        }
     }
 
     /// Replaces the backing buffer of parsed fields. The offsets recorded so far must be valid in `buf`.
@@ -212,6 +227,7 @@ impl HeaderMap {
     pub(crate) fn clear_fields(&mut self) {
         self.entries.clear();
         self.shared.clear();
+        self.name_lengths = 0;
     }
 
     /// How many bytes the buffer parsed fields refer to holds, used or not.
@@ -230,6 +246,14 @@ impl HeaderMap {
     /// Appends a field given as offset ranges into the backing buffer.
     #[inline]
     pub(crate) fn push_span(&mut self, name: (u32, u32), value: (u32, u32)) {
+        self.note_name_length(name.1 as usize);
+        self.push_span_unnoted(name, value);
+    }
+
+    /// [`push_span`](HeaderMap::push_span) for a caller that gives the name lengths afterwards, all at once,
+    /// with [`note_name_lengths`](HeaderMap::note_name_lengths) (a parser, in one pass over a head).
+    #[inline]
+    pub(crate) fn push_span_unnoted(&mut self, name: (u32, u32), value: (u32, u32)) {
         self.entries.push(Entry {
             name: Field::Local { start: name.0, len: name.1 },
             value: Field::Local { start: value.0, len: value.1 },
@@ -250,6 +274,7 @@ impl HeaderMap {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.shared.clear();
+        self.name_lengths = 0;
         self.buf = Buf::default();
     }
 
@@ -259,7 +284,28 @@ impl HeaderMap {
     }
 
     #[inline]
+    fn note_name_length(&mut self, len: usize) {
+        self.name_lengths |= name_length_bit(len);
+    }
+
+    /// Records the names' lengths of fields pushed with [`push_span_unnoted`](HeaderMap::push_span_unnoted):
+    /// the union of their [`name_length_bit`]s.
+    #[inline]
+    pub(crate) fn note_name_lengths(&mut self, bits: u64) {
+        self.name_lengths |= bits;
+    }
+
+    /// Whether a field called by a name of `len` bytes may be in the map (see `name_lengths`).
+    #[inline]
+    fn may_hold_length(&self, len: usize) -> bool {
+        self.name_lengths & name_length_bit(len) != 0
+    }
+
+    #[inline]
     fn find(&self, name: &[u8]) -> Option<&Entry> {
+        if !self.may_hold_length(name.len()) {
+            return None;
+        }
         // Lengths first, read from the field itself: most fields are told apart without touching their bytes.
         self.entries
             .iter()
@@ -366,6 +412,7 @@ impl HeaderMap {
     pub fn insert(&mut self, name: impl Into<HeaderBytes>, value: impl Into<HeaderBytes>) {
         let name = name.into();
         let first = self.remove_matching(name.as_bytes(), true);
+        self.note_name_length(name.as_bytes().len());
         let entry = Entry { name: self.store(name), value: self.store(value.into()) };
         match first {
             Some(i) => self.entries[i] = entry,
@@ -375,7 +422,9 @@ impl HeaderMap {
 
     /// Adds a value for `name` after the existing ones.
     pub fn append(&mut self, name: impl Into<HeaderBytes>, value: impl Into<HeaderBytes>) {
-        let entry = Entry { name: self.store(name.into()), value: self.store(value.into()) };
+        let name = name.into();
+        self.note_name_length(name.as_bytes().len());
+        let entry = Entry { name: self.store(name), value: self.store(value.into()) };
         self.entries.push(entry);
     }
 
@@ -389,7 +438,10 @@ impl HeaderMap {
     /// Removes the fields called `name`, except the first one if `keep_first` (whose index is returned; its
     /// owned bytes are released all the same, as the caller overwrites it).
     fn remove_matching(&mut self, name: &[u8], keep_first: bool) -> Option<usize> {
-        let HeaderMap { buf, entries, shared } = self;
+        if !self.may_hold_length(name.len()) {
+            return None;
+        }
+        let HeaderMap { buf, entries, shared, .. } = self;
         let buf = buf.as_slice();
         let mut first = None;
         let mut index = 0;
@@ -724,6 +776,29 @@ mod tests {
         for bad in [&b""[..], b"Bad Name", b"Bad:", b"X\r\nInjected", b"X\0", b"caf\xe9", b"(x)"] {
             assert!(!is_valid_name(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn lookups_skipped_by_name_length_still_find_every_field() {
+        let mut h = HeaderMap::new();
+        assert_eq!(h.get("x"), None);
+        h.append("Content-Type", "text/plain");
+        // A name 64 bytes longer shares the length bit: it must still be told apart by its bytes.
+        let long: &'static str = Box::leak(format!("X-{}", "a".repeat(74)).into_boxed_str());
+        assert_eq!(long.len() % 64, "Content-Type".len() % 64);
+        assert_eq!(h.get(long), None);
+        h.insert(long, "long");
+        assert_eq!((h.get("content-type"), h.get(long)), (Some("text/plain"), Some("long")));
+        assert!(h.remove("CONTENT-TYPE"));
+        assert!(!h.remove("content-type"));
+        assert_eq!((h.get("content-type"), h.get(long)), (None, Some("long")));
+        h.clear();
+        assert_eq!(h.get(long), None);
+        h.insert("If-None-Match", "\"v\"");
+        assert_eq!(h.get("if-none-match"), Some("\"v\""));
+        // Parsed fields are found the same way.
+        let p = parsed(b"Host: a\r\nIf-None-Match: *\r\n", &[((0, 4), (6, 1)), ((9, 13), (24, 1))]);
+        assert_eq!((p.get("host"), p.get("if-none-match"), p.get("cookie")), (Some("a"), Some("*"), None));
     }
 
     #[test]

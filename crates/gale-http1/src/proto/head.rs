@@ -375,6 +375,7 @@ pub(crate) fn collect_fields(
     let mut summary = Fields::new();
     let base = buf.as_ptr() as usize;
     let mut prev_end = line_end;
+    let mut name_lengths = 0;
     for field in fields {
         let name = field.name.as_bytes();
         let value = field.value;
@@ -387,7 +388,8 @@ pub(crate) fn collect_fields(
             return Err(ParseErrorKind::InvalidLineEnding);
         }
         prev_end = value_at + value.len();
-        map.push_span((name_at as u32, name.len() as u32), (value_at as u32, value.len() as u32));
+        map.push_span_unnoted((name_at as u32, name.len() as u32), (value_at as u32, value.len() as u32));
+        name_lengths |= headers::name_length_bit(name.len());
 
         match name.len() {
             4 if token_is(name, b"host") => {
@@ -404,6 +406,7 @@ pub(crate) fn collect_fields(
             _ => {}
         }
     }
+    map.note_name_lengths(name_lengths);
     if !gap_is(buf.get(prev_end..head_end).ok_or(ParseErrorKind::InvalidLineEnding)?, b"\r\n\r\n") {
         return Err(ParseErrorKind::InvalidLineEnding);
     }
