@@ -3,7 +3,7 @@
 use crate::executor::{self, JoinError, JoinHandle, JoinSink, Task, TaskId, TaskWaker};
 use crate::remote::{self, LOCAL_READY, LOCAL_WOKEN, LOOP_NOW, RUNNING_LOOP, Remote};
 use crate::timer::{TimeoutHandle, Timers};
-use gale_poller::{Event, Events, Interest, Poller, Token};
+use gale_poller::{Event, Events, FdMap, Interest, Poller, Token};
 use slab::Slab;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -91,57 +91,11 @@ fn untoken(t: Token) -> (usize, u64) {
     (t.0 & 0xffff_ffff, (t.0 >> 32) as u64)
 }
 
-/// The slab key of each registered fd, in a vector indexed by the fd: fds are small, dense integers (the
-/// kernel hands out the lowest free one), so a lookup is one bounds check and one load, with no hashing.
-#[derive(Default)]
-struct FdIndex(Vec<u32>);
-
-impl FdIndex {
-    /// The mark of an fd with no entry.
-    const VACANT: u32 = u32::MAX;
-
-    fn get(&self, fd: RawFd) -> Option<usize> {
-        match self.0.get(fd as usize) {
-            Some(&key) if key != Self::VACANT => Some(key as usize),
-            _ => None,
-        }
-    }
-
-    fn contains(&self, fd: RawFd) -> bool {
-        self.get(fd).is_some()
-    }
-
-    fn insert(&mut self, fd: RawFd, key: usize) {
-        // Tokens carry the key in 32 bits (see `token`), so every key fits.
-        debug_assert!(key < Self::VACANT as usize);
-        let i = fd as usize;
-        if i >= self.0.len() {
-            self.grow(i);
-        }
-        self.0[i] = key as u32;
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn grow(&mut self, i: usize) {
-        self.0.resize((i + 1).next_power_of_two().max(64), Self::VACANT);
-    }
-
-    fn remove(&mut self, fd: RawFd) {
-        if let Some(slot) = self.0.get_mut(fd as usize) {
-            *slot = Self::VACANT;
-        }
-    }
-
-    fn clear(&mut self) {
-        self.0.clear();
-    }
-}
-
 pub(crate) struct Inner {
     poller: RefCell<Box<dyn Poller>>,
     entries: RefCell<Slab<Entry>>,
-    by_fd: RefCell<FdIndex>,
+    /// The slab key of each registered fd (keys fit in 32 bits: tokens carry them so, see `token`).
+    by_fd: RefCell<FdMap>,
     next_generation: Cell<u64>,
     callbacks: RefCell<VecDeque<Named<Callback>>>,
     timers: RefCell<Timers<Named<Callback>>>,
@@ -236,7 +190,7 @@ impl IOLoop {
             inner: Rc::new(Inner {
                 poller: RefCell::new(poller),
                 entries: RefCell::new(Slab::new()),
-                by_fd: RefCell::new(FdIndex::default()),
+                by_fd: RefCell::new(FdMap::new()),
                 next_generation: Cell::new(1),
                 callbacks: RefCell::new(VecDeque::new()),
                 timers: RefCell::new(Timers::new()),
@@ -342,7 +296,7 @@ impl IOLoop {
             self.inner.entries.borrow_mut().remove(key);
             return Err(e);
         }
-        self.inner.by_fd.borrow_mut().insert(raw, key);
+        self.inner.by_fd.borrow_mut().insert(raw, key as u32);
         Ok(())
     }
 
@@ -392,6 +346,7 @@ impl IOLoop {
             .by_fd
             .borrow()
             .get(raw)
+            .map(|key| key as usize)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("fd {raw} has no handler")))
     }
 
@@ -423,7 +378,7 @@ impl IOLoop {
             registered: false,
         }));
         // Not handed to the poller yet: the first poll_* call that must wait registers it with what it needs.
-        self.inner.by_fd.borrow_mut().insert(raw, key);
+        self.inner.by_fd.borrow_mut().insert(raw, key as u32);
         Ok(key)
     }
 

@@ -79,10 +79,12 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod fd_map;
 mod sys;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use fd_map::FdMap;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use sys::epoll::Epoll;
 #[cfg(gale_kqueue)]

@@ -35,7 +35,7 @@
 //! entry that did not fit, so every ready fd is delivered within a few waits even if none is ever consumed.
 
 use crate::sys::wake::WakeFd;
-use crate::{Event, Events, Interest, Notifier, Poller, Token, errors, timespec};
+use crate::{Event, Events, FdMap, Interest, Notifier, Poller, Token, errors, timespec};
 use rustix::event::{PollFd, PollFlags};
 use rustix::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::fmt;
@@ -81,58 +81,41 @@ impl fmt::Debug for Poll {
     }
 }
 
-/// What each registered fd has in [`Poll::index`]: its index in `fds`, or `None` while its interest is none.
-/// A vector indexed by the fd, growing to the highest fd registered: one load per lookup, no hashing.
+/// What each registered fd has in [`Poll::index`]: its index in `fds`, or `None` while its interest is none,
+/// stored as one [`FdMap`] value.
 #[derive(Debug, Default)]
-struct FdIndex {
-    slots: Vec<u32>,
-    len: usize,
-}
+struct FdIndex(FdMap);
 
 impl FdIndex {
-    /// The mark of an fd that is not registered.
-    const VACANT: u32 = u32::MAX;
-    /// The mark of a registration with no interest, hence no entry in `fds`.
+    /// The value of a registration with no interest, hence no entry in `fds`.
     const SILENT: u32 = u32::MAX - 1;
 
     fn len(&self) -> usize {
-        self.len
+        self.0.len()
     }
 
     /// `None` if `fd` is not registered, else its index in `fds` if it has one.
     fn get(&self, fd: RawFd) -> Option<Option<usize>> {
-        match self.slots.get(fd as usize).copied() {
-            None | Some(Self::VACANT) => None,
-            Some(Self::SILENT) => Some(None),
-            Some(i) => Some(Some(i as usize)),
-        }
+        self.0.get(fd).map(Self::index)
     }
 
     fn contains(&self, fd: RawFd) -> bool {
-        self.get(fd).is_some()
+        self.0.contains(fd)
     }
 
     /// Registers `fd`, or changes its index.
     fn insert(&mut self, fd: RawFd, at: Option<usize>) {
-        let i = fd as usize;
-        if i >= self.slots.len() {
-            self.slots.resize((i + 1).next_power_of_two().max(64), Self::VACANT);
-        }
-        if self.slots[i] == Self::VACANT {
-            self.len += 1;
-        }
         // The array holds one entry per registered fd, far fewer than `SILENT`.
-        self.slots[i] = at.map_or(Self::SILENT, |at| at as u32);
+        self.0.insert(fd, at.map_or(Self::SILENT, |at| at as u32));
     }
 
     /// Forgets `fd`, returning what [`FdIndex::get`] did.
     fn remove(&mut self, fd: RawFd) -> Option<Option<usize>> {
-        let was = self.get(fd);
-        if was.is_some() {
-            self.slots[fd as usize] = Self::VACANT;
-            self.len -= 1;
-        }
-        was
+        self.0.remove(fd).map(Self::index)
+    }
+
+    fn index(value: u32) -> Option<usize> {
+        (value != Self::SILENT).then_some(value as usize)
     }
 }
 
