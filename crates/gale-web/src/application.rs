@@ -521,7 +521,7 @@ impl HttpService for Application {
 
     async fn call(&self, request: Request, body: Option<BodyReader>, writer: ResponseWriter) {
         let inner = &self.inner;
-        let (route, args) = match inner.router.lookup(route_path(&request)) {
+        let (route, args) = match inner.router.lookup(request.path()) {
             Some((route, args)) => (route, args),
             None => (&inner.default_route, None),
         };
@@ -572,29 +572,6 @@ impl HttpService for Application {
             let _ = fallback.write(page);
             let _ = fallback.finish();
         }
-    }
-}
-
-/// Targets shorter than this are searched for their query a byte at a time.
-const SHORT_TARGET: usize = 16;
-
-/// The path routes are matched against: [`Request::path`], found directly for the usual origin-form target.
-#[inline]
-fn route_path(request: &Request) -> &str {
-    let target = request.target();
-    if target.starts_with('/') {
-        // Most targets are short: a plain scan spares them memchr's setup.
-        let query = if target.len() < SHORT_TARGET {
-            target.bytes().position(|b| b == b'?')
-        } else {
-            memchr::memchr(b'?', target.as_bytes())
-        };
-        match query {
-            Some(end) => &target[..end],
-            None => target,
-        }
-    } else {
-        request.path()
     }
 }
 
@@ -806,7 +783,6 @@ fn write_access_log(cx: &RequestContext, status: u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gale_http1::proto::request::RequestParser;
 
     #[test]
     fn the_default_methods_are_the_standard_ones_but_connect_and_trace() {
@@ -825,30 +801,6 @@ mod tests {
         // `execute` answers for the default list from the verb alone.
         for m in standard.iter().chain(&[Method::Connect, Method::Trace]) {
             assert_eq!(!matches!(Verb::of(m), Verb::Other), method_allowed(crate::handler::DEFAULT_METHODS, m));
-        }
-    }
-
-    #[test]
-    fn the_route_path_is_the_request_path() {
-        for target in [
-            "/",
-            "/a/b",
-            "/a?x=1",
-            "/a/rather/long/path/to/search?x=1",
-            "/a/rather/long/path/without/query",
-            "/?",
-            "/a?b?c",
-            "/a%20b?q",
-            "http://example.com/x?y",
-            "http://example.com",
-            "http://example.com?q",
-            "*",
-        ] {
-            let method = if target == "*" { "OPTIONS" } else { "GET" };
-            let mut raw = bytes::BytesMut::from(format!("{method} {target} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
-            let head = RequestParser::default().parse(&mut raw).unwrap().unwrap();
-            let request = Request::from_head(head, bytes::Bytes::new(), "127.0.0.1:1".parse().unwrap());
-            assert_eq!(route_path(&request), request.path(), "{target}");
         }
     }
 }
