@@ -229,13 +229,15 @@ impl<S: HttpService> Conn<S> {
                     None
                 };
                 let body_done = body_reader.clone();
-                s.body.replace(body_reader.clone());
+                if body_reader.is_some() || s.body.borrow().is_some() {
+                    s.body.replace(body_reader.clone());
+                }
 
                 // Run the service, catching panics; flush and watch for the client leaving while it waits.
                 let writer = ResponseWriter { shared: s.clone() };
                 let service = self.service.clone();
                 let mut fut = pin!(service.call(request, body_reader, writer));
-                let stream = s.stream.clone();
+                let stream = &s.stream;
                 let max_read_ahead = self.config.limits.max_header_size;
                 let mut flushed_for_wait = false;
                 let outcome = poll_fn(|cx| {
@@ -386,7 +388,8 @@ impl<S: HttpService> Conn<S> {
                     return None;
                 }
                 Ok(_) => {
-                    if idle {
+                    // A head parsed from the fresh input needs no header deadline.
+                    if idle && fresh.is_none() {
                         idle = false;
                         self.deadline.set(self.config.header_timeout);
                     }
