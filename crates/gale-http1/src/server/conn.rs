@@ -104,15 +104,17 @@ impl Deadline {
     }
 }
 
-pub(crate) async fn serve<S: HttpService>(
+/// Serves one connection until it ends. The returned future is the connection's own, with no future around
+/// it: every request polls it once more.
+pub(crate) fn serve<S: HttpService>(
     service: Rc<S>,
     stream: IOStream,
     peer: SocketAddr,
     config: Rc<Config>,
     state: Rc<ServerState>,
-) {
+) -> impl Future<Output = ()> {
     let shared = Rc::new(Shared {
-        stream: stream.clone(),
+        stream,
         out: RefCell::new(BytesMut::new()),
         encoder: config.encoder.clone(),
         ctx: Cell::new(ResponseContext::new(Version::Http11, &crate::proto::Method::Get, true)),
@@ -123,7 +125,7 @@ pub(crate) async fn serve<S: HttpService>(
         server: state.clone(),
         body: RefCell::new(None),
     });
-    let mut conn = Conn {
+    let conn = Conn {
         service,
         shared,
         peer,
@@ -133,14 +135,7 @@ pub(crate) async fn serve<S: HttpService>(
         deadline: Deadline { sleep: None, at: None, armed: None },
         shutdown_key: None,
     };
-    conn.run().await;
-    // A final response is always flushed before the connection closes.
-    let _ = conn.shared.flush().await;
-    // The next connection of this thread takes the output buffer over.
-    conn.shared.release_out();
-    if conn.shared.after.get() != ConnectionAfter::Upgrade {
-        stream.close();
-    }
+    conn.serve()
 }
 
 struct Conn<S: HttpService> {
@@ -166,11 +161,13 @@ impl<S: HttpService> Conn<S> {
         &self.shared.stream
     }
 
-    async fn run(&mut self) {
+    /// Serves requests until the connection should end, then ends it. The loop is written here rather than in
+    /// a method of its own, whose future would be one more layer to poll on every request.
+    async fn serve(mut self) {
         loop {
             let head = match self.read_head().await {
                 Some(h) => h,
-                None => return,
+                None => break,
             };
             // The request is handled here rather than in a method of its own: the state of a nested future
             // would be built and moved (several KiB) on every request.
@@ -321,8 +318,15 @@ impl<S: HttpService> Conn<S> {
                 break 'handle s.after.get() == ConnectionAfter::KeepAlive;
             };
             if !keep_alive {
-                return;
+                break;
             }
+        }
+        // A final response is always flushed before the connection closes.
+        let _ = self.shared.flush().await;
+        // The next connection of this thread takes the output buffer over.
+        self.shared.release_out();
+        if self.shared.after.get() != ConnectionAfter::Upgrade {
+            self.shared.stream.close();
         }
     }
 
