@@ -164,10 +164,93 @@ impl<S: HttpService> Conn<S> {
     /// Serves requests until the connection should end, then ends it. The loop is written here rather than in
     /// a method of its own, whose future would be one more layer to poll on every request.
     async fn serve(mut self) {
-        loop {
-            let head = match self.read_head().await {
-                Some(h) => h,
-                None => break,
+        'conn: loop {
+            // The next head. Read here rather than in a method of its own, whose future would be one more layer
+            // to poll on every request. Ends the connection on EOF, timeout, or an error answered.
+            let head = 'read: {
+                let mut idle = true;
+                let mut parsed = if self.shared.stream.buffered() > 0 { self.parse_buffered() } else { Ok(None) };
+                loop {
+                    match parsed {
+                        Ok(Some(head)) => break 'read head,
+                        Ok(None) => {}
+                        Err(e) => {
+                            log::debug!("{}: bad request: {e}", self.peer);
+                            self.send_error(e.status(), e.message());
+                            break 'conn;
+                        }
+                    }
+                    if self.state.shutting_down.get() && self.stream().buffered() == 0 {
+                        break 'conn;
+                    }
+                    // About to wait for input: send what is due first, and hand the output buffer back.
+                    match self.shared.flush_now() {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            if self.shared.flush().await.is_err() {
+                                break 'conn;
+                            }
+                        }
+                        Err(_) => break 'conn,
+                    }
+                    self.shared.release_out();
+                    let buffered = self.stream().buffered();
+                    if buffered == 0 && idle {
+                        self.deadline.set(self.config.idle_connection_timeout);
+                    } else if idle {
+                        idle = false;
+                        self.deadline.set(self.config.header_timeout);
+                    }
+                    // Fresh input is parsed where it was read; only what is left of it is buffered.
+                    let mut fresh = None;
+                    let filled = {
+                        let parser = &mut self.parser;
+                        fill_with(
+                            &self.shared.stream,
+                            &self.state,
+                            &mut self.deadline,
+                            &mut self.shutdown_key,
+                            |input| match parser.parse_slice(input) {
+                                Ok(Some((head, len))) => {
+                                    fresh = Some(Ok(head));
+                                    len
+                                }
+                                Ok(None) => 0,
+                                Err(e) => {
+                                    fresh = Some(Err(e));
+                                    0
+                                }
+                            },
+                        )
+                        .await
+                    };
+                    match filled {
+                        Ok(0) => {
+                            if self.stream().buffered() > 0 {
+                                log::debug!("{}: connection closed in the middle of a request head", self.peer);
+                            }
+                            break 'conn;
+                        }
+                        Ok(_) => {
+                            // A head parsed from the fresh input needs no header deadline.
+                            if idle && fresh.is_none() {
+                                idle = false;
+                                self.deadline.set(self.config.header_timeout);
+                            }
+                        }
+                        Err(Ok(Wait::Shutdown)) if self.stream().buffered() == 0 => break 'conn,
+                        Err(Ok(Wait::Shutdown)) => {}
+                        Err(Ok(Wait::TimedOut)) => {
+                            log::debug!("{}: timed out waiting for a request", self.peer);
+                            break 'conn;
+                        }
+                        Err(Err(_)) => break 'conn,
+                    }
+                    parsed = match fresh {
+                        Some(r) => r.map(Some),
+                        None => self.parse_buffered(),
+                    };
+                }
             };
             // The request is handled here rather than in a method of its own: the state of a nested future
             // would be built and moved (several KiB) on every request.
@@ -330,89 +413,6 @@ impl<S: HttpService> Conn<S> {
         }
     }
 
-    /// Reads the next head; `None` when the connection should end (EOF, timeout, error answered).
-    async fn read_head(&mut self) -> Option<Box<RequestHead>> {
-        let mut idle = true;
-        let mut parsed = if self.shared.stream.buffered() > 0 { self.parse_buffered() } else { Ok(None) };
-        loop {
-            match parsed {
-                Ok(Some(head)) => return Some(head),
-                Ok(None) => {}
-                Err(e) => {
-                    log::debug!("{}: bad request: {e}", self.peer);
-                    self.send_error(e.status(), e.message());
-                    return None;
-                }
-            }
-            if self.state.shutting_down.get() && self.stream().buffered() == 0 {
-                return None;
-            }
-            // About to wait for input: send what is due first, and hand the output buffer back.
-            match self.shared.flush_now() {
-                Ok(true) => {}
-                Ok(false) => {
-                    if self.shared.flush().await.is_err() {
-                        return None;
-                    }
-                }
-                Err(_) => return None,
-            }
-            self.shared.release_out();
-            let buffered = self.stream().buffered();
-            if buffered == 0 && idle {
-                self.deadline.set(self.config.idle_connection_timeout);
-            } else if idle {
-                idle = false;
-                self.deadline.set(self.config.header_timeout);
-            }
-            // Fresh input is parsed where it was read; only what is left of it is buffered.
-            let mut fresh = None;
-            let filled = {
-                let parser = &mut self.parser;
-                fill_with(&self.shared.stream, &self.state, &mut self.deadline, &mut self.shutdown_key, |input| {
-                    match parser.parse_slice(input) {
-                        Ok(Some((head, len))) => {
-                            fresh = Some(Ok(head));
-                            len
-                        }
-                        Ok(None) => 0,
-                        Err(e) => {
-                            fresh = Some(Err(e));
-                            0
-                        }
-                    }
-                })
-                .await
-            };
-            match filled {
-                Ok(0) => {
-                    if self.stream().buffered() > 0 {
-                        log::debug!("{}: connection closed in the middle of a request head", self.peer);
-                    }
-                    return None;
-                }
-                Ok(_) => {
-                    // A head parsed from the fresh input needs no header deadline.
-                    if idle && fresh.is_none() {
-                        idle = false;
-                        self.deadline.set(self.config.header_timeout);
-                    }
-                }
-                Err(Ok(Wait::Shutdown)) if self.stream().buffered() == 0 => return None,
-                Err(Ok(Wait::Shutdown)) => {}
-                Err(Ok(Wait::TimedOut)) => {
-                    log::debug!("{}: timed out waiting for a request", self.peer);
-                    return None;
-                }
-                Err(Err(_)) => return None,
-            }
-            parsed = match fresh {
-                Some(r) => r.map(Some),
-                None => self.parse_buffered(),
-            };
-        }
-    }
-
     /// Parses a head from the bytes the stream has buffered.
     fn parse_buffered(&mut self) -> Result<Option<Box<RequestHead>>, ParseError> {
         let parser = &mut self.parser;
@@ -497,15 +497,16 @@ impl<S: HttpService> Conn<S> {
 
 /// Reads more input, unless the deadline passes or (while idle) the server shuts down; fresh input is offered
 /// to `consume` first (see [`IOStream::poll_fill_with`]).
-async fn fill_with(
+fn fill_with(
     stream: &IOStream,
     state: &ServerState,
     deadline: &mut Deadline,
     key: &mut Option<usize>,
     consume: impl FnOnce(&[u8]) -> usize,
-) -> Result<usize, Result<Wait, StreamError>> {
+) -> impl Future<Output = Result<usize, Result<Wait, StreamError>>> {
+    // A `poll_fn` returned as is: an `async fn` would wrap it in one more future.
     let mut consume = Some(consume);
-    poll_fn(|cx| {
+    poll_fn(move |cx| {
         let consume = |input: &[u8]| consume.take().map_or(0, |f| f(input));
         if let Poll::Ready(r) = stream.poll_fill_with(cx, consume) {
             return Poll::Ready(r.map_err(Err));
@@ -520,7 +521,6 @@ async fn fill_with(
         }
         Poll::Pending
     })
-    .await
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
