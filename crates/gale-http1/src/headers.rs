@@ -26,6 +26,7 @@
 //! assert!(headers.contains_token("connection", "upgrade"));
 //! ```
 
+use std::cell::Cell;
 use std::fmt;
 
 use bytes::Bytes;
@@ -463,6 +464,40 @@ impl HeaderMap {
         first
     }
 
+    /// Calls `f` on every field's name and value in order, once each has been found sendable ([`is_valid_name`],
+    /// [`is_valid_value`]); stops at the first error of `f`, or at the first unsendable field with `bad(name)`.
+    ///
+    /// Static strings are checked once per thread and remembered (see [`StaticChecks`]): a handler's literal
+    /// names and values are not scanned again for every response.
+    #[inline]
+    pub(crate) fn try_for_each_valid<E>(
+        &self,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+        bad: impl FnOnce(&[u8]) -> E,
+    ) -> Result<(), E> {
+        let buf = self.buf.as_slice();
+        let shared = &self.shared[..];
+        STATIC_CHECKS.with(|checks| {
+            for e in &self.entries {
+                let name = resolve(&e.name, buf, shared);
+                let value = resolve(&e.value, buf, shared);
+                let name_ok = match e.name {
+                    Field::Static(s) => checks.name(s),
+                    _ => is_valid_name(name),
+                };
+                let value_ok = match e.value {
+                    Field::Static(s) => checks.value(s),
+                    _ => is_valid_value(value),
+                };
+                if !(name_ok & value_ok) {
+                    return Err(bad(name));
+                }
+                f(name, value)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Every `(name, value)` pair in order, names as given.
     pub fn iter(&self) -> Iter<'_> {
         Iter { map: self, inner: self.entries.iter() }
@@ -572,6 +607,61 @@ pub fn trim_ows(mut s: &[u8]) -> &[u8] {
     s
 }
 
+/// Static strings found to be valid names, or valid values, on this thread: a small direct-mapped memo of
+/// [`is_valid_name`] and [`is_valid_value`] keyed by address and length.
+///
+/// This is sound because a `&'static [u8]` can never change: no safe code can write to it, so a check made
+/// once holds for the rest of the program. Only successes are remembered, and a slot holds one string at a
+/// time (a collision just means checking again), so a miss always falls back to the full check.
+pub(crate) struct StaticChecks {
+    names: [Cell<(usize, usize)>; STATIC_CHECK_SLOTS],
+    values: [Cell<(usize, usize)>; STATIC_CHECK_SLOTS],
+}
+
+const STATIC_CHECK_SLOTS: usize = 32;
+
+thread_local! {
+    static STATIC_CHECKS: StaticChecks = const {
+        StaticChecks {
+            names: [const { Cell::new((0, 0)) }; STATIC_CHECK_SLOTS],
+            values: [const { Cell::new((0, 0)) }; STATIC_CHECK_SLOTS],
+        }
+    };
+}
+
+impl StaticChecks {
+    /// The slot of `s`, and the key it is remembered under (a slice's address is never 0, an empty slot's is).
+    #[inline(always)]
+    fn slot(s: &'static [u8]) -> (usize, (usize, usize)) {
+        let addr = s.as_ptr() as usize;
+        let hash = (addr ^ s.len()).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize);
+        (hash >> (usize::BITS - STATIC_CHECK_SLOTS.trailing_zeros()), (addr, s.len()))
+    }
+
+    /// [`is_valid_name`] for a static string.
+    #[inline(always)]
+    fn name(&self, s: &'static [u8]) -> bool {
+        let (i, key) = Self::slot(s);
+        self.names[i].get() == key || Self::check(&self.names[i], key, is_valid_name(s))
+    }
+
+    /// [`is_valid_value`] for a static string.
+    #[inline(always)]
+    fn value(&self, s: &'static [u8]) -> bool {
+        let (i, key) = Self::slot(s);
+        self.values[i].get() == key || Self::check(&self.values[i], key, is_valid_value(s))
+    }
+
+    /// Remembers a success.
+    #[inline]
+    fn check(slot: &Cell<(usize, usize)>, key: (usize, usize), valid: bool) -> bool {
+        if valid {
+            slot.set(key);
+        }
+        valid
+    }
+}
+
 /// `tchar` from RFC 9110 §5.6.2: the bytes a token (method, header name, coding) may contain.
 static TCHAR: [bool; 256] = {
     let mut t = [false; 256];
@@ -607,6 +697,18 @@ pub fn is_valid_value(value: &[u8]) -> bool {
     if n < 8 {
         return value.iter().fold(true, |ok, &b| ok & is_value_byte(b));
     }
+    if n >= 16 {
+        // Blocks of sixteen bytes, tested all at once (vector compares); the last one overlaps the one before
+        // when the length is not a multiple of sixteen.
+        let mut at = 0;
+        while at + 16 < n {
+            if !block_is_valid(&value[at..at + 16]) {
+                return false;
+            }
+            at += 16;
+        }
+        return block_is_valid(&value[n - 16..]);
+    }
     // Words of eight bytes; the last one overlaps the one before when the length is not a multiple of eight,
     // so that no byte is looked at alone.
     let mut at = 0;
@@ -617,6 +719,14 @@ pub fn is_valid_value(value: &[u8]) -> bool {
         at += 8;
     }
     word_is_valid(&value[n - 8..])
+}
+
+/// [`is_valid_value`] for sixteen bytes, written without branches so that it compiles to vector compares.
+#[inline(always)]
+fn block_is_valid(chunk: &[u8]) -> bool {
+    let mut block = [0; 16];
+    block.copy_from_slice(chunk);
+    block.iter().fold(true, |ok, &b| ok & (((b >= 0x20) & (b != 0x7f)) | (b == b'\t')))
 }
 
 /// [`is_valid_value`] for eight bytes: a word-wide test, then a closer look only if it flags a byte.
@@ -807,7 +917,7 @@ mod tests {
             let allowed = b == b'\t' || (b >= 0x20 && b != 0x7f);
             // Every position of values short and long: bytes taken alone, whole words, and a last word that
             // overlaps the one before it.
-            for len in 1..=25 {
+            for len in 1..=40 {
                 for pos in 0..len {
                     let mut v = vec![b'a'; len];
                     v[pos] = b;
@@ -817,5 +927,52 @@ mod tests {
         }
         assert!(is_valid_value(b""));
         assert!(is_valid_value(b"text/html; charset=\"utf-8\"\twith tab"));
+    }
+
+    /// The walk an encoder makes: the first field that is not fit to send, by name.
+    fn first_unsendable(h: &HeaderMap) -> Option<String> {
+        h.try_for_each_valid(|_, _| Ok(()), |name| String::from_utf8_lossy(name).into_owned()).err()
+    }
+
+    #[test]
+    fn remembered_checks_of_static_strings_refuse_what_a_full_check_refuses() {
+        // A static string remembered as a valid value is still refused as a name.
+        let mut h = HeaderMap::new();
+        h.append("X-Type", "text/plain");
+        assert_eq!(first_unsendable(&h), None);
+        assert_eq!(first_unsendable(&h), None, "twice, from the memo");
+        h.append("text/plain", "v");
+        assert_eq!(first_unsendable(&h).as_deref(), Some("text/plain"));
+        // Invalid static strings are refused every time, never remembered.
+        for _ in 0..3 {
+            let bad: HeaderMap = [("X-A", "v\r\nSet-Cookie: x=1")].into_iter().collect();
+            assert_eq!(first_unsendable(&bad).as_deref(), Some("X-A"));
+            let bad: HeaderMap = [("X A", "v")].into_iter().collect();
+            assert_eq!(first_unsendable(&bad).as_deref(), Some("X A"));
+        }
+        // Slices of one static string share an address but not a length: each is checked for itself.
+        const LINE: &str = "ok\r\nX: y";
+        let mut h = HeaderMap::new();
+        h.append("X-A", &LINE[..2]);
+        assert_eq!(first_unsendable(&h), None);
+        h.append("X-B", LINE);
+        assert_eq!(first_unsendable(&h).as_deref(), Some("X-B"));
+        // Many strings compete for the slots: a string pushed out is checked again, with the same answer.
+        let names: Vec<&'static str> = (0..200).map(|i| &*Box::leak(format!("X-{i}").into_boxed_str())).collect();
+        for _ in 0..2 {
+            let mut h = HeaderMap::new();
+            for &n in &names {
+                h.append(n, n);
+            }
+            assert_eq!(first_unsendable(&h), None);
+            h.append("X:", "v");
+            assert_eq!(first_unsendable(&h).as_deref(), Some("X:"));
+        }
+        // Owned and parsed fields are checked in full.
+        let mut h = HeaderMap::new();
+        h.append("X-Owned", String::from("a\nb"));
+        assert_eq!(first_unsendable(&h).as_deref(), Some("X-Owned"));
+        let p = parsed(b"Bad Name: v\r\n", &[((0, 8), (10, 1))]);
+        assert_eq!(first_unsendable(&p).as_deref(), Some("Bad Name"));
     }
 }

@@ -470,35 +470,59 @@ pub(crate) fn note_outgoing(out: &mut Outgoing, name: &[u8], value: &[u8]) {
 /// caller-supplied string can end the line early and inject a field (or a whole response).
 #[inline]
 pub(crate) fn write_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) -> Result<(), EncodeError> {
-    if !headers::is_valid_name(name) {
-        return Err(EncodeError::InvalidHeaderName(String::from_utf8_lossy(name).into_owned()));
+    // Both checks, then one branch: fields are almost always valid.
+    if !(headers::is_valid_name(name) & headers::is_valid_value(value)) {
+        return Err(invalid_field(name));
     }
-    if !headers::is_valid_value(value) {
-        return Err(EncodeError::InvalidHeaderValue(String::from_utf8_lossy(name).into_owned()));
-    }
+    put_field(dst, name, value);
+    Ok(())
+}
+
+/// Writes `name: value\r\n` for a field already found valid ([`headers::is_valid_name`],
+/// [`headers::is_valid_value`]).
+#[inline]
+pub(crate) fn put_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
     dst.reserve(name.len() + value.len() + 4);
     dst.extend_from_slice(name);
     dst.extend_from_slice(b": ");
     dst.extend_from_slice(value);
     dst.extend_from_slice(b"\r\n");
-    Ok(())
 }
 
-/// Writes `Content-Length: n\r\n`, followed by `end` (the empty line ending the head, or nothing).
+/// The error for a field that cannot be sent: its name's, if the name is bad, else its value's.
+#[cold]
+#[inline(never)]
+pub(crate) fn invalid_field(name: &[u8]) -> EncodeError {
+    let shown = String::from_utf8_lossy(name).into_owned();
+    if headers::is_valid_name(name) {
+        EncodeError::InvalidHeaderValue(shown)
+    } else {
+        EncodeError::InvalidHeaderName(shown)
+    }
+}
+
+/// Writes `Content-Length: n\r\n`, followed by `end` (the empty line ending the head, or nothing: at most two
+/// bytes).
 #[inline]
 pub(crate) fn write_content_length(dst: &mut BytesMut, n: u64, end: &[u8]) {
     const NAME: &[u8] = b"Content-Length: ";
-    // Assembled on the stack to append it in one go.
+    // Assembled on the stack from its end, the digits written in place, to append it in one copy.
     let mut line = [0u8; NAME.len() + 20 + 4];
-    line[..NAME.len()].copy_from_slice(NAME);
-    let mut digits = itoa::Buffer::new();
-    let digits = digits.format(n).as_bytes();
-    let mut at = NAME.len() + digits.len();
-    line[NAME.len()..at].copy_from_slice(digits);
+    let mut at = line.len() - 2 - end.len();
     line[at..at + 2].copy_from_slice(b"\r\n");
-    at += 2;
-    line[at..at + end.len()].copy_from_slice(end);
-    dst.extend_from_slice(&line[..at + end.len()]);
+    line[at + 2..at + 2 + end.len()].copy_from_slice(end);
+    let mut n = n;
+    loop {
+        at -= 1;
+        line[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    at -= NAME.len();
+    line[at..at + NAME.len()].copy_from_slice(NAME);
+    dst.extend_from_slice(&line[at..]);
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use super::body::{BodyEncoder, BodyKind};
 use super::error::EncodeError;
-use super::head::{Outgoing, note_outgoing, write_content_length, write_field};
+use super::head::{Outgoing, invalid_field, note_outgoing, put_field, write_content_length, write_field};
 use super::request::RequestHead;
 use super::{Method, Version, date};
 use crate::headers::{self, HeaderMap};
@@ -338,9 +338,10 @@ impl ResponseEncoder {
         }
         let fields_at = dst.len();
         let mut seen = Outgoing::default();
-        fields.try_each(|name, value| {
+        fields.try_each_valid(|name, value| {
             note_outgoing(&mut seen, name, value);
-            write_field(dst, name, value)
+            put_field(dst, name, value);
+            Ok(())
         })?;
 
         let length = match (seen.content_length, content_length) {
@@ -434,6 +435,24 @@ pub trait FieldList: Copy {
     ///
     /// The first error `f` returns.
     fn try_each<E>(self, f: impl FnMut(&[u8], &[u8]) -> Result<(), E>) -> Result<(), E>;
+
+    /// Calls `f` on every field in order once it is found fit to send (its name a token, its value free of
+    /// control bytes: see [`headers::is_valid_name`] and [`headers::is_valid_value`]), stopping at the first
+    /// error.
+    ///
+    /// # Errors
+    ///
+    /// [`EncodeError::InvalidHeaderName`] or [`EncodeError::InvalidHeaderValue`] for the first field unfit to
+    /// send, or the first error `f` returns.
+    #[inline]
+    fn try_each_valid(self, mut f: impl FnMut(&[u8], &[u8]) -> Result<(), EncodeError>) -> Result<(), EncodeError> {
+        self.try_each(|name, value| {
+            if !(headers::is_valid_name(name) & headers::is_valid_value(value)) {
+                return Err(invalid_field(name));
+            }
+            f(name, value)
+        })
+    }
 }
 
 impl FieldList for &HeaderMap {
@@ -443,6 +462,11 @@ impl FieldList for &HeaderMap {
             f(name, value)?;
         }
         Ok(())
+    }
+
+    #[inline]
+    fn try_each_valid(self, f: impl FnMut(&[u8], &[u8]) -> Result<(), EncodeError>) -> Result<(), EncodeError> {
+        self.try_for_each_valid(f, invalid_field)
     }
 }
 
@@ -659,6 +683,21 @@ mod tests {
             assert!(
                 matches!(err, EncodeError::InvalidHeaderName(_) | EncodeError::InvalidHeaderValue(_)),
                 "{name:?}: {value:?}"
+            );
+            assert_eq!(&out[..], b"earlier bytes");
+        }
+    }
+
+    #[test]
+    fn field_slices_refuse_header_injection_too() {
+        let ctx = get(Version::Http11, true);
+        let enc = ResponseEncoder::new();
+        let mut out = BytesMut::from(&b"earlier bytes"[..]);
+        for fields in [&[("X-A", "v\r\nX: y")][..], &[("X-A", "ok"), ("X A", "v")], &[("X-A", "nul\0")]] {
+            let err = enc.encode_fields(&ctx, 200, None, fields, Some(0), &mut out).unwrap_err();
+            assert!(
+                matches!(err, EncodeError::InvalidHeaderName(_) | EncodeError::InvalidHeaderValue(_)),
+                "{fields:?}"
             );
             assert_eq!(&out[..], b"earlier bytes");
         }
