@@ -525,6 +525,7 @@ impl BodyEncoder {
     ///
     /// [`EncodeError::BodyTooLong`] past the `Content-Length`, [`EncodeError::BodyNotAllowed`] for bodiless
     /// messages, [`EncodeError::AlreadyFinished`] after [`finish`](Self::finish). Nothing is written then.
+    #[inline]
     pub fn encode(&mut self, data: &[u8], dst: &mut BytesMut) -> Result<(), EncodeError> {
         match self.frame(data.len(), dst)? {
             Frame::Send { suffix } => {
