@@ -17,6 +17,7 @@
 //! | length unknown, HTTP/1.0 client | none; the connection closes             | until close      |
 
 use bytes::{Bytes, BytesMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::body::{BodyEncoder, BodyKind};
@@ -236,8 +237,17 @@ pub struct EncodedHead {
 pub struct ResponseEncoder {
     /// The whole `Server: ...\r\n` line, if one is sent.
     server_line: Option<Bytes>,
+    /// Names the server line's contents, for the per-thread copy of it kept with the `Date` line: 0 for none,
+    /// [`DEFAULT_SERVER_ID`] for the default, a fresh number for any other.
+    server_id: u64,
     date: bool,
 }
+
+/// The id of the default `Server: gale` line.
+const DEFAULT_SERVER_ID: u64 = 1;
+
+/// Ids for the server lines given to [`ResponseEncoder::with_server`].
+static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(DEFAULT_SERVER_ID + 1);
 
 impl Default for ResponseEncoder {
     fn default() -> Self {
@@ -248,7 +258,11 @@ impl Default for ResponseEncoder {
 impl ResponseEncoder {
     /// An encoder sending `Server: gale` and `Date`.
     pub fn new() -> Self {
-        ResponseEncoder { server_line: Some(Bytes::from_static(b"Server: gale\r\n")), date: true }
+        ResponseEncoder {
+            server_line: Some(Bytes::from_static(b"Server: gale\r\n")),
+            server_id: DEFAULT_SERVER_ID,
+            date: true,
+        }
     }
 
     /// The same encoder with another `Server` value, or none.
@@ -261,6 +275,10 @@ impl ResponseEncoder {
             None => None,
             Some(s) if headers::is_valid_value(s.as_bytes()) => Some(Bytes::from(format!("Server: {s}\r\n"))),
             Some(_) => return Err(EncodeError::InvalidHeaderValue("Server".into())),
+        };
+        self.server_id = match self.server_line {
+            None => 0,
+            Some(_) => NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
         };
         Ok(self)
     }
@@ -399,13 +417,22 @@ impl ResponseEncoder {
                 if name.eq_ignore_ascii_case(b"connection") { Ok(()) } else { write_field(dst, name, value) }
             })?;
         }
-        if let (Some(line), false) = (&self.server_line, seen.server) {
-            dst.extend_from_slice(line);
-        }
-        if self.date && !seen.date {
-            match ctx.now {
-                Some(now) => dst.extend_from_slice(&date::line_mono(now)),
-                None => dst.extend_from_slice(&date::line()),
+        let server = match (&self.server_line, seen.server) {
+            (Some(line), false) => Some(line),
+            _ => None,
+        };
+        match (self.date && !seen.date, ctx.now) {
+            (true, Some(now)) => match server {
+                Some(line) => date::put_lines_mono(now, self.server_id, line, dst),
+                None => date::put_lines_mono(now, 0, b"", dst),
+            },
+            (date, _) => {
+                if let Some(line) = server {
+                    dst.extend_from_slice(line);
+                }
+                if date {
+                    dst.extend_from_slice(&date::line());
+                }
             }
         }
         match connection {
