@@ -46,6 +46,8 @@ pub struct HeaderBytes(Repr);
 enum Repr {
     Static(&'static [u8]),
     Shared(Bytes),
+    /// Owned bytes found to be a valid value ([`HeaderBytes::checked_value`]).
+    CheckedValue(Bytes),
 }
 
 impl HeaderBytes {
@@ -58,8 +60,33 @@ impl HeaderBytes {
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
             Repr::Static(s) => s,
-            Repr::Shared(b) => b,
+            Repr::Shared(b) | Repr::CheckedValue(b) => b,
         }
+    }
+
+    /// The same bytes, checked once to be a valid header value ([`is_valid_value`]): `None` if they are not.
+    ///
+    /// A value checked this way (and its clones) is not scanned again when a response carrying it is
+    /// encoded, so a value reused across responses, such as a cached `ETag`, is checked once instead of once
+    /// per response. The bytes cannot change afterwards, so the check stays true; as a field *name* the
+    /// bytes are still checked in full.
+    ///
+    /// ```
+    /// use gale_http1::headers::HeaderBytes;
+    ///
+    /// let etag = HeaderBytes::from(String::from("\"abc\"")).checked_value().expect("no control bytes");
+    /// assert_eq!(etag.as_bytes(), b"\"abc\"");
+    /// assert!(HeaderBytes::from(String::from("a\r\nX: y")).checked_value().is_none());
+    /// ```
+    pub fn checked_value(self) -> Option<HeaderBytes> {
+        if !is_valid_value(self.as_bytes()) {
+            return None;
+        }
+        Some(match self.0 {
+            // Static strings are remembered by the encoder's own check (see `StaticChecks`).
+            Repr::Static(s) => HeaderBytes(Repr::Static(s)),
+            Repr::Shared(b) | Repr::CheckedValue(b) => HeaderBytes(Repr::CheckedValue(b)),
+        })
     }
 }
 
@@ -106,18 +133,24 @@ impl From<Bytes> for HeaderBytes {
 enum Field {
     /// A string with static lifetime.
     Static(&'static [u8]),
-    /// A range of the map's buffer (parsed heads), or if `len` is [`SHARED`], the index `start` of an owned value.
+    /// A range of the map's buffer (parsed heads), or if `len` is [`SHARED`] or [`SHARED_CHECKED`], the index
+    /// `start` of an owned value.
     Local { start: u32, len: u32 },
 }
 
 /// The `len` of a [`Field::Local`] that refers to an owned value. No span can be this long: heads are
-/// limited to `u32::MAX` bytes.
+/// limited to `u32::MAX - 1` bytes (`Limits::max_header_size` is capped so), and a span is at most a head
+/// less its `:` and line end.
 const SHARED: u32 = u32::MAX;
+
+/// [`SHARED`] for an owned value that was checked to be a valid value when it was made
+/// ([`HeaderBytes::checked_value`]), which no span can be either.
+const SHARED_CHECKED: u32 = u32::MAX - 1;
 
 impl Field {
     fn shared_index(self) -> Option<usize> {
         match self {
-            Field::Local { start, len: SHARED } => Some(start as usize),
+            Field::Local { start, len: SHARED | SHARED_CHECKED } => Some(start as usize),
             _ => None,
         }
     }
@@ -183,7 +216,7 @@ pub(crate) fn name_length_bit(len: usize) -> u64 {
 fn resolve<'a>(field: &'a Field, buf: &'a [u8], shared: &'a [Bytes]) -> &'a [u8] {
     match *field {
         Field::Static(s) => s,
-        Field::Local { start, len: SHARED } => &shared[start as usize],
+        Field::Local { start, len: SHARED | SHARED_CHECKED } => &shared[start as usize],
         Field::Local { start, len } => &buf[start as usize..(start + len) as usize],
     }
 }
@@ -318,7 +351,7 @@ impl HeaderMap {
     fn len_of(&self, field: &Field) -> usize {
         match *field {
             Field::Static(s) => s.len(),
-            Field::Local { start, len: SHARED } => self.shared[start as usize].len(),
+            Field::Local { start, len: SHARED | SHARED_CHECKED } => self.shared[start as usize].len(),
             Field::Local { len, .. } => len as usize,
         }
     }
@@ -328,21 +361,24 @@ impl HeaderMap {
     fn store(&mut self, bytes: HeaderBytes) -> Field {
         match bytes.0 {
             Repr::Static(s) => Field::Static(s),
-            Repr::Shared(b) => self.store_shared(b),
+            Repr::Shared(b) => self.store_shared(b, SHARED),
+            Repr::CheckedValue(b) => self.store_shared(b, SHARED_CHECKED),
         }
     }
 
-    /// Stores an owned value in a slot of its own.
-    fn store_shared(&mut self, b: Bytes) -> Field {
+    /// Stores an owned value in a slot of its own, marked `SHARED` or `SHARED_CHECKED`.
+    #[inline]
+    fn store_shared(&mut self, b: Bytes, mark: u32) -> Field {
         if self.shared.len() == self.shared.capacity() {
             self.compact_shared();
         }
         self.shared.push(b);
-        Field::Local { start: (self.shared.len() - 1) as u32, len: SHARED }
+        Field::Local { start: (self.shared.len() - 1) as u32, len: mark }
     }
 
     /// Drops the slots of removed fields once they are the majority, so that replacing values in a loop does
     /// not grow the map without bound.
+    #[cold]
     fn compact_shared(&mut self) {
         let live = self.entries.iter().flat_map(|e| [e.name, e.value]).filter_map(Field::shared_index).count();
         if live * 2 > self.shared.len() {
@@ -351,9 +387,9 @@ impl HeaderMap {
         let mut kept = Vec::with_capacity(live.max(4));
         for entry in &mut self.entries {
             for field in [&mut entry.name, &mut entry.value] {
-                if let Some(i) = field.shared_index() {
+                if let (Some(i), Field::Local { len: mark, .. }) = (field.shared_index(), *field) {
                     kept.push(std::mem::take(&mut self.shared[i]));
-                    *field = Field::Local { start: (kept.len() - 1) as u32, len: SHARED };
+                    *field = Field::Local { start: (kept.len() - 1) as u32, len: mark };
                 }
             }
         }
@@ -378,7 +414,7 @@ impl HeaderMap {
     pub fn get_shared(&self, name: &str) -> Option<Bytes> {
         self.find(name.as_bytes()).map(|e| match e.value {
             Field::Static(s) => Bytes::from_static(s),
-            Field::Local { start, len: SHARED } => self.shared[start as usize].clone(),
+            Field::Local { start, len: SHARED | SHARED_CHECKED } => self.shared[start as usize].clone(),
             Field::Local { start, len } => {
                 let range = start as usize..(start + len) as usize;
                 match &self.buf {
@@ -468,7 +504,8 @@ impl HeaderMap {
     /// [`is_valid_value`]); stops at the first error of `f`, or at the first unsendable field with `bad(name)`.
     ///
     /// Static strings are checked once per thread and remembered (see [`StaticChecks`]): a handler's literal
-    /// names and values are not scanned again for every response.
+    /// names and values are not scanned again for every response. Values made with
+    /// [`HeaderBytes::checked_value`] were checked when they were made.
     #[inline]
     pub(crate) fn try_for_each_valid<E>(
         &self,
@@ -487,6 +524,7 @@ impl HeaderMap {
                 };
                 let value_ok = match e.value {
                     Field::Static(s) => checks.value(s),
+                    Field::Local { len: SHARED_CHECKED, .. } => true,
                     _ => is_valid_value(value),
                 };
                 if !(name_ok & value_ok) {
@@ -932,6 +970,40 @@ mod tests {
     /// The walk an encoder makes: the first field that is not fit to send, by name.
     fn first_unsendable(h: &HeaderMap) -> Option<String> {
         h.try_for_each_valid(|_, _| Ok(()), |name| String::from_utf8_lossy(name).into_owned()).err()
+    }
+
+    #[test]
+    fn checked_values_skip_the_encoders_scan_and_cannot_be_forged() {
+        let checked = |v: &str| HeaderBytes::from(v.to_owned()).checked_value();
+        for bad in ["a\r\nX: y", "a\n", "nul\0", "del\x7f"] {
+            assert!(checked(bad).is_none(), "{bad:?}");
+            assert!(HeaderBytes::from(Bytes::from(bad.to_owned())).checked_value().is_none());
+        }
+        let etag = checked("\"0123456789abcdef\"").unwrap();
+        let mut h = HeaderMap::new();
+        h.append("Etag", etag.clone());
+        h.append("X-Copy", etag.clone());
+        assert_eq!(first_unsendable(&h), None);
+        assert_eq!(h.get("etag"), Some("\"0123456789abcdef\""));
+        assert_eq!(&h.get_shared("x-copy").unwrap()[..], b"\"0123456789abcdef\"");
+        // The mark is for values: checked bytes given as a name are still checked as a name.
+        let mut h = HeaderMap::new();
+        h.append(checked("Bad Name").unwrap(), "v");
+        assert_eq!(first_unsendable(&h).as_deref(), Some("Bad Name"));
+        // Marks follow their values when the owned slots are compacted, and unchecked values stay unchecked.
+        let mut h = HeaderMap::new();
+        for i in 0..100 {
+            h.insert("X-Checked", checked(&format!("v{i}")).unwrap());
+            h.insert("X-Plain", format!("p{i}"));
+        }
+        assert_eq!((h.get("x-checked"), h.get("x-plain")), (Some("v99"), Some("p99")));
+        assert_eq!(first_unsendable(&h), None);
+        h.insert("X-Plain", String::from("p\r\nX: y"));
+        assert_eq!(first_unsendable(&h).as_deref(), Some("X-Plain"));
+        assert!(h.shared.len() <= 16);
+        // A static string stays static.
+        let s = HeaderBytes::from("text/plain").checked_value().unwrap();
+        assert!(matches!(s.0, Repr::Static(_)));
     }
 
     #[test]

@@ -41,6 +41,7 @@ macro_rules! statuses {
         }
 
         /// The whole status line for `code` with its standard reason.
+        #[inline]
         fn status_line(code: u16) -> Option<&'static [u8]> {
             match code {
                 $($code => Some(concat!("HTTP/1.1 ", $code, " ", $reason, "\r\n").as_bytes()),)*
