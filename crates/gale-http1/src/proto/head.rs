@@ -536,28 +536,23 @@ pub(crate) fn invalid_field(name: &[u8]) -> EncodeError {
     }
 }
 
-/// Writes `Content-Length: n\r\n`, followed by `end` (the empty line ending the head, or nothing: at most two
-/// bytes).
+/// Writes `Content-Length: n\r\n`, followed by `end` (the empty line ending the head, or nothing).
 #[inline]
 pub(crate) fn write_content_length(dst: &mut BytesMut, n: u64, end: &[u8]) {
-    const NAME: &[u8] = b"Content-Length: ";
-    // Assembled on the stack from its end, the digits written in place, to append it in one copy.
-    let mut line = [0u8; NAME.len() + 20 + 4];
-    let mut at = line.len() - 2 - end.len();
-    line[at..at + 2].copy_from_slice(b"\r\n");
-    line[at + 2..at + 2 + end.len()].copy_from_slice(end);
-    let mut n = n;
-    loop {
-        at -= 1;
-        line[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+    dst.reserve(b"Content-Length: ".len() + 20 + 2 + end.len());
+    dst.extend_from_slice(b"Content-Length: ");
+    // Lengths under 10,000 (most bodies sent whole) are written digit by digit, each piece a copy of known
+    // size; longer ones through `itoa`.
+    let d = |k: u64| b'0' + (k % 10) as u8;
+    match n {
+        0..=9 => dst.extend_from_slice(&[d(n)]),
+        10..=99 => dst.extend_from_slice(&[d(n / 10), d(n)]),
+        100..=999 => dst.extend_from_slice(&[d(n / 100), d(n / 10), d(n)]),
+        1000..=9999 => dst.extend_from_slice(&[d(n / 1000), d(n / 100), d(n / 10), d(n)]),
+        _ => dst.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
     }
-    at -= NAME.len();
-    line[at..at + NAME.len()].copy_from_slice(NAME);
-    dst.extend_from_slice(&line[at..]);
+    dst.extend_from_slice(b"\r\n");
+    dst.extend_from_slice(end);
 }
 
 #[cfg(test)]
@@ -637,6 +632,21 @@ mod tests {
         }
         assert!(seen.server && seen.date && seen.connection && seen.close && !seen.host);
         assert_eq!(seen.content_length, Some(Ok(5)));
+    }
+
+    #[test]
+    fn content_length_lines() {
+        for (n, text) in [(0, "0"), (7, "7"), (13, "13"), (99, "99"), (100, "100"), (999, "999"), (1000, "1000")]
+            .into_iter()
+            .chain([(9999, "9999"), (10_000, "10000"), (123_456_789, "123456789"), (u64::MAX, "18446744073709551615")])
+        {
+            let mut dst = BytesMut::from(&b"x"[..]);
+            write_content_length(&mut dst, n, b"\r\n");
+            assert_eq!(dst, format!("xContent-Length: {text}\r\n\r\n").as_bytes(), "{n}");
+            let mut dst = BytesMut::new();
+            write_content_length(&mut dst, n, b"");
+            assert_eq!(dst, format!("Content-Length: {text}\r\n").as_bytes(), "{n}");
+        }
     }
 
     #[test]
