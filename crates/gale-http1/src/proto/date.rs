@@ -107,24 +107,31 @@ pub(crate) fn put_lines_mono(mono: Instant, server_id: u64, server: &[u8], dst: 
     CACHE.with(|cache| {
         if cache.block_server.get() == server_id && cache.block_until.get().is_some_and(|until| mono < until) {
             dst.extend_from_slice(&cache.block.borrow()[..cache.block_len.get()]);
-            return;
-        }
-        let line = line_mono(mono);
-        dst.extend_from_slice(server);
-        dst.extend_from_slice(&line);
-        let len = server.len() + line.len();
-        if len <= BLOCK_LENGTH {
-            let mut block = cache.block.borrow_mut();
-            block[..server.len()].copy_from_slice(server);
-            block[server.len()..len].copy_from_slice(&line);
-            cache.block_len.set(len);
-            cache.block_server.set(server_id);
-            // The line is right as long as line_mono's shortcut is, whatever is formatted in between.
-            cache.block_until.set(cache.mono_until.get());
         } else {
-            cache.block_until.set(None);
+            renew_lines(cache, mono, server_id, server, dst);
         }
     })
+}
+
+/// [`put_lines_mono`] when the kept lines are not right for now: writes them anew, and keeps them if they fit.
+#[cold]
+#[inline(never)]
+fn renew_lines(cache: &Cache, mono: Instant, server_id: u64, server: &[u8], dst: &mut BytesMut) {
+    let line = line_mono(mono);
+    dst.extend_from_slice(server);
+    dst.extend_from_slice(&line);
+    let len = server.len() + line.len();
+    if len <= BLOCK_LENGTH {
+        let mut block = cache.block.borrow_mut();
+        block[..server.len()].copy_from_slice(server);
+        block[server.len()..len].copy_from_slice(&line);
+        cache.block_len.set(len);
+        cache.block_server.set(server_id);
+        // The line is right as long as line_mono's shortcut is, whatever is formatted in between.
+        cache.block_until.set(cache.mono_until.get());
+    } else {
+        cache.block_until.set(None);
+    }
 }
 
 fn line_at(time: SystemTime) -> [u8; DATE_LINE_LENGTH] {

@@ -341,6 +341,8 @@ impl ResponseEncoder {
             return Err(EncodeError::InvalidStatus(status));
         }
         match (reason, status_line(status)) {
+            // The usual status, a copy of known size.
+            (None, _) if status == 200 => dst.extend_from_slice(b"HTTP/1.1 200 OK\r\n"),
             (None, Some(line)) => dst.extend_from_slice(line),
             (reason, _) => {
                 let reason = reason.unwrap_or("Unknown");
