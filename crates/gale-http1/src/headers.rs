@@ -26,6 +26,7 @@
 //! assert!(headers.contains_token("connection", "upgrade"));
 //! ```
 
+use std::cell::Cell;
 use std::fmt;
 
 use bytes::Bytes;
@@ -45,6 +46,8 @@ pub struct HeaderBytes(Repr);
 enum Repr {
     Static(&'static [u8]),
     Shared(Bytes),
+    /// Owned bytes found to be a valid value ([`HeaderBytes::checked_value`]).
+    CheckedValue(Bytes),
 }
 
 impl HeaderBytes {
@@ -57,8 +60,33 @@ impl HeaderBytes {
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
             Repr::Static(s) => s,
-            Repr::Shared(b) => b,
+            Repr::Shared(b) | Repr::CheckedValue(b) => b,
         }
+    }
+
+    /// The same bytes, checked once to be a valid header value ([`is_valid_value`]): `None` if they are not.
+    ///
+    /// A value checked this way (and its clones) is not scanned again when a response carrying it is
+    /// encoded, so a value reused across responses, such as a cached `ETag`, is checked once instead of once
+    /// per response. The bytes cannot change afterwards, so the check stays true; as a field *name* the
+    /// bytes are still checked in full.
+    ///
+    /// ```
+    /// use gale_http1::headers::HeaderBytes;
+    ///
+    /// let etag = HeaderBytes::from(String::from("\"abc\"")).checked_value().expect("no control bytes");
+    /// assert_eq!(etag.as_bytes(), b"\"abc\"");
+    /// assert!(HeaderBytes::from(String::from("a\r\nX: y")).checked_value().is_none());
+    /// ```
+    pub fn checked_value(self) -> Option<HeaderBytes> {
+        if !is_valid_value(self.as_bytes()) {
+            return None;
+        }
+        Some(match self.0 {
+            // Static strings are remembered by the encoder's own check (see `StaticChecks`).
+            Repr::Static(s) => HeaderBytes(Repr::Static(s)),
+            Repr::Shared(b) | Repr::CheckedValue(b) => HeaderBytes(Repr::CheckedValue(b)),
+        })
     }
 }
 
@@ -105,18 +133,24 @@ impl From<Bytes> for HeaderBytes {
 enum Field {
     /// A string with static lifetime.
     Static(&'static [u8]),
-    /// A range of the map's buffer (parsed heads), or if `len` is [`SHARED`], the index `start` of an owned value.
+    /// A range of the map's buffer (parsed heads), or if `len` is [`SHARED`] or [`SHARED_CHECKED`], the index
+    /// `start` of an owned value.
     Local { start: u32, len: u32 },
 }
 
 /// The `len` of a [`Field::Local`] that refers to an owned value. No span can be this long: heads are
-/// limited to `u32::MAX` bytes.
+/// limited to `u32::MAX - 1` bytes (`Limits::max_header_size` is capped so), and a span is at most a head
+/// less its `:` and line end.
 const SHARED: u32 = u32::MAX;
+
+/// [`SHARED`] for an owned value that was checked to be a valid value when it was made
+/// ([`HeaderBytes::checked_value`]), which no span can be either.
+const SHARED_CHECKED: u32 = u32::MAX - 1;
 
 impl Field {
     fn shared_index(self) -> Option<usize> {
         match self {
-            Field::Local { start, len: SHARED } => Some(start as usize),
+            Field::Local { start, len: SHARED | SHARED_CHECKED } => Some(start as usize),
             _ => None,
         }
     }
@@ -182,7 +216,7 @@ pub(crate) fn name_length_bit(len: usize) -> u64 {
 fn resolve<'a>(field: &'a Field, buf: &'a [u8], shared: &'a [Bytes]) -> &'a [u8] {
     match *field {
         Field::Static(s) => s,
-        Field::Local { start, len: SHARED } => &shared[start as usize],
+        Field::Local { start, len: SHARED | SHARED_CHECKED } => &shared[start as usize],
         Field::Local { start, len } => &buf[start as usize..(start + len) as usize],
     }
 }
@@ -317,7 +351,7 @@ impl HeaderMap {
     fn len_of(&self, field: &Field) -> usize {
         match *field {
             Field::Static(s) => s.len(),
-            Field::Local { start, len: SHARED } => self.shared[start as usize].len(),
+            Field::Local { start, len: SHARED | SHARED_CHECKED } => self.shared[start as usize].len(),
             Field::Local { len, .. } => len as usize,
         }
     }
@@ -327,21 +361,24 @@ impl HeaderMap {
     fn store(&mut self, bytes: HeaderBytes) -> Field {
         match bytes.0 {
             Repr::Static(s) => Field::Static(s),
-            Repr::Shared(b) => self.store_shared(b),
+            Repr::Shared(b) => self.store_shared(b, SHARED),
+            Repr::CheckedValue(b) => self.store_shared(b, SHARED_CHECKED),
         }
     }
 
-    /// Stores an owned value in a slot of its own.
-    fn store_shared(&mut self, b: Bytes) -> Field {
+    /// Stores an owned value in a slot of its own, marked `SHARED` or `SHARED_CHECKED`.
+    #[inline]
+    fn store_shared(&mut self, b: Bytes, mark: u32) -> Field {
         if self.shared.len() == self.shared.capacity() {
             self.compact_shared();
         }
         self.shared.push(b);
-        Field::Local { start: (self.shared.len() - 1) as u32, len: SHARED }
+        Field::Local { start: (self.shared.len() - 1) as u32, len: mark }
     }
 
     /// Drops the slots of removed fields once they are the majority, so that replacing values in a loop does
     /// not grow the map without bound.
+    #[cold]
     fn compact_shared(&mut self) {
         let live = self.entries.iter().flat_map(|e| [e.name, e.value]).filter_map(Field::shared_index).count();
         if live * 2 > self.shared.len() {
@@ -350,9 +387,9 @@ impl HeaderMap {
         let mut kept = Vec::with_capacity(live.max(4));
         for entry in &mut self.entries {
             for field in [&mut entry.name, &mut entry.value] {
-                if let Some(i) = field.shared_index() {
+                if let (Some(i), Field::Local { len: mark, .. }) = (field.shared_index(), *field) {
                     kept.push(std::mem::take(&mut self.shared[i]));
-                    *field = Field::Local { start: (kept.len() - 1) as u32, len: SHARED };
+                    *field = Field::Local { start: (kept.len() - 1) as u32, len: mark };
                 }
             }
         }
@@ -377,7 +414,7 @@ impl HeaderMap {
     pub fn get_shared(&self, name: &str) -> Option<Bytes> {
         self.find(name.as_bytes()).map(|e| match e.value {
             Field::Static(s) => Bytes::from_static(s),
-            Field::Local { start, len: SHARED } => self.shared[start as usize].clone(),
+            Field::Local { start, len: SHARED | SHARED_CHECKED } => self.shared[start as usize].clone(),
             Field::Local { start, len } => {
                 let range = start as usize..(start + len) as usize;
                 match &self.buf {
@@ -461,6 +498,42 @@ impl HeaderMap {
             keep
         });
         first
+    }
+
+    /// Calls `f` on every field's name and value in order, once each has been found sendable ([`is_valid_name`],
+    /// [`is_valid_value`]); stops at the first error of `f`, or at the first unsendable field with `bad(name)`.
+    ///
+    /// Static strings are checked once per thread and remembered (see [`StaticChecks`]): a handler's literal
+    /// names and values are not scanned again for every response. Values made with
+    /// [`HeaderBytes::checked_value`] were checked when they were made.
+    #[inline]
+    pub(crate) fn try_for_each_valid<E>(
+        &self,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+        bad: impl FnOnce(&[u8]) -> E,
+    ) -> Result<(), E> {
+        let buf = self.buf.as_slice();
+        let shared = &self.shared[..];
+        STATIC_CHECKS.with(|checks| {
+            for e in &self.entries {
+                let name = resolve(&e.name, buf, shared);
+                let value = resolve(&e.value, buf, shared);
+                let name_ok = match e.name {
+                    Field::Static(s) => checks.name(s),
+                    _ => is_valid_name(name),
+                };
+                let value_ok = match e.value {
+                    Field::Static(s) => checks.value(s),
+                    Field::Local { len: SHARED_CHECKED, .. } => true,
+                    _ => is_valid_value(value),
+                };
+                if !(name_ok & value_ok) {
+                    return Err(bad(name));
+                }
+                f(name, value)?;
+            }
+            Ok(())
+        })
     }
 
     /// Every `(name, value)` pair in order, names as given.
@@ -572,6 +645,61 @@ pub fn trim_ows(mut s: &[u8]) -> &[u8] {
     s
 }
 
+/// Static strings found to be valid names, or valid values, on this thread: a small direct-mapped memo of
+/// [`is_valid_name`] and [`is_valid_value`] keyed by address and length.
+///
+/// This is sound because a `&'static [u8]` can never change: no safe code can write to it, so a check made
+/// once holds for the rest of the program. Only successes are remembered, and a slot holds one string at a
+/// time (a collision just means checking again), so a miss always falls back to the full check.
+pub(crate) struct StaticChecks {
+    names: [Cell<(usize, usize)>; STATIC_CHECK_SLOTS],
+    values: [Cell<(usize, usize)>; STATIC_CHECK_SLOTS],
+}
+
+const STATIC_CHECK_SLOTS: usize = 32;
+
+thread_local! {
+    static STATIC_CHECKS: StaticChecks = const {
+        StaticChecks {
+            names: [const { Cell::new((0, 0)) }; STATIC_CHECK_SLOTS],
+            values: [const { Cell::new((0, 0)) }; STATIC_CHECK_SLOTS],
+        }
+    };
+}
+
+impl StaticChecks {
+    /// The slot of `s`, and the key it is remembered under (a slice's address is never 0, an empty slot's is).
+    #[inline(always)]
+    fn slot(s: &'static [u8]) -> (usize, (usize, usize)) {
+        let addr = s.as_ptr() as usize;
+        let hash = (addr ^ s.len()).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize);
+        (hash >> (usize::BITS - STATIC_CHECK_SLOTS.trailing_zeros()), (addr, s.len()))
+    }
+
+    /// [`is_valid_name`] for a static string.
+    #[inline(always)]
+    fn name(&self, s: &'static [u8]) -> bool {
+        let (i, key) = Self::slot(s);
+        self.names[i].get() == key || Self::check(&self.names[i], key, is_valid_name(s))
+    }
+
+    /// [`is_valid_value`] for a static string.
+    #[inline(always)]
+    fn value(&self, s: &'static [u8]) -> bool {
+        let (i, key) = Self::slot(s);
+        self.values[i].get() == key || Self::check(&self.values[i], key, is_valid_value(s))
+    }
+
+    /// Remembers a success.
+    #[inline]
+    fn check(slot: &Cell<(usize, usize)>, key: (usize, usize), valid: bool) -> bool {
+        if valid {
+            slot.set(key);
+        }
+        valid
+    }
+}
+
 /// `tchar` from RFC 9110 §5.6.2: the bytes a token (method, header name, coding) may contain.
 static TCHAR: [bool; 256] = {
     let mut t = [false; 256];
@@ -607,6 +735,18 @@ pub fn is_valid_value(value: &[u8]) -> bool {
     if n < 8 {
         return value.iter().fold(true, |ok, &b| ok & is_value_byte(b));
     }
+    if n >= 16 {
+        // Blocks of sixteen bytes, tested all at once (vector compares); the last one overlaps the one before
+        // when the length is not a multiple of sixteen.
+        let mut at = 0;
+        while at + 16 < n {
+            if !block_is_valid(&value[at..at + 16]) {
+                return false;
+            }
+            at += 16;
+        }
+        return block_is_valid(&value[n - 16..]);
+    }
     // Words of eight bytes; the last one overlaps the one before when the length is not a multiple of eight,
     // so that no byte is looked at alone.
     let mut at = 0;
@@ -617,6 +757,14 @@ pub fn is_valid_value(value: &[u8]) -> bool {
         at += 8;
     }
     word_is_valid(&value[n - 8..])
+}
+
+/// [`is_valid_value`] for sixteen bytes, written without branches so that it compiles to vector compares.
+#[inline(always)]
+fn block_is_valid(chunk: &[u8]) -> bool {
+    let mut block = [0; 16];
+    block.copy_from_slice(chunk);
+    block.iter().fold(true, |ok, &b| ok & (((b >= 0x20) & (b != 0x7f)) | (b == b'\t')))
 }
 
 /// [`is_valid_value`] for eight bytes: a word-wide test, then a closer look only if it flags a byte.
@@ -807,7 +955,7 @@ mod tests {
             let allowed = b == b'\t' || (b >= 0x20 && b != 0x7f);
             // Every position of values short and long: bytes taken alone, whole words, and a last word that
             // overlaps the one before it.
-            for len in 1..=25 {
+            for len in 1..=40 {
                 for pos in 0..len {
                     let mut v = vec![b'a'; len];
                     v[pos] = b;
@@ -817,5 +965,86 @@ mod tests {
         }
         assert!(is_valid_value(b""));
         assert!(is_valid_value(b"text/html; charset=\"utf-8\"\twith tab"));
+    }
+
+    /// The walk an encoder makes: the first field that is not fit to send, by name.
+    fn first_unsendable(h: &HeaderMap) -> Option<String> {
+        h.try_for_each_valid(|_, _| Ok(()), |name| String::from_utf8_lossy(name).into_owned()).err()
+    }
+
+    #[test]
+    fn checked_values_skip_the_encoders_scan_and_cannot_be_forged() {
+        let checked = |v: &str| HeaderBytes::from(v.to_owned()).checked_value();
+        for bad in ["a\r\nX: y", "a\n", "nul\0", "del\x7f"] {
+            assert!(checked(bad).is_none(), "{bad:?}");
+            assert!(HeaderBytes::from(Bytes::from(bad.to_owned())).checked_value().is_none());
+        }
+        let etag = checked("\"0123456789abcdef\"").unwrap();
+        let mut h = HeaderMap::new();
+        h.append("Etag", etag.clone());
+        h.append("X-Copy", etag.clone());
+        assert_eq!(first_unsendable(&h), None);
+        assert_eq!(h.get("etag"), Some("\"0123456789abcdef\""));
+        assert_eq!(&h.get_shared("x-copy").unwrap()[..], b"\"0123456789abcdef\"");
+        // The mark is for values: checked bytes given as a name are still checked as a name.
+        let mut h = HeaderMap::new();
+        h.append(checked("Bad Name").unwrap(), "v");
+        assert_eq!(first_unsendable(&h).as_deref(), Some("Bad Name"));
+        // Marks follow their values when the owned slots are compacted, and unchecked values stay unchecked.
+        let mut h = HeaderMap::new();
+        for i in 0..100 {
+            h.insert("X-Checked", checked(&format!("v{i}")).unwrap());
+            h.insert("X-Plain", format!("p{i}"));
+        }
+        assert_eq!((h.get("x-checked"), h.get("x-plain")), (Some("v99"), Some("p99")));
+        assert_eq!(first_unsendable(&h), None);
+        h.insert("X-Plain", String::from("p\r\nX: y"));
+        assert_eq!(first_unsendable(&h).as_deref(), Some("X-Plain"));
+        assert!(h.shared.len() <= 16);
+        // A static string stays static.
+        let s = HeaderBytes::from("text/plain").checked_value().unwrap();
+        assert!(matches!(s.0, Repr::Static(_)));
+    }
+
+    #[test]
+    fn remembered_checks_of_static_strings_refuse_what_a_full_check_refuses() {
+        // A static string remembered as a valid value is still refused as a name.
+        let mut h = HeaderMap::new();
+        h.append("X-Type", "text/plain");
+        assert_eq!(first_unsendable(&h), None);
+        assert_eq!(first_unsendable(&h), None, "twice, from the memo");
+        h.append("text/plain", "v");
+        assert_eq!(first_unsendable(&h).as_deref(), Some("text/plain"));
+        // Invalid static strings are refused every time, never remembered.
+        for _ in 0..3 {
+            let bad: HeaderMap = [("X-A", "v\r\nSet-Cookie: x=1")].into_iter().collect();
+            assert_eq!(first_unsendable(&bad).as_deref(), Some("X-A"));
+            let bad: HeaderMap = [("X A", "v")].into_iter().collect();
+            assert_eq!(first_unsendable(&bad).as_deref(), Some("X A"));
+        }
+        // Slices of one static string share an address but not a length: each is checked for itself.
+        const LINE: &str = "ok\r\nX: y";
+        let mut h = HeaderMap::new();
+        h.append("X-A", &LINE[..2]);
+        assert_eq!(first_unsendable(&h), None);
+        h.append("X-B", LINE);
+        assert_eq!(first_unsendable(&h).as_deref(), Some("X-B"));
+        // Many strings compete for the slots: a string pushed out is checked again, with the same answer.
+        let names: Vec<&'static str> = (0..200).map(|i| &*Box::leak(format!("X-{i}").into_boxed_str())).collect();
+        for _ in 0..2 {
+            let mut h = HeaderMap::new();
+            for &n in &names {
+                h.append(n, n);
+            }
+            assert_eq!(first_unsendable(&h), None);
+            h.append("X:", "v");
+            assert_eq!(first_unsendable(&h).as_deref(), Some("X:"));
+        }
+        // Owned and parsed fields are checked in full.
+        let mut h = HeaderMap::new();
+        h.append("X-Owned", String::from("a\nb"));
+        assert_eq!(first_unsendable(&h).as_deref(), Some("X-Owned"));
+        let p = parsed(b"Bad Name: v\r\n", &[((0, 8), (10, 1))]);
+        assert_eq!(first_unsendable(&p).as_deref(), Some("Bad Name"));
     }
 }

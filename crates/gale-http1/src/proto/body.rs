@@ -525,6 +525,7 @@ impl BodyEncoder {
     ///
     /// [`EncodeError::BodyTooLong`] past the `Content-Length`, [`EncodeError::BodyNotAllowed`] for bodiless
     /// messages, [`EncodeError::AlreadyFinished`] after [`finish`](Self::finish). Nothing is written then.
+    #[inline]
     pub fn encode(&mut self, data: &[u8], dst: &mut BytesMut) -> Result<(), EncodeError> {
         match self.frame(data.len(), dst)? {
             Frame::Send { suffix } => {
@@ -544,6 +545,7 @@ impl BodyEncoder {
     /// # Errors
     ///
     /// As [`encode`](Self::encode).
+    #[inline]
     pub fn frame(&mut self, len: usize, dst: &mut BytesMut) -> Result<Frame, EncodeError> {
         match &mut self.kind {
             EncoderKind::Length(remaining) => {
@@ -569,6 +571,7 @@ impl BodyEncoder {
     ///
     /// [`EncodeError::BodyTooShort`] if bytes are still owed (the connection cannot be reused then),
     /// [`EncodeError::AlreadyFinished`] on a second call.
+    #[inline]
     pub fn finish(&mut self, dst: &mut BytesMut) -> Result<(), EncodeError> {
         match self.kind {
             EncoderKind::Length(remaining) if remaining > 0 => return Err(EncodeError::BodyTooShort { remaining }),

@@ -4,7 +4,8 @@
 //! 29 bytes. Formatting it per response would cost more than the rest of the head, so each thread keeps the
 //! value for the current second and reformats only when the second changes.
 
-use std::cell::Cell;
+use bytes::BytesMut;
+use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,7 +22,16 @@ struct Cache {
     line: Cell<[u8; DATE_LINE_LENGTH]>,
     /// When the line was made for the current time: until when it stays right, on the monotonic clock.
     mono_until: Cell<Option<Instant>>,
+    /// A `Server` line followed by the `Date` line, as [`put_lines_mono`] appends them: `block_len` bytes,
+    /// for the server line called `block_server`, right until `block_until` (`None`: nothing kept).
+    block: RefCell<[u8; BLOCK_LENGTH]>,
+    block_len: Cell<usize>,
+    block_server: Cell<u64>,
+    block_until: Cell<Option<Instant>>,
 }
+
+/// Room for a `Server` line and the `Date` line, kept together; a longer `Server` line is appended apart.
+const BLOCK_LENGTH: usize = 128;
 
 thread_local! {
     static CACHE: Cache = const {
@@ -30,6 +40,10 @@ thread_local! {
             until: Cell::new(UNIX_EPOCH),
             line: Cell::new([0; DATE_LINE_LENGTH]),
             mono_until: Cell::new(None),
+            block: RefCell::new([0; BLOCK_LENGTH]),
+            block_len: Cell::new(0),
+            block_server: Cell::new(0),
+            block_until: Cell::new(None),
         }
     };
 }
@@ -82,6 +96,42 @@ pub(crate) fn line_mono(mono: Instant) -> [u8; DATE_LINE_LENGTH] {
         cache.mono_until.set(Some(mono + Duration::from_secs(1).saturating_sub(into)));
         line
     })
+}
+
+/// Appends `server` (a whole `Server: ...\r\n` line, or nothing), then the `Date` line for now, given the
+/// current time on the monotonic clock as [`line_mono`] does. `server_id` names the contents of `server`: the
+/// same id must always come with the same bytes. The two lines are kept together per thread, so that the usual
+/// response appends them in one copy.
+#[inline]
+pub(crate) fn put_lines_mono(mono: Instant, server_id: u64, server: &[u8], dst: &mut BytesMut) {
+    CACHE.with(|cache| {
+        if cache.block_server.get() == server_id && cache.block_until.get().is_some_and(|until| mono < until) {
+            dst.extend_from_slice(&cache.block.borrow()[..cache.block_len.get()]);
+        } else {
+            renew_lines(cache, mono, server_id, server, dst);
+        }
+    })
+}
+
+/// [`put_lines_mono`] when the kept lines are not right for now: writes them anew, and keeps them if they fit.
+#[cold]
+#[inline(never)]
+fn renew_lines(cache: &Cache, mono: Instant, server_id: u64, server: &[u8], dst: &mut BytesMut) {
+    let line = line_mono(mono);
+    dst.extend_from_slice(server);
+    dst.extend_from_slice(&line);
+    let len = server.len() + line.len();
+    if len <= BLOCK_LENGTH {
+        let mut block = cache.block.borrow_mut();
+        block[..server.len()].copy_from_slice(server);
+        block[server.len()..len].copy_from_slice(&line);
+        cache.block_len.set(len);
+        cache.block_server.set(server_id);
+        // The line is right as long as line_mono's shortcut is, whatever is formatted in between.
+        cache.block_until.set(cache.mono_until.get());
+    } else {
+        cache.block_until.set(None);
+    }
 }
 
 fn line_at(time: SystemTime) -> [u8; DATE_LINE_LENGTH] {
@@ -173,6 +223,38 @@ mod tests {
         // Formatting an arbitrary time invalidates the shortcut.
         let _ = at(UNIX_EPOCH);
         assert!(CACHE.with(|c| c.mono_until.get()).is_none());
+    }
+
+    #[test]
+    fn server_and_date_lines_are_kept_together_per_server_line() {
+        let put = |mono, id, server: &[u8]| {
+            let mut out = BytesMut::new();
+            put_lines_mono(mono, id, server, &mut out);
+            String::from_utf8(out.to_vec()).unwrap()
+        };
+        let mono = Instant::now();
+        let date = String::from_utf8(line_mono(mono).to_vec()).unwrap();
+        let gale = put(mono, 1, b"Server: gale\r\n");
+        assert_eq!(gale, format!("Server: gale\r\n{date}"));
+        // Kept: the same again, as long as the date line is right.
+        assert_eq!(put(mono, 1, b"Server: gale\r\n"), gale);
+        // Another server line (or none) replaces the kept one.
+        assert_eq!(put(mono, 7, b"Server: other\r\n"), format!("Server: other\r\n{date}"));
+        assert_eq!(put(mono, 0, b""), date);
+        assert_eq!(put(mono, 1, b"Server: gale\r\n"), gale);
+        // Formatting another time leaves the kept lines right for now.
+        let _ = at(UNIX_EPOCH);
+        assert_eq!(put(mono, 1, b"Server: gale\r\n"), gale);
+        // Past the second: renewed from the wall clock.
+        let later = CACHE.with(|c| c.block_until.get()).unwrap() + Duration::from_millis(1);
+        let renewed = put(later, 1, b"Server: gale\r\n");
+        assert!(renewed.starts_with("Server: gale\r\nDate: ") && renewed.ends_with(" GMT\r\n"));
+        assert!(CACHE.with(|c| c.block_until.get()).unwrap() > later);
+        // A server line too long to keep is written all the same.
+        let long = format!("Server: {}\r\n", "x".repeat(200));
+        let text = put(later, 9, long.as_bytes());
+        assert!(text.starts_with(&long) && text.ends_with(" GMT\r\n"));
+        assert!(CACHE.with(|c| c.block_until.get()).is_none());
     }
 
     #[test]

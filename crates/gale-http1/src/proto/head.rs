@@ -442,15 +442,15 @@ pub(crate) fn scan_outgoing(map: &HeaderMap) -> Outgoing {
 #[inline]
 pub(crate) fn note_outgoing(out: &mut Outgoing, name: &[u8], value: &[u8]) {
     match name.len() {
-        4 if name.eq_ignore_ascii_case(b"date") => out.date = true,
-        4 if name.eq_ignore_ascii_case(b"host") => out.host = true,
-        6 if name.eq_ignore_ascii_case(b"server") => out.server = true,
-        10 if name.eq_ignore_ascii_case(b"connection") => {
+        4 if name_is(name, b"date") => out.date = true,
+        4 if name_is(name, b"host") => out.host = true,
+        6 if name_is(name, b"server") => out.server = true,
+        10 if name_is(name, b"connection") => {
             out.connection = true;
             out.close |= headers::list_contains_token(value, b"close");
             out.keep_alive |= headers::list_contains_token(value, b"keep-alive");
         }
-        14 if name.eq_ignore_ascii_case(b"content-length") => {
+        14 if name_is(name, b"content-length") => {
             let parsed = parse_decimal(trim_ows(value)).ok_or(());
             out.content_length = match (out.content_length, parsed) {
                 (None, p) => Some(p),
@@ -458,7 +458,7 @@ pub(crate) fn note_outgoing(out: &mut Outgoing, name: &[u8], value: &[u8]) {
                 _ => Some(Err(())),
             };
         }
-        17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+        17 if name_is(name, b"transfer-encoding") => {
             let chunked = trim_ows(value).eq_ignore_ascii_case(b"chunked");
             out.transfer_encoding = Some(chunked && out.transfer_encoding.unwrap_or(true));
         }
@@ -466,39 +466,93 @@ pub(crate) fn note_outgoing(out: &mut Outgoing, name: &[u8], value: &[u8]) {
     }
 }
 
+/// Whether `name` is `lower` (at least four bytes: lowercase letters and other bytes that have no case),
+/// ignoring ASCII case, compared a word at a time: the words of `lower`, and where case is folded, are
+/// constants.
+#[inline(always)]
+fn name_is<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
+    if name.len() != N {
+        return false;
+    }
+    let step = if N >= 8 { 8 } else { 4 };
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0; 8];
+        w[..step].copy_from_slice(&s[at..at + step]);
+        u64::from_le_bytes(w)
+    };
+    // 0x20 where `lower` has a letter: OR-ing it in folds only that byte's case, so `-` never matches CR.
+    let fold = |at: usize| {
+        let mut w = [0; 8];
+        for (f, &l) in w.iter_mut().zip(&lower[at..at + step]) {
+            *f = if l.is_ascii_lowercase() { 0x20 } else { 0 };
+        }
+        u64::from_le_bytes(w)
+    };
+    let mut diff = 0;
+    let mut at = 0;
+    loop {
+        // The last word overlaps the one before when `N` is not a multiple of the step.
+        let at_ = at.min(N - step);
+        diff |= (word(name, at_) | fold(at_)) ^ word(lower, at_);
+        if at_ == N - step {
+            return diff == 0;
+        }
+        at += step;
+    }
+}
+
 /// Writes `name: value\r\n`, refusing names that are not tokens and values with control bytes, so that no
 /// caller-supplied string can end the line early and inject a field (or a whole response).
 #[inline]
 pub(crate) fn write_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) -> Result<(), EncodeError> {
-    if !headers::is_valid_name(name) {
-        return Err(EncodeError::InvalidHeaderName(String::from_utf8_lossy(name).into_owned()));
+    // Both checks, then one branch: fields are almost always valid.
+    if !(headers::is_valid_name(name) & headers::is_valid_value(value)) {
+        return Err(invalid_field(name));
     }
-    if !headers::is_valid_value(value) {
-        return Err(EncodeError::InvalidHeaderValue(String::from_utf8_lossy(name).into_owned()));
-    }
+    put_field(dst, name, value);
+    Ok(())
+}
+
+/// Writes `name: value\r\n` for a field already found valid ([`headers::is_valid_name`],
+/// [`headers::is_valid_value`]).
+#[inline(always)]
+pub(crate) fn put_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
     dst.reserve(name.len() + value.len() + 4);
     dst.extend_from_slice(name);
     dst.extend_from_slice(b": ");
     dst.extend_from_slice(value);
     dst.extend_from_slice(b"\r\n");
-    Ok(())
+}
+
+/// The error for a field that cannot be sent: its name's, if the name is bad, else its value's.
+#[cold]
+#[inline(never)]
+pub(crate) fn invalid_field(name: &[u8]) -> EncodeError {
+    let shown = String::from_utf8_lossy(name).into_owned();
+    if headers::is_valid_name(name) {
+        EncodeError::InvalidHeaderValue(shown)
+    } else {
+        EncodeError::InvalidHeaderName(shown)
+    }
 }
 
 /// Writes `Content-Length: n\r\n`, followed by `end` (the empty line ending the head, or nothing).
 #[inline]
 pub(crate) fn write_content_length(dst: &mut BytesMut, n: u64, end: &[u8]) {
-    const NAME: &[u8] = b"Content-Length: ";
-    // Assembled on the stack to append it in one go.
-    let mut line = [0u8; NAME.len() + 20 + 4];
-    line[..NAME.len()].copy_from_slice(NAME);
-    let mut digits = itoa::Buffer::new();
-    let digits = digits.format(n).as_bytes();
-    let mut at = NAME.len() + digits.len();
-    line[NAME.len()..at].copy_from_slice(digits);
-    line[at..at + 2].copy_from_slice(b"\r\n");
-    at += 2;
-    line[at..at + end.len()].copy_from_slice(end);
-    dst.extend_from_slice(&line[..at + end.len()]);
+    dst.reserve(b"Content-Length: ".len() + 20 + 2 + end.len());
+    dst.extend_from_slice(b"Content-Length: ");
+    // Lengths under 10,000 (most bodies sent whole) are written digit by digit, each piece a copy of known
+    // size; longer ones through `itoa`.
+    let d = |k: u64| b'0' + (k % 10) as u8;
+    match n {
+        0..=9 => dst.extend_from_slice(&[d(n)]),
+        10..=99 => dst.extend_from_slice(&[d(n / 10), d(n)]),
+        100..=999 => dst.extend_from_slice(&[d(n / 100), d(n / 10), d(n)]),
+        1000..=9999 => dst.extend_from_slice(&[d(n / 1000), d(n / 100), d(n / 10), d(n)]),
+        _ => dst.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+    }
+    dst.extend_from_slice(b"\r\n");
+    dst.extend_from_slice(end);
 }
 
 #[cfg(test)]
@@ -557,6 +611,42 @@ mod tests {
         assert_eq!(skip_empty_line(b"\r\n\r\n", k), Err(k.into()));
         assert_eq!(skip_empty_line(b"\nGET", k), Err(ParseErrorKind::InvalidLineEnding.into()));
         assert_eq!(skip_empty_line(b"\rGET", k), Err(k.into()));
+    }
+
+    #[test]
+    fn outgoing_names_are_recognized_in_any_case_and_only_them() {
+        for name in [&b"content-length"[..], b"Content-Length", b"CONTENT-LENGTH", b"cOnTeNt-LeNgTh"] {
+            assert!(name_is(name, b"content-length"), "{name:?}");
+        }
+        for name in
+            [&b"content\rlength"[..], b"content-lengt", b"content-lengthx", b"Content_Length", b"dontent-length"]
+        {
+            assert!(!name_is(name, b"content-length"), "{name:?}");
+        }
+        assert!(name_is(b"DATE", b"date") && !name_is(b"DAT\x05", b"date") && !name_is(b"Serve", b"server"));
+        assert!(name_is(b"Transfer-Encoding", b"transfer-encoding"));
+        assert!(!name_is(b"Transfer-Encodinh", b"transfer-encoding"));
+        let mut seen = Outgoing::default();
+        for (name, value) in [("SERVER", "x"), ("date", "y"), ("Connection", "close"), ("Content-Length", "5")] {
+            note_outgoing(&mut seen, name.as_bytes(), value.as_bytes());
+        }
+        assert!(seen.server && seen.date && seen.connection && seen.close && !seen.host);
+        assert_eq!(seen.content_length, Some(Ok(5)));
+    }
+
+    #[test]
+    fn content_length_lines() {
+        for (n, text) in [(0, "0"), (7, "7"), (13, "13"), (99, "99"), (100, "100"), (999, "999"), (1000, "1000")]
+            .into_iter()
+            .chain([(9999, "9999"), (10_000, "10000"), (123_456_789, "123456789"), (u64::MAX, "18446744073709551615")])
+        {
+            let mut dst = BytesMut::from(&b"x"[..]);
+            write_content_length(&mut dst, n, b"\r\n");
+            assert_eq!(dst, format!("xContent-Length: {text}\r\n\r\n").as_bytes(), "{n}");
+            let mut dst = BytesMut::new();
+            write_content_length(&mut dst, n, b"");
+            assert_eq!(dst, format!("Content-Length: {text}\r\n").as_bytes(), "{n}");
+        }
     }
 
     #[test]

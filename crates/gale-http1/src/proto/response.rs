@@ -17,11 +17,12 @@
 //! | length unknown, HTTP/1.0 client | none; the connection closes             | until close      |
 
 use bytes::{Bytes, BytesMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::body::{BodyEncoder, BodyKind};
 use super::error::EncodeError;
-use super::head::{Outgoing, note_outgoing, write_content_length, write_field};
+use super::head::{Outgoing, invalid_field, note_outgoing, put_field, write_content_length, write_field};
 use super::request::RequestHead;
 use super::{Method, Version, date};
 use crate::headers::{self, HeaderMap};
@@ -40,6 +41,7 @@ macro_rules! statuses {
         }
 
         /// The whole status line for `code` with its standard reason.
+        #[inline]
         fn status_line(code: u16) -> Option<&'static [u8]> {
             match code {
                 $($code => Some(concat!("HTTP/1.1 ", $code, " ", $reason, "\r\n").as_bytes()),)*
@@ -236,8 +238,17 @@ pub struct EncodedHead {
 pub struct ResponseEncoder {
     /// The whole `Server: ...\r\n` line, if one is sent.
     server_line: Option<Bytes>,
+    /// Names the server line's contents, for the per-thread copy of it kept with the `Date` line: 0 for none,
+    /// [`DEFAULT_SERVER_ID`] for the default, a fresh number for any other.
+    server_id: u64,
     date: bool,
 }
+
+/// The id of the default `Server: gale` line.
+const DEFAULT_SERVER_ID: u64 = 1;
+
+/// Ids for the server lines given to [`ResponseEncoder::with_server`].
+static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(DEFAULT_SERVER_ID + 1);
 
 impl Default for ResponseEncoder {
     fn default() -> Self {
@@ -248,7 +259,11 @@ impl Default for ResponseEncoder {
 impl ResponseEncoder {
     /// An encoder sending `Server: gale` and `Date`.
     pub fn new() -> Self {
-        ResponseEncoder { server_line: Some(Bytes::from_static(b"Server: gale\r\n")), date: true }
+        ResponseEncoder {
+            server_line: Some(Bytes::from_static(b"Server: gale\r\n")),
+            server_id: DEFAULT_SERVER_ID,
+            date: true,
+        }
     }
 
     /// The same encoder with another `Server` value, or none.
@@ -261,6 +276,10 @@ impl ResponseEncoder {
             None => None,
             Some(s) if headers::is_valid_value(s.as_bytes()) => Some(Bytes::from(format!("Server: {s}\r\n"))),
             Some(_) => return Err(EncodeError::InvalidHeaderValue("Server".into())),
+        };
+        self.server_id = match self.server_line {
+            None => 0,
+            Some(_) => NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
         };
         Ok(self)
     }
@@ -322,6 +341,8 @@ impl ResponseEncoder {
             return Err(EncodeError::InvalidStatus(status));
         }
         match (reason, status_line(status)) {
+            // The usual status, a copy of known size.
+            (None, _) if status == 200 => dst.extend_from_slice(b"HTTP/1.1 200 OK\r\n"),
             (None, Some(line)) => dst.extend_from_slice(line),
             (reason, _) => {
                 let reason = reason.unwrap_or("Unknown");
@@ -338,9 +359,10 @@ impl ResponseEncoder {
         }
         let fields_at = dst.len();
         let mut seen = Outgoing::default();
-        fields.try_each(|name, value| {
+        fields.try_each_valid(|name, value| {
             note_outgoing(&mut seen, name, value);
-            write_field(dst, name, value)
+            put_field(dst, name, value);
+            Ok(())
         })?;
 
         let length = match (seen.content_length, content_length) {
@@ -398,13 +420,22 @@ impl ResponseEncoder {
                 if name.eq_ignore_ascii_case(b"connection") { Ok(()) } else { write_field(dst, name, value) }
             })?;
         }
-        if let (Some(line), false) = (&self.server_line, seen.server) {
-            dst.extend_from_slice(line);
-        }
-        if self.date && !seen.date {
-            match ctx.now {
-                Some(now) => dst.extend_from_slice(&date::line_mono(now)),
-                None => dst.extend_from_slice(&date::line()),
+        let server = match (&self.server_line, seen.server) {
+            (Some(line), false) => Some(line),
+            _ => None,
+        };
+        match (self.date && !seen.date, ctx.now) {
+            (true, Some(now)) => match server {
+                Some(line) => date::put_lines_mono(now, self.server_id, line, dst),
+                None => date::put_lines_mono(now, 0, b"", dst),
+            },
+            (date, _) => {
+                if let Some(line) = server {
+                    dst.extend_from_slice(line);
+                }
+                if date {
+                    dst.extend_from_slice(&date::line());
+                }
             }
         }
         match connection {
@@ -434,6 +465,24 @@ pub trait FieldList: Copy {
     ///
     /// The first error `f` returns.
     fn try_each<E>(self, f: impl FnMut(&[u8], &[u8]) -> Result<(), E>) -> Result<(), E>;
+
+    /// Calls `f` on every field in order once it is found fit to send (its name a token, its value free of
+    /// control bytes: see [`headers::is_valid_name`] and [`headers::is_valid_value`]), stopping at the first
+    /// error.
+    ///
+    /// # Errors
+    ///
+    /// [`EncodeError::InvalidHeaderName`] or [`EncodeError::InvalidHeaderValue`] for the first field unfit to
+    /// send, or the first error `f` returns.
+    #[inline]
+    fn try_each_valid(self, mut f: impl FnMut(&[u8], &[u8]) -> Result<(), EncodeError>) -> Result<(), EncodeError> {
+        self.try_each(|name, value| {
+            if !(headers::is_valid_name(name) & headers::is_valid_value(value)) {
+                return Err(invalid_field(name));
+            }
+            f(name, value)
+        })
+    }
 }
 
 impl FieldList for &HeaderMap {
@@ -443,6 +492,11 @@ impl FieldList for &HeaderMap {
             f(name, value)?;
         }
         Ok(())
+    }
+
+    #[inline]
+    fn try_each_valid(self, f: impl FnMut(&[u8], &[u8]) -> Result<(), EncodeError>) -> Result<(), EncodeError> {
+        self.try_for_each_valid(f, invalid_field)
     }
 }
 
@@ -659,6 +713,21 @@ mod tests {
             assert!(
                 matches!(err, EncodeError::InvalidHeaderName(_) | EncodeError::InvalidHeaderValue(_)),
                 "{name:?}: {value:?}"
+            );
+            assert_eq!(&out[..], b"earlier bytes");
+        }
+    }
+
+    #[test]
+    fn field_slices_refuse_header_injection_too() {
+        let ctx = get(Version::Http11, true);
+        let enc = ResponseEncoder::new();
+        let mut out = BytesMut::from(&b"earlier bytes"[..]);
+        for fields in [&[("X-A", "v\r\nX: y")][..], &[("X-A", "ok"), ("X A", "v")], &[("X-A", "nul\0")]] {
+            let err = enc.encode_fields(&ctx, 200, None, fields, Some(0), &mut out).unwrap_err();
+            assert!(
+                matches!(err, EncodeError::InvalidHeaderName(_) | EncodeError::InvalidHeaderValue(_)),
+                "{fields:?}"
             );
             assert_eq!(&out[..], b"earlier bytes");
         }

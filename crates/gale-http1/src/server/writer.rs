@@ -92,7 +92,7 @@ thread_local! {
     /// One output buffer kept per thread for the next response: a connection borrows it while it encodes and
     /// sends, and gives it back before waiting for input, so that an idle connection holds no output buffer
     /// and a busy one allocates none.
-    static SPARE_OUT: Cell<BytesMut> = Cell::new(BytesMut::new());
+    static SPARE_OUT: Cell<Option<BytesMut>> = const { Cell::new(None) };
 }
 
 /// Output buffers larger than this are freed rather than kept as the thread's spare.
@@ -104,7 +104,9 @@ impl Shared {
     pub(crate) fn out(&self) -> std::cell::RefMut<'_, BytesMut> {
         let mut out = self.out.borrow_mut();
         if out.capacity() == 0 {
-            *out = SPARE_OUT.take();
+            if let Some(spare) = SPARE_OUT.take() {
+                *out = spare;
+            }
         }
         out
     }
@@ -115,7 +117,7 @@ impl Shared {
         if out.is_empty() && out.capacity() > 0 {
             let buf = std::mem::take(&mut *out);
             if buf.capacity() <= SPARE_OUT_MAX {
-                SPARE_OUT.set(buf);
+                SPARE_OUT.set(Some(buf));
             }
         }
     }
