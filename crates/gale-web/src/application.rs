@@ -519,14 +519,23 @@ impl HttpService for Application {
         self.inner.any_streaming && self.inner.router.find(head.path()).is_some_and(|(r, _)| r.stream_body())
     }
 
-    async fn call(&self, request: Request, body: Option<BodyReader>, writer: ResponseWriter) {
+    // Not an `async fn`: the request is routed and its context built when the future is made, so that the
+    // future holds the task rather than the request, and the request is moved once, into its context. (Nothing
+    // here runs the application's code: the handler is made when the future first runs, where a panic is
+    // caught.)
+    fn call(
+        &self,
+        request: Request,
+        body: Option<BodyReader>,
+        writer: ResponseWriter,
+    ) -> impl std::future::Future<Output = ()> {
         let inner = &self.inner;
         let (route, args) = match inner.router.lookup(request.path()) {
             Some((route, args)) => (route, args),
             None => (&inner.default_route, None),
         };
         let fallback = writer.clone();
-        let mut task = route.task();
+        let task = route.task();
         {
             let mut slot = task.context().borrow_mut();
             let headers = slot.headers.take().unwrap_or_default();
@@ -544,34 +553,40 @@ impl HttpService for Application {
                 cx.extra().started = Some(std::time::Instant::now());
             }
         }
-        task.as_mut().start();
-        let Err(msg) = CatchUnwind(task.as_mut()).await else {
-            route.recycle(task);
-            return;
+        run_task(inner, route, task, fallback)
+    }
+}
+
+/// Runs the task answering a request (its context filled in) and gives it back to its route, or answers with
+/// the application's 500 page if the handler panics.
+async fn run_task(inner: &AppInner, route: &Rc<dyn Route>, mut task: Pin<Box<dyn Task>>, fallback: ResponseWriter) {
+    task.as_mut().start();
+    let Err(msg) = CatchUnwind(task.as_mut()).await else {
+        route.recycle(task);
+        return;
+    };
+    // A task that panicked is not reused; its handler and context go first, as they would have.
+    drop(task);
+    if fallback.head_written() && !fallback.is_finished() {
+        // Too late for an error page, and ending the cut response here would pass it off as complete:
+        // hand the panic on to the server, which logs it and closes the connection.
+        std::panic::resume_unwind(Box::new(msg));
+    }
+    log::error!("handler panicked: {msg}");
+    if !fallback.head_written() {
+        let detail = if inner.settings.debug {
+            format!("<pre>{}</pre>", crate::escape::xhtml_escape(&msg))
+        } else {
+            String::new()
         };
-        // A task that panicked is not reused; its handler and context go first, as they would have.
-        drop(task);
-        if fallback.head_written() && !fallback.is_finished() {
-            // Too late for an error page, and ending the cut response here would pass it off as complete:
-            // hand the panic on to the server, which logs it and closes the connection.
-            std::panic::resume_unwind(Box::new(msg));
-        }
-        log::error!("handler panicked: {msg}");
-        if !fallback.head_written() {
-            let detail = if inner.settings.debug {
-                format!("<pre>{}</pre>", crate::escape::xhtml_escape(&msg))
-            } else {
-                String::new()
-            };
-            let page = format!(
-                "<html><title>500: Internal Server Error</title><body>500: Internal Server Error{detail}</body></html>"
-            );
-            let mut headers = gale_http1::HeaderMap::new();
-            headers.insert("Content-Type", "text/html; charset=UTF-8");
-            let _ = fallback.write_head(500, None, &headers, Some(page.len() as u64));
-            let _ = fallback.write(page);
-            let _ = fallback.finish();
-        }
+        let page = format!(
+            "<html><title>500: Internal Server Error</title><body>500: Internal Server Error{detail}</body></html>"
+        );
+        let mut headers = gale_http1::HeaderMap::new();
+        headers.insert("Content-Type", "text/html; charset=UTF-8");
+        let _ = fallback.write_head(500, None, &headers, Some(page.len() as u64));
+        let _ = fallback.write(page);
+        let _ = fallback.finish();
     }
 }
 
