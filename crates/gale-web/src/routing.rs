@@ -394,8 +394,13 @@ impl<T> Router<T> {
         } else {
             self.literals.get(path).copied()
         };
+        match literal {
+            // No regex route comes first: the literal wins, without captures.
+            Some(i) if i < self.first_regex => return Some((&self.routes[i].target, None)),
+            _ => {}
+        }
         let mut best: Option<(usize, Option<Captures<'_>>)> = literal.map(|i| (i, None));
-        if best.as_ref().map_or(usize::MAX, |(i, _)| *i) > self.first_regex {
+        if literal.unwrap_or(usize::MAX) > self.first_regex {
             self.search_bucket_prefixes(path, &mut best);
         }
         let (index, captures) = best?;
@@ -723,6 +728,9 @@ mod tests {
         assert_eq!(target(&r, "/api/users"), Some(1));
         assert_eq!(target(&r, "/api/users/x"), Some(3));
         assert_eq!(target(&r, "/elsewhere"), Some(3));
+        // A literal that no regex route precedes is found without a search, and has no arguments.
+        assert!(r.lookup("/about").is_some_and(|(t, args)| *t == 0 && args.is_none()));
+        assert!(r.lookup("/api/users").is_some_and(|(t, args)| *t == 1 && args.is_some()));
     }
 
     #[test]
