@@ -87,9 +87,10 @@ pub(crate) struct TaskContext {
     /// The response header map of the last request, emptied: it keeps the storage its owned values needed,
     /// so that the next response's `ETag` does not allocate it again.
     headers: Option<Box<gale_http1::HeaderMap>>,
-    /// What is left of the buffer response bodies are written into: each whole body is split off its front
-    /// (see [`RequestContext::finish`]), and once it is used up, its storage is reclaimed if the bodies sent
-    /// from it are gone, so that a small response allocates nothing.
+    /// The buffer response bodies are written into: a small body sent whole is copied from it into the output
+    /// and it is emptied (see [`RequestContext::finish`]); a streamed body is split off its front, and once it
+    /// is used up, its storage is reclaimed if the bodies sent from it are gone. So a small response allocates
+    /// nothing.
     body: bytes::BytesMut,
 }
 
