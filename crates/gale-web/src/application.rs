@@ -66,16 +66,6 @@ impl Default for Settings {
     }
 }
 
-/// A route's handler factory, type-erased.
-pub(crate) trait Route {
-    fn stream_body(&self) -> bool;
-    /// An idle task to answer a request with: one an earlier request of this route gave back (see
-    /// [`recycle`](Route::recycle)), or a new one.
-    fn task(&self) -> Pin<Box<dyn Task>>;
-    /// Takes back a task whose request is over, for the next request.
-    fn recycle(&self, task: Pin<Box<dyn Task>>);
-}
-
 /// Where a [`Task`] keeps the context of its request: filled in before the task starts, emptied by the task
 /// when the request is over. (Shared with the handler future, which borrows the context while it runs.)
 pub(crate) type ContextCell = Rc<RefCell<TaskContext>>;
@@ -87,9 +77,10 @@ pub(crate) struct TaskContext {
     /// The response header map of the last request, emptied: it keeps the storage its owned values needed,
     /// so that the next response's `ETag` does not allocate it again.
     headers: Option<Box<gale_http1::HeaderMap>>,
-    /// What is left of the buffer response bodies are written into: each whole body is split off its front
-    /// (see [`RequestContext::finish`]), and once it is used up, its storage is reclaimed if the bodies sent
-    /// from it are gone, so that a small response allocates nothing.
+    /// The buffer response bodies are written into: a small body sent whole is copied from it into the output
+    /// and it is emptied (see [`RequestContext::finish`]); a streamed body is split off its front, and once it
+    /// is used up, its storage is reclaimed if the bodies sent from it are gone. So a small response allocates
+    /// nothing.
     body: bytes::BytesMut,
 }
 
@@ -146,9 +137,11 @@ where
 /// time).
 const SPARE_TASKS: usize = 64;
 
-struct HandlerRoute<M> {
-    /// Makes the future of a request: a fresh handler from the factory, run by [`execute`].
-    make: M,
+/// A route: its handler factory, type-erased, and the idle tasks its requests are answered with. (Not itself
+/// type-erased, so that taking and giving back an idle task, what every request does, costs no dynamic call.)
+pub(crate) struct Route {
+    /// Makes a new task: a fresh handler from the factory for each request, run by [`execute`].
+    new_task: Box<dyn Fn() -> Pin<Box<dyn Task>>>,
     stream_body: bool,
     /// The idle task taken first: one request at a time needs no more.
     idle: std::cell::Cell<Option<Pin<Box<dyn Task>>>>,
@@ -156,45 +149,57 @@ struct HandlerRoute<M> {
     spare: RefCell<Vec<Pin<Box<dyn Task>>>>,
 }
 
-impl<M, Fut> Route for HandlerRoute<M>
-where
-    M: Fn(ContextCell) -> Fut + Clone + 'static,
-    Fut: Future<Output = ()> + 'static,
-{
+impl Route {
     fn stream_body(&self) -> bool {
         self.stream_body
     }
 
+    /// An idle task to answer a request with: one an earlier request of this route gave back (see
+    /// [`recycle`](Route::recycle)), or a new one.
+    #[inline]
     fn task(&self) -> Pin<Box<dyn Task>> {
         match self.idle.take() {
             Some(task) => task,
-            None => self.spare.borrow_mut().pop().unwrap_or_else(|| {
-                Box::pin(TaskSlot { make: self.make.clone(), cx: ContextCell::default(), future: None })
-            }),
+            None => self.spare_or_new_task(),
         }
     }
 
+    #[inline(never)]
+    fn spare_or_new_task(&self) -> Pin<Box<dyn Task>> {
+        self.spare.borrow_mut().pop().unwrap_or_else(|| (self.new_task)())
+    }
+
+    /// Takes back a task whose request is over, for the next request.
+    #[inline]
     fn recycle(&self, task: Pin<Box<dyn Task>>) {
         if let Some(other) = self.idle.replace(Some(task)) {
-            let mut spare = self.spare.borrow_mut();
-            if spare.len() < SPARE_TASKS {
-                // Only the first idle task keeps a body buffer: one request at a time needs no more.
-                other.context().borrow_mut().body = bytes::BytesMut::new();
-                spare.push(other);
-            }
+            self.keep_spare(other);
+        }
+    }
+
+    #[inline(never)]
+    fn keep_spare(&self, task: Pin<Box<dyn Task>>) {
+        let mut spare = self.spare.borrow_mut();
+        if spare.len() < SPARE_TASKS {
+            // Only the first idle task keeps a body buffer: one request at a time needs no more.
+            task.context().borrow_mut().body = bytes::BytesMut::new();
+            spare.push(task);
         }
     }
 }
 
 /// The route of handlers made by `factory`.
-fn handler_route<F, H>(factory: F) -> Rc<dyn Route>
+fn handler_route<F, H>(factory: F) -> Rc<Route>
 where
     F: Fn() -> H + 'static,
     H: RequestHandler,
 {
     let factory = Rc::new(factory);
-    Rc::new(HandlerRoute {
-        make: move |cx| execute(factory(), cx),
+    let make = move |cx| execute(factory(), cx);
+    Rc::new(Route {
+        new_task: Box::new(move || -> Pin<Box<dyn Task>> {
+            Box::pin(TaskSlot { make: make.clone(), cx: ContextCell::default(), future: None })
+        }),
         stream_body: H::STREAM_REQUEST_BODY,
         idle: Default::default(),
         spare: Default::default(),
@@ -206,8 +211,8 @@ pub type CurrentUserHook = Rc<dyn Fn(&mut RequestContext) -> Option<String>>;
 
 pub(crate) struct AppInner {
     pub(crate) settings: Settings,
-    router: Router<Rc<dyn Route>>,
-    default_route: Rc<dyn Route>,
+    router: Router<Rc<Route>>,
+    default_route: Rc<Route>,
     any_streaming: bool,
     pub(crate) current_user_hook: Option<CurrentUserHook>,
     templates: Option<crate::template::Templates>,
@@ -319,9 +324,9 @@ impl fmt::Debug for Application {
 
 /// Builds an [`Application`].
 pub struct ApplicationBuilder {
-    routes: Vec<(String, Option<String>, Rc<dyn Route>)>,
+    routes: Vec<(String, Option<String>, Rc<Route>)>,
     settings: Settings,
-    default_route: Option<Rc<dyn Route>>,
+    default_route: Option<Rc<Route>>,
     current_user: Option<CurrentUserHook>,
     template_globals: Vec<(String, minijinja::Value)>,
 }
@@ -519,14 +524,23 @@ impl HttpService for Application {
         self.inner.any_streaming && self.inner.router.find(head.path()).is_some_and(|(r, _)| r.stream_body())
     }
 
-    async fn call(&self, request: Request, body: Option<BodyReader>, writer: ResponseWriter) {
+    // Not an `async fn`: the request is routed and its context built when the future is made, so that the
+    // future holds the task rather than the request, and the request is moved once, into its context. (Nothing
+    // here runs the application's code: the handler is made when the future first runs, where a panic is
+    // caught.)
+    fn call(
+        &self,
+        request: Request,
+        body: Option<BodyReader>,
+        writer: ResponseWriter,
+    ) -> impl std::future::Future<Output = ()> {
         let inner = &self.inner;
         let (route, args) = match inner.router.lookup(request.path()) {
             Some((route, args)) => (route, args),
             None => (&inner.default_route, None),
         };
         let fallback = writer.clone();
-        let mut task = route.task();
+        let task = route.task();
         {
             let mut slot = task.context().borrow_mut();
             let headers = slot.headers.take().unwrap_or_default();
@@ -544,34 +558,40 @@ impl HttpService for Application {
                 cx.extra().started = Some(std::time::Instant::now());
             }
         }
-        task.as_mut().start();
-        let Err(msg) = CatchUnwind(task.as_mut()).await else {
-            route.recycle(task);
-            return;
+        run_task(inner, route, task, fallback)
+    }
+}
+
+/// Runs the task answering a request (its context filled in) and gives it back to its route, or answers with
+/// the application's 500 page if the handler panics.
+async fn run_task(inner: &AppInner, route: &Rc<Route>, mut task: Pin<Box<dyn Task>>, fallback: ResponseWriter) {
+    task.as_mut().start();
+    let Err(msg) = CatchUnwind(task.as_mut()).await else {
+        route.recycle(task);
+        return;
+    };
+    // A task that panicked is not reused; its handler and context go first, as they would have.
+    drop(task);
+    if fallback.head_written() && !fallback.is_finished() {
+        // Too late for an error page, and ending the cut response here would pass it off as complete:
+        // hand the panic on to the server, which logs it and closes the connection.
+        std::panic::resume_unwind(Box::new(msg));
+    }
+    log::error!("handler panicked: {msg}");
+    if !fallback.head_written() {
+        let detail = if inner.settings.debug {
+            format!("<pre>{}</pre>", crate::escape::xhtml_escape(&msg))
+        } else {
+            String::new()
         };
-        // A task that panicked is not reused; its handler and context go first, as they would have.
-        drop(task);
-        if fallback.head_written() && !fallback.is_finished() {
-            // Too late for an error page, and ending the cut response here would pass it off as complete:
-            // hand the panic on to the server, which logs it and closes the connection.
-            std::panic::resume_unwind(Box::new(msg));
-        }
-        log::error!("handler panicked: {msg}");
-        if !fallback.head_written() {
-            let detail = if inner.settings.debug {
-                format!("<pre>{}</pre>", crate::escape::xhtml_escape(&msg))
-            } else {
-                String::new()
-            };
-            let page = format!(
-                "<html><title>500: Internal Server Error</title><body>500: Internal Server Error{detail}</body></html>"
-            );
-            let mut headers = gale_http1::HeaderMap::new();
-            headers.insert("Content-Type", "text/html; charset=UTF-8");
-            let _ = fallback.write_head(500, None, &headers, Some(page.len() as u64));
-            let _ = fallback.write(page);
-            let _ = fallback.finish();
-        }
+        let page = format!(
+            "<html><title>500: Internal Server Error</title><body>500: Internal Server Error{detail}</body></html>"
+        );
+        let mut headers = gale_http1::HeaderMap::new();
+        headers.insert("Content-Type", "text/html; charset=UTF-8");
+        let _ = fallback.write_head(500, None, &headers, Some(page.len() as u64));
+        let _ = fallback.write(page);
+        let _ = fallback.finish();
     }
 }
 
@@ -783,6 +803,26 @@ fn write_access_log(cx: &RequestContext, status: u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_route_reuses_its_idle_tasks_and_keeps_a_bounded_number_of_spares() {
+        struct Nothing;
+        impl RequestHandler for Nothing {}
+        let route = handler_route(|| Nothing);
+        let address = |t: &Pin<Box<dyn Task>>| std::ptr::from_ref::<dyn Task>(&**t).cast::<u8>();
+        let first = route.task();
+        let at = address(&first);
+        route.recycle(first);
+        let again = route.task();
+        assert_eq!(address(&again), at, "the idle task is reused");
+        let tasks: Vec<_> = std::iter::once(again).chain((0..SPARE_TASKS + 5).map(|_| route.task())).collect();
+        for task in tasks {
+            route.recycle(task);
+        }
+        assert_eq!(route.spare.borrow().len(), SPARE_TASKS);
+        assert!(route.spare.borrow().iter().all(|t| t.context().borrow().body.capacity() == 0));
+        assert!(route.idle.take().is_some());
+    }
 
     #[test]
     fn the_default_methods_are_the_standard_ones_but_connect_and_trace() {

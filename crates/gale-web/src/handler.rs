@@ -560,17 +560,30 @@ impl RequestContext {
             return Ok(());
         }
         if !self.headers_written {
-            // (`take_body`, spelled out: this is the usual path.)
-            let body = if self.body.is_empty() { Bytes::new() } else { self.body.split().freeze() };
-            if body.len() > BODY_BUFFER {
-                self.body = BytesMut::new();
-            }
-            let body = self.prepare_whole_body(body);
+            let replacement = self.prepare_whole_body();
             let omits_body = self.omits_body();
             if self.status >= 200 {
                 // Head, body and end in one call.
-                let body = if omits_body { Bytes::new() } else { body };
-                let sent = self.writer.respond_with(self.status, self.reason(), &self.headers, body);
+                let sent = if omits_body {
+                    self.writer.respond_with(self.status, self.reason(), &self.headers, Bytes::new())
+                } else if let Some(body) = replacement {
+                    self.writer.respond_with(self.status, self.reason(), &self.headers, body)
+                } else if self.body.len() <= BODY_BUFFER {
+                    // The usual case: the body is copied from the buffer into the output, and the buffer kept
+                    // for what is written next (no count of references to keep on the bytes sent).
+                    self.writer.respond_with(self.status, self.reason(), &self.headers, &self.body[..])
+                } else {
+                    // A large body goes with its storage.
+                    let body = std::mem::take(&mut self.body).freeze();
+                    self.writer.respond_with(self.status, self.reason(), &self.headers, body)
+                };
+                // Sent, or refused (the error page then starts from an empty body, as it would have). A buffer
+                // the body made grow is not kept.
+                if self.body.len() > BODY_BUFFER {
+                    self.body = BytesMut::new();
+                } else {
+                    self.body.clear();
+                }
                 self.headers_written = self.writer.head_written();
                 // A refused head sent nothing: the error page may still answer.
                 self.finished = self.headers_written;
@@ -579,6 +592,7 @@ impl RequestContext {
                     HttpError::with_message(500, format!("{what}: {e}"))
                 });
             }
+            let body = replacement.unwrap_or_else(|| self.take_body());
             let len = if omits_body { 0 } else { body.len() as u64 };
             // `send_head` with what is known here: the head is not written, `prepare_whole_body` added the
             // default `Content-Type`, and a length is given.
@@ -658,13 +672,14 @@ impl RequestContext {
         self.status == 204 || self.status == 304 || (100..200).contains(&self.status)
     }
 
-    /// ETag, 304 and compression for a response sent whole.
-    fn prepare_whole_body(&mut self, body: Bytes) -> Bytes {
+    /// ETag, 304 and compression for a response sent whole, whose body is what the buffer holds: `Some` body
+    /// to send instead (an empty one for a 304, or the compressed one), or `None` to send the buffer's.
+    fn prepare_whole_body(&mut self) -> Option<Bytes> {
         self.ensure_content_type();
         let is_get = matches!(self.request.method(), Method::Get | Method::Head);
         if is_get && self.status == 200 {
             if self.app.settings.compute_etag && !self.has_etag {
-                let etag = self.app.etag_for(&body);
+                let etag = self.app.etag_for(&self.body);
                 self.headers.append("Etag", etag);
                 self.has_etag = true;
             }
@@ -678,15 +693,13 @@ impl RequestContext {
                 for h in ["Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"] {
                     self.clear_header(h);
                 }
-                return Bytes::new();
+                return Some(Bytes::new());
             }
         }
         if self.app.settings.compress_response && !self.omits_body() {
-            if let Some(gz) = crate::compress::maybe_gzip(self.request.headers(), &mut self.headers, &body) {
-                return gz;
-            }
+            return crate::compress::maybe_gzip(self.request.headers(), &mut self.headers, &self.body);
         }
-        body
+        None
     }
 
     /// Tornado's default `Content-Type`, unless the handler chose one (or the response has no body).

@@ -387,15 +387,31 @@ impl<T> Router<T> {
     }
 
     /// [`find`](Router::find), with `None` for the arguments of a pattern without groups (nothing to drop).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lookup(&self, path: &str) -> Option<(&T, Option<PathArgs>)> {
-        let literal = if self.literals.len() <= FEW_LITERALS {
+        // The usual case, kept small enough to be inlined: a literal route that no regex route precedes.
+        match self.literal_index(path) {
+            Some(i) if i < self.first_regex => Some((&self.routes[i].target, None)),
+            literal => self.lookup_searching(path, literal),
+        }
+    }
+
+    /// The index of the first literal route equal to `path`.
+    #[inline(always)]
+    fn literal_index(&self, path: &str) -> Option<usize> {
+        if self.literals.len() <= FEW_LITERALS {
             self.few_literals.iter().find(|(l, _)| **l == *path).map(|&(_, i)| i)
         } else {
             self.literals.get(path).copied()
-        };
+        }
+    }
+
+    /// [`lookup`](Router::lookup) when regex routes may come before `literal` (the path's literal route, if
+    /// any): the buckets are searched.
+    #[inline(never)]
+    fn lookup_searching(&self, path: &str, literal: Option<usize>) -> Option<(&T, Option<PathArgs>)> {
         let mut best: Option<(usize, Option<Captures<'_>>)> = literal.map(|i| (i, None));
-        if best.as_ref().map_or(usize::MAX, |(i, _)| *i) > self.first_regex {
+        if literal.unwrap_or(usize::MAX) > self.first_regex {
             self.search_bucket_prefixes(path, &mut best);
         }
         let (index, captures) = best?;
@@ -723,6 +739,9 @@ mod tests {
         assert_eq!(target(&r, "/api/users"), Some(1));
         assert_eq!(target(&r, "/api/users/x"), Some(3));
         assert_eq!(target(&r, "/elsewhere"), Some(3));
+        // A literal that no regex route precedes is found without a search, and has no arguments.
+        assert!(r.lookup("/about").is_some_and(|(t, args)| *t == 0 && args.is_none()));
+        assert!(r.lookup("/api/users").is_some_and(|(t, args)| *t == 1 && args.is_some()));
     }
 
     #[test]

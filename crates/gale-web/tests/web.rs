@@ -1061,6 +1061,37 @@ fn compression_is_skipped_when_not_accepted_tiny_or_disabled() {
     assert_eq!(fetch_gzip(&off, "/text").headers().get("Content-Encoding"), None, "compress_response is off");
 }
 
+/// Writes `n` bytes (the query's `n`, default 5) of `'a' + i % 26`, in pieces of 300.
+struct SizedBody;
+
+impl RequestHandler for SizedBody {
+    async fn get(&mut self, cx: &mut RequestContext) -> Result {
+        let n: usize = cx.get_query_argument("n").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+        let body: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+        for piece in body.chunks(300) {
+            cx.write(piece);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn small_and_large_bodies_from_one_reused_buffer_arrive_whole() {
+    let s = TestServer::new(Application::builder().route("/sized", || SizedBody).configure(quiet).build().unwrap());
+    let expected = |n: usize| (0..n).map(|i| (b'a' + (i % 26) as u8) as char).collect::<String>();
+    let mut tags = std::collections::HashSet::new();
+    for n in [5, 0, 999, 1000, 1001, 5000, 3, 20_000, 7, 1000, 6] {
+        let r = s.fetch(&format!("/sized?n={n}"));
+        assert_eq!(r.status(), 200, "{n}");
+        assert_eq!(text(&r), expected(n), "{n} bytes");
+        let etag = r.headers().get("Etag").expect("an ETag").to_owned();
+        assert_eq!(s.fetch(&format!("/sized?n={n}")).headers().get("Etag"), Some(etag.as_str()), "{n}");
+        assert_eq!(get_with(&s, &format!("/sized?n={n}"), "If-None-Match", &etag).status(), 304, "{n}");
+        tags.insert(etag);
+    }
+    assert_eq!(tags.len(), 10, "one tag per body");
+}
+
 #[test]
 fn dynamic_responses_get_an_etag_and_304_for_if_none_match() {
     let s = TestServer::new(text_app(false));
