@@ -364,7 +364,12 @@ fn token_is<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
 /// Records the fields `httparse` found into `map` as offsets into `buf`, checks the line endings it was lenient
 /// about, and summarizes the fields that steer framing.
 ///
-/// `line_end` is where the start line's content ends (its CRLF follows) and `head_end` the length of the head.
+/// `line_end` is where the start line's content ends (its line ending follows) and `head_end` the length of the
+/// head. `fields` must come from `httparse` with its default configuration, whose guarantees the checks rely
+/// on: every field line starts right after the line ending of the line before it (no whitespace before the
+/// first name, no obsolete folding), every line ends with CRLF or a bare LF, and no value holds a CR or LF
+/// (its trailing spaces and tabs are trimmed off, and stay between the value and the line ending).
+#[inline(always)]
 pub(crate) fn collect_fields(
     buf: &[u8],
     fields: &[httparse::Header<'_>],
@@ -372,22 +377,27 @@ pub(crate) fn collect_fields(
     head_end: usize,
     map: &mut HeaderMap,
 ) -> Result<Fields, ParseErrorKind> {
-    let mut summary = Fields::new();
     let base = buf.as_ptr() as usize;
-    let mut prev_end = line_end;
+    let mut summary = Fields::new();
     let mut name_lengths = 0;
-    for field in fields {
+    for (i, field) in fields.iter().enumerate() {
         let name = field.name.as_bytes();
         let value = field.value;
         let name_at = name.as_ptr() as usize - base;
         let value_at = value.as_ptr() as usize - base;
-        // httparse also ends lines at a bare LF; a CR must precede every LF (RFC 9112 §2.2), or a front end
+        debug_assert!({
+            let prev_end = match i {
+                0 => line_end,
+                _ => fields[i - 1].value.as_ptr() as usize - base + fields[i - 1].value.len(),
+            };
+            gap_is(&buf[prev_end..name_at], b"\r\n") || gap_is(&buf[prev_end..name_at], b"\n")
+        });
+        // The line before this field ended just before its name, with CRLF or a bare LF: the byte before that
+        // LF tells which. httparse accepts bare LFs; a CR must precede every LF (RFC 9112 §2.2), or a front end
         // that disagrees about line boundaries could smuggle a field past us.
-        let gap = buf.get(prev_end..name_at).ok_or(ParseErrorKind::InvalidLineEnding)?;
-        if gap != b"\r\n" && !gap_is(gap, b"\r\n") {
+        if name_at.checked_sub(2).and_then(|at| buf.get(at)) != Some(&b'\r') {
             return Err(ParseErrorKind::InvalidLineEnding);
         }
-        prev_end = value_at + value.len();
         map.push_span_unnoted((name_at as u32, name.len() as u32), (value_at as u32, value.len() as u32));
         name_lengths |= headers::name_length_bit(name.len());
 
@@ -407,7 +417,13 @@ pub(crate) fn collect_fields(
         }
     }
     map.note_name_lengths(name_lengths);
-    if !gap_is(buf.get(prev_end..head_end).ok_or(ParseErrorKind::InvalidLineEnding)?, b"\r\n\r\n") {
+    // The last two line endings, the last line's and the empty line's, are the head's last bytes: both LFs,
+    // each CRLF exactly when a CR precedes its LF.
+    debug_assert!({
+        let prev_end = fields.last().map_or(line_end, |f| f.value.as_ptr() as usize - base + f.value.len());
+        [&b"\r\n\r\n"[..], b"\n\r\n", b"\r\n\n", b"\n\n"].iter().any(|e| gap_is(&buf[prev_end..head_end], e))
+    });
+    if !buf.get(..head_end).is_some_and(|head| head.ends_with(b"\r\n\r\n")) {
         return Err(ParseErrorKind::InvalidLineEnding);
     }
     summary.finish();

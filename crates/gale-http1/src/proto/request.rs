@@ -858,6 +858,31 @@ Priority: u=0, i\r\n\r\n";
     }
 
     #[test]
+    fn every_line_ending_must_be_crlf_whatever_precedes_it() {
+        // Lines whose content ends in a value, an empty value, trailing whitespace, or the start line itself.
+        let heads: [&[&str]; 3] = [
+            &["GET / HTTP/1.1", "Host: h", "X-Empty:", "X-Ws: v \t", "X-Empty-Ws: \t", "Accept: */*", ""],
+            &["GET / HTTP/1.0", ""],
+            &["\r\nGET / HTTP/1.0", "X-Ws:  ", ""],
+        ];
+        for lines in heads {
+            let head = parse(format!("{}\r\n", lines.join("\r\n")).as_bytes());
+            assert_eq!(head.headers().len(), lines.len() - 2);
+            for (name, value) in head.headers() {
+                assert!(!value.ends_with(b" ") && !value.ends_with(b"\t"), "{name:?} {value:?}");
+            }
+            for bare in 0..lines.len() {
+                let mut req = String::new();
+                for (i, line) in lines.iter().enumerate() {
+                    req.push_str(line);
+                    req.push_str(if i == bare { "\n" } else { "\r\n" });
+                }
+                assert_eq!(error(req.as_bytes()), ParseErrorKind::InvalidLineEnding, "{req:?}");
+            }
+        }
+    }
+
+    #[test]
     fn tolerates_one_empty_line_before_the_request_line() {
         let head = parse(b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(head.path(), "/");
