@@ -208,10 +208,21 @@ impl HeaderMap {
         self.buf = Buf::Shared(buf);
     }
 
-    /// Replaces the backing buffer of parsed fields with one the map owns alone. The offsets recorded so far
-    /// must be valid in `buf`.
-    pub(crate) fn set_owned_buffer(&mut self, buf: Vec<u8>) {
-        self.buf = Buf::Owned(buf);
+    /// Makes the backing buffer of parsed fields one the map owns alone, holding a copy of `bytes`: the buffer
+    /// the map owns is refilled in place if it has room, else replaced by one of at least `capacity` bytes. The
+    /// offsets recorded so far must be valid in `bytes`.
+    #[inline]
+    pub(crate) fn fill_owned_buffer(&mut self, bytes: &[u8], capacity: usize) {
+        if let Buf::Owned(v) = &mut self.buf {
+            if v.capacity() >= bytes.len() {
+                v.clear();
+                v.extend_from_slice(bytes);
+                return;
+            }
+        }
+        let mut v = Vec::with_capacity(bytes.len().max(capacity));
+        v.extend_from_slice(bytes);
+        self.buf = Buf::Owned(v);
     }
 
     /// Takes the buffer parsed fields refer to if the map owns it alone (else an empty one), leaving the

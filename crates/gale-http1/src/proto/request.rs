@@ -100,10 +100,9 @@ impl RequestParser {
             let mut head = self.spare.take().unwrap_or_else(pool::take);
             if let Some(complete) = parse_head(buf, start, &self.limits, &mut head)? {
                 self.scanner.reset();
-                let bytes = pool::fill(head.headers.take_owned_buffer(), &buf[..complete.len]);
+                head.headers.fill_owned_buffer(&buf[..complete.len], pool::NEW_BUFFER);
                 head.len = complete.len as u32;
-                head.method = Method::from_name(&bytes[complete.method]);
-                head.headers.set_owned_buffer(bytes);
+                head.method = Method::from_name(&buf[complete.method]);
                 return Ok(Some((head, complete.len)));
             }
             self.spare = Some(head);
@@ -124,7 +123,7 @@ pub(crate) mod pool {
     /// Heads whose buffer is larger than this are not kept.
     const MAX_BUFFER: usize = 8 * 1024;
     /// Size of a new head buffer, so that it fits the heads that follow.
-    const NEW_BUFFER: usize = 1024;
+    pub(crate) const NEW_BUFFER: usize = 1024;
 
     thread_local! {
         // The boxes are what is reused: a request holds its head by `Box`.
@@ -151,16 +150,6 @@ pub(crate) mod pool {
                 p.push(head);
             }
         });
-    }
-
-    /// `bytes` in `buf`, overwriting it; a buffer of the usual size if `buf` has no room.
-    pub(crate) fn fill(mut buf: Vec<u8>, bytes: &[u8]) -> Vec<u8> {
-        buf.clear();
-        if buf.capacity() < bytes.len() {
-            buf = Vec::with_capacity(bytes.len().max(NEW_BUFFER));
-        }
-        buf.extend_from_slice(bytes);
-        buf
     }
 }
 
@@ -415,7 +404,20 @@ fn parse_head(
 }
 
 /// Classifies a target, returning its form and the authority's offset and length within it.
+#[inline]
 fn target_form(method: &[u8], target: &[u8]) -> Result<(TargetForm, (u32, u32)), ParseErrorKind> {
+    // The usual origin form, without a call.
+    if let [b'/', ..] = target {
+        if method != b"CONNECT" {
+            return Ok((TargetForm::Origin, (0, 0)));
+        }
+    }
+    other_target_form(method, target)
+}
+
+/// [`target_form`] for targets other than the origin form of a method other than `CONNECT`.
+#[inline(never)]
+fn other_target_form(method: &[u8], target: &[u8]) -> Result<(TargetForm, (u32, u32)), ParseErrorKind> {
     let len = target.len() as u32;
     if method == b"CONNECT" {
         // authority-form = uri-host ":" port
