@@ -286,7 +286,11 @@ impl HeaderMap {
         self.entries.clear();
         self.shared.clear();
         self.name_lengths = 0;
-        self.buf = Buf::default();
+        // The buffer of most maps cleared, responses' built by hand, is the empty one they started with:
+        // dropping and replacing it would cost more than telling it apart.
+        if !matches!(&self.buf, Buf::Shared(b) if b.is_empty()) {
+            self.buf = Buf::default();
+        }
     }
 
     #[inline]
@@ -312,11 +316,18 @@ impl HeaderMap {
         self.name_lengths & name_length_bit(len) != 0
     }
 
+    /// The first field called `name`. The usual miss (no name of that length) is told inline, without a call.
     #[inline]
     fn find(&self, name: &[u8]) -> Option<&Entry> {
         if !self.may_hold_length(name.len()) {
             return None;
         }
+        self.scan(name)
+    }
+
+    /// [`find`](HeaderMap::find) for a name whose length some field may have.
+    #[inline(never)]
+    fn scan(&self, name: &[u8]) -> Option<&Entry> {
         // Lengths first, read from the field itself: most fields are told apart without touching their bytes.
         self.entries
             .iter()
@@ -373,11 +384,13 @@ impl HeaderMap {
     /// The first value of `name` as a string, or `None` when the field is absent or its value is not UTF-8.
     ///
     /// Use [`get_bytes`](Self::get_bytes) for values that may carry `obs-text` (bytes 0x80–0xFF).
+    #[inline]
     pub fn get(&self, name: &str) -> Option<&str> {
         self.get_bytes(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// The first value of `name` as raw bytes.
+    #[inline]
     pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
         self.find(name.as_bytes()).map(|e| self.bytes(&e.value))
     }
