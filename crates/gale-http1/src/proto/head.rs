@@ -322,7 +322,7 @@ static HOST_BYTE: [bool; 256] = {
 /// Whether `host` is a valid `Host` value: `uri-host [ ":" port ]` with RFC 3986's characters (brackets and
 /// colons anywhere, for IPv6 literals), like Tornado 6.5. Commas are refused: they betray several hosts folded
 /// into one line. Empty is valid (RFC 9110 §7.2, for targets without an authority).
-#[inline]
+#[inline(always)]
 pub(crate) fn is_valid_host(host: &[u8]) -> bool {
     // Branch-free over the usual plain host; `%` sends us the slow way.
     if host.iter().fold(true, |ok, &b| ok & HOST_BYTE[b as usize]) {

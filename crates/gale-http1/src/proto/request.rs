@@ -404,7 +404,7 @@ fn parse_head(
 }
 
 /// Classifies a target, returning its form and the authority's offset and length within it.
-#[inline]
+#[inline(always)]
 fn target_form(method: &[u8], target: &[u8]) -> Result<(TargetForm, (u32, u32)), ParseErrorKind> {
     // The usual origin form, without a call.
     if let [b'/', ..] = target {
