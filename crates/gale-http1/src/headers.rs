@@ -237,7 +237,10 @@ impl HeaderMap {
     /// Removes every field but keeps the buffer, for reuse.
     pub(crate) fn clear_fields(&mut self) {
         self.entries.clear();
-        self.shared.clear();
+        // Parsed maps seldom hold owned values: skip the loop that would drop them.
+        if !self.shared.is_empty() {
+            self.shared.clear();
+        }
         self.name_lengths = 0;
     }
 

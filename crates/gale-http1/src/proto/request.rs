@@ -138,9 +138,9 @@ pub(crate) mod pool {
 
     /// Empties `head` and keeps it for [`take`], if there is room.
     pub(crate) fn put(mut head: Box<RequestHead>) {
+        // The rest of the head is overwritten by the next parse; the method is reset to drop an extension's bytes.
         head.headers.clear_fields();
         head.method = crate::proto::Method::Get;
-        head.len = 0;
         if head.headers.buffer_capacity() > MAX_BUFFER {
             drop(head.headers.take_owned_buffer());
         }
