@@ -102,7 +102,9 @@ impl RequestParser {
                 self.scanner.reset();
                 head.headers.fill_owned_buffer(&buf[..complete.len], pool::NEW_BUFFER);
                 head.len = complete.len as u32;
-                head.method = Method::from_name(&buf[complete.method]);
+                // Mostly `GET`, told without the general match.
+                let method = &buf[complete.method];
+                head.method = if method == b"GET" { Method::Get } else { Method::from_name(method) };
                 return Ok(Some((head, complete.len)));
             }
             self.spare = Some(head);
@@ -116,6 +118,7 @@ impl RequestParser {
 /// with its allocation and its byte buffer, so that a steady stream of requests allocates nothing for heads.
 pub(crate) mod pool {
     use super::RequestHead;
+    use crate::proto::Method;
     use std::cell::RefCell;
 
     /// Most heads kept per thread.
@@ -131,6 +134,17 @@ pub(crate) mod pool {
         static POOL: RefCell<Vec<Box<RequestHead>>> = const { RefCell::new(Vec::new()) };
     }
 
+    /// Drops what a head holds that is not worth keeping: an extension method's bytes, a large buffer. Out of
+    /// line, as it is seldom needed.
+    #[cold]
+    #[inline(never)]
+    fn release(head: &mut RequestHead) {
+        head.method = Method::Get;
+        if head.headers.buffer_capacity() > MAX_BUFFER {
+            drop(head.headers.take_owned_buffer());
+        }
+    }
+
     /// A blank head, from the pool if it has one.
     pub(crate) fn take() -> Box<RequestHead> {
         POOL.try_with(|p| p.borrow_mut().pop()).ok().flatten().unwrap_or_else(|| Box::new(RequestHead::blank()))
@@ -138,11 +152,10 @@ pub(crate) mod pool {
 
     /// Empties `head` and keeps it for [`take`], if there is room.
     pub(crate) fn put(mut head: Box<RequestHead>) {
-        // The rest of the head is overwritten by the next parse; the method is reset to drop an extension's bytes.
+        // The rest of the head is overwritten by the next parse.
         head.headers.clear_fields();
-        head.method = crate::proto::Method::Get;
-        if head.headers.buffer_capacity() > MAX_BUFFER {
-            drop(head.headers.take_owned_buffer());
+        if matches!(head.method, Method::Extension(_)) || head.headers.buffer_capacity() > MAX_BUFFER {
+            release(&mut head);
         }
         let _ = POOL.try_with(|p| {
             let mut p = p.borrow_mut();
