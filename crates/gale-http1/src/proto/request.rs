@@ -179,18 +179,21 @@ pub enum TargetForm {
     Asterisk,
 }
 
-/// A parsed request head. Every string is a slice of the head's bytes, shared and never copied.
+/// A parsed request head. Every field is a slice of the head's bytes, shared and never copied; the target is
+/// kept apart as a string.
 #[derive(Clone)]
 pub struct RequestHead {
     method: Method,
     version: Version,
-    /// Target, as offsets into the head.
-    target: (u32, u32),
+    /// The target, copied from the string `httparse` validated as UTF-8, so that the target and its parts are
+    /// handed out as strings without validating them again (a copy of a short target costs less than that).
+    /// Its allocation is reused with the head's.
+    target: String,
     /// Length of the target before its `?`, or the target's length if it has no query; found at parse time
     /// so that `path` and `query` are slices, not searches.
     path_end: u32,
     form: TargetForm,
-    /// Authority of absolute- and authority-form targets, as offsets into the head.
+    /// Authority of absolute- and authority-form targets, as offsets into the target.
     authority: (u32, u32),
     /// The fields; their buffer holds the head's bytes, possibly followed by unused ones (buffers are reused).
     headers: HeaderMap,
@@ -207,7 +210,7 @@ impl RequestHead {
         RequestHead {
             method: Method::Get,
             version: Version::Http11,
-            target: (0, 0),
+            target: String::new(),
             path_end: 0,
             form: TargetForm::Origin,
             authority: (0, 0),
@@ -232,7 +235,7 @@ impl RequestHead {
 
     /// The request target as sent (e.g. `/a/b?c=d`).
     pub fn target(&self) -> &str {
-        self.str_at(self.target)
+        &self.target
     }
 
     /// The form of the target.
@@ -250,24 +253,27 @@ impl RequestHead {
     pub fn path(&self) -> &str {
         let start = match self.form {
             TargetForm::Absolute => self.authority.0 + self.authority.1,
-            _ => self.target.0,
+            _ => 0,
         };
-        let end = self.target.0 + self.path_end;
-        let path = self.str_at((start, end.saturating_sub(start)));
+        // Offsets found at parse time, next to ASCII bytes: `get` never fails.
+        let path = self.target.get(start as usize..self.path_end as usize).unwrap_or_default();
         if path.is_empty() { "/" } else { path }
     }
 
     /// The query: what follows the first `?` of the target, if there is one.
     pub fn query(&self) -> Option<&str> {
-        let (start, len) = self.target;
-        (self.path_end < len).then(|| self.str_at((start + self.path_end + 1, len - self.path_end - 1)))
+        let end = self.path_end as usize;
+        (end < self.target.len()).then(|| self.target.get(end + 1..).unwrap_or_default())
     }
 
     /// The authority of an absolute-form target (`example.com:8080` in `http://example.com:8080/`) or of a
     /// `CONNECT` target.
     pub fn authority(&self) -> Option<&str> {
         match self.form {
-            TargetForm::Absolute | TargetForm::Authority => Some(self.str_at(self.authority)),
+            TargetForm::Absolute | TargetForm::Authority => {
+                let (start, len) = (self.authority.0 as usize, self.authority.1 as usize);
+                Some(self.target.get(start..start + len).unwrap_or_default())
+            }
             _ => None,
         }
     }
@@ -316,12 +322,6 @@ impl RequestHead {
     pub fn head_bytes(&self) -> &[u8] {
         // Empty if the fields were cleared through `headers_mut`.
         self.headers.buffer().get(..self.len as usize).unwrap_or_default()
-    }
-
-    fn str_at(&self, (start, len): (u32, u32)) -> &str {
-        let bytes = &self.headers.buffer()[start as usize..(start + len) as usize];
-        // Target and authority were checked to be UTF-8 at parse time and the buffer is immutable.
-        std::str::from_utf8(bytes).unwrap_or_default()
     }
 }
 
@@ -404,11 +404,12 @@ fn parse_head(
 
     let http11 = version == Version::Http11;
     head.version = version;
-    head.target = (target_at as u32, target.len() as u32);
+    head.target.clear();
+    head.target.push_str(target);
     // A plain scan: targets are short, and most are just a path.
     head.path_end = target.bytes().position(|b| b == b'?').unwrap_or(target.len()) as u32;
     head.form = form;
-    head.authority = (target_at as u32 + authority.0, authority.1);
+    head.authority = authority;
     head.body = body;
     head.keep_alive = !fields.close && (http11 || fields.keep_alive);
     head.expect_continue = http11 && fields.expect_continue;
@@ -1114,6 +1115,16 @@ Priority: u=0, i\r\n\r\n";
         assert_eq!(head.query(), None);
         let head = parse("GET /caf\u{e9} HTTP/1.1\r\nHost: h\r\n\r\n".as_bytes());
         assert_eq!(head.path(), "/caf\u{e9}");
+    }
+
+    #[test]
+    fn the_target_and_its_parts_outlive_cleared_fields() {
+        let mut head = parse(b"GET http://example.com:8080/a/b?x=1 HTTP/1.1\r\nHost: other\r\n\r\n");
+        head.headers_mut().clear();
+        assert_eq!(head.head_bytes(), b"");
+        assert_eq!(head.target(), "http://example.com:8080/a/b?x=1");
+        assert_eq!((head.path(), head.query(), head.authority()), ("/a/b", Some("x=1"), Some("example.com:8080")));
+        assert_eq!(head.host(), Some("example.com:8080"));
     }
 
     #[test]
