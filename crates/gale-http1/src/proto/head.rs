@@ -396,7 +396,8 @@ pub(crate) fn collect_fields(
         // The line before this field ended just before its name, with CRLF or a bare LF: the byte before that
         // LF tells which. httparse accepts bare LFs; a CR must precede every LF (RFC 9112 §2.2), or a front end
         // that disagrees about line boundaries could smuggle a field past us.
-        if name_at.checked_sub(2).and_then(|at| buf.get(at)) != Some(&b'\r') {
+        // (A name never starts before the third byte: a wrapped-around index finds no byte.)
+        if buf.get(name_at.wrapping_sub(2)) != Some(&b'\r') {
             return Err(ParseErrorKind::InvalidLineEnding);
         }
         map.push_span_unnoted((name_at as u32, name.len() as u32), (value_at as u32, value.len() as u32));
