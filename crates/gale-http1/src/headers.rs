@@ -242,10 +242,21 @@ impl HeaderMap {
         self.buf = Buf::Shared(buf);
     }
 
-    /// Replaces the backing buffer of parsed fields with one the map owns alone. The offsets recorded so far
-    /// must be valid in `buf`.
-    pub(crate) fn set_owned_buffer(&mut self, buf: Vec<u8>) {
-        self.buf = Buf::Owned(buf);
+    /// Makes the backing buffer of parsed fields one the map owns alone, holding a copy of `bytes`: the buffer
+    /// the map owns is refilled in place if it has room, else replaced by one of at least `capacity` bytes. The
+    /// offsets recorded so far must be valid in `bytes`.
+    #[inline]
+    pub(crate) fn fill_owned_buffer(&mut self, bytes: &[u8], capacity: usize) {
+        if let Buf::Owned(v) = &mut self.buf {
+            if v.capacity() >= bytes.len() {
+                v.clear();
+                v.extend_from_slice(bytes);
+                return;
+            }
+        }
+        let mut v = Vec::with_capacity(bytes.len().max(capacity));
+        v.extend_from_slice(bytes);
+        self.buf = Buf::Owned(v);
     }
 
     /// Takes the buffer parsed fields refer to if the map owns it alone (else an empty one), leaving the
@@ -260,7 +271,10 @@ impl HeaderMap {
     /// Removes every field but keeps the buffer, for reuse.
     pub(crate) fn clear_fields(&mut self) {
         self.entries.clear();
-        self.shared.clear();
+        // Parsed maps seldom hold owned values: skip the loop that would drop them.
+        if !self.shared.is_empty() {
+            self.shared.clear();
+        }
         self.name_lengths = 0;
     }
 
@@ -309,7 +323,11 @@ impl HeaderMap {
         self.entries.clear();
         self.shared.clear();
         self.name_lengths = 0;
-        self.buf = Buf::default();
+        // The buffer of most maps cleared, responses' built by hand, is the empty one they started with:
+        // dropping and replacing it would cost more than telling it apart.
+        if !matches!(&self.buf, Buf::Shared(b) if b.is_empty()) {
+            self.buf = Buf::default();
+        }
     }
 
     #[inline]
@@ -335,11 +353,18 @@ impl HeaderMap {
         self.name_lengths & name_length_bit(len) != 0
     }
 
+    /// The first field called `name`. The usual miss (no name of that length) is told inline, without a call.
     #[inline]
     fn find(&self, name: &[u8]) -> Option<&Entry> {
         if !self.may_hold_length(name.len()) {
             return None;
         }
+        self.scan(name)
+    }
+
+    /// [`find`](HeaderMap::find) for a name whose length some field may have.
+    #[inline(never)]
+    fn scan(&self, name: &[u8]) -> Option<&Entry> {
         // Lengths first, read from the field itself: most fields are told apart without touching their bytes.
         self.entries
             .iter()
@@ -399,11 +424,13 @@ impl HeaderMap {
     /// The first value of `name` as a string, or `None` when the field is absent or its value is not UTF-8.
     ///
     /// Use [`get_bytes`](Self::get_bytes) for values that may carry `obs-text` (bytes 0x80–0xFF).
+    #[inline]
     pub fn get(&self, name: &str) -> Option<&str> {
         self.get_bytes(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// The first value of `name` as raw bytes.
+    #[inline]
     pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
         self.find(name.as_bytes()).map(|e| self.bytes(&e.value))
     }

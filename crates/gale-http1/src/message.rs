@@ -42,6 +42,8 @@ impl std::ops::DerefMut for PooledHead {
 }
 
 impl Drop for PooledHead {
+    // Inline, into the drop glue of the request: a call less per request.
+    #[inline]
     fn drop(&mut self) {
         if let Some(head) = self.0.take() {
             crate::proto::request::pool::put(head);

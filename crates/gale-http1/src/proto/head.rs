@@ -322,6 +322,7 @@ static HOST_BYTE: [bool; 256] = {
 /// Whether `host` is a valid `Host` value: `uri-host [ ":" port ]` with RFC 3986's characters (brackets and
 /// colons anywhere, for IPv6 literals), like Tornado 6.5. Commas are refused: they betray several hosts folded
 /// into one line. Empty is valid (RFC 9110 §7.2, for targets without an authority).
+#[inline(always)]
 pub(crate) fn is_valid_host(host: &[u8]) -> bool {
     // Branch-free over the usual plain host; `%` sends us the slow way.
     if host.iter().fold(true, |ok, &b| ok & HOST_BYTE[b as usize]) {
@@ -354,17 +355,39 @@ fn gap_is(gap: &[u8], ending: &[u8]) -> bool {
 /// Whether the token `name` is `lower` (lowercase letters and `-`) in any case. Setting bit 5 maps the
 /// uppercase letters onto lowercase ones; the only other byte it could map onto `-` is CR, which no token holds.
 /// The first byte is compared alone first: most names that share a length with one we look for differ there.
+/// The rest is compared eight bytes at a time.
 #[inline]
 fn token_is<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
-    name.len() == N
-        && name[0] | 0x20 == lower[0]
-        && name.iter().zip(lower).fold(true, |eq, (&b, &l)| eq & (b | 0x20 == l))
+    /// Up to eight bytes as one word, zero-padded.
+    #[inline(always)]
+    fn word(bytes: &[u8]) -> u64 {
+        let mut w = [0; 8];
+        w[..bytes.len()].copy_from_slice(bytes);
+        u64::from_le_bytes(w)
+    }
+    if name.len() != N || name[0] | 0x20 != lower[0] {
+        return false;
+    }
+    let mut eq = true;
+    let mut at = 0;
+    while at < N {
+        let end = (at + 8).min(N);
+        let case = u64::from_le_bytes([0x20; 8]) >> (8 * (8 - (end - at)));
+        eq &= word(&name[at..end]) | case == word(&lower[at..end]);
+        at = end;
+    }
+    eq
 }
 
 /// Records the fields `httparse` found into `map` as offsets into `buf`, checks the line endings it was lenient
 /// about, and summarizes the fields that steer framing.
 ///
-/// `line_end` is where the start line's content ends (its CRLF follows) and `head_end` the length of the head.
+/// `line_end` is where the start line's content ends (its line ending follows) and `head_end` the length of the
+/// head. `fields` must come from `httparse` with its default configuration, whose guarantees the checks rely
+/// on: every field line starts right after the line ending of the line before it (no whitespace before the
+/// first name, no obsolete folding), every line ends with CRLF or a bare LF, and no value holds a CR or LF
+/// (its trailing spaces and tabs are trimmed off, and stay between the value and the line ending).
+#[inline(always)]
 pub(crate) fn collect_fields(
     buf: &[u8],
     fields: &[httparse::Header<'_>],
@@ -372,22 +395,28 @@ pub(crate) fn collect_fields(
     head_end: usize,
     map: &mut HeaderMap,
 ) -> Result<Fields, ParseErrorKind> {
-    let mut summary = Fields::new();
     let base = buf.as_ptr() as usize;
-    let mut prev_end = line_end;
+    let mut summary = Fields::new();
     let mut name_lengths = 0;
-    for field in fields {
+    for (i, field) in fields.iter().enumerate() {
         let name = field.name.as_bytes();
         let value = field.value;
         let name_at = name.as_ptr() as usize - base;
         let value_at = value.as_ptr() as usize - base;
-        // httparse also ends lines at a bare LF; a CR must precede every LF (RFC 9112 §2.2), or a front end
+        debug_assert!({
+            let prev_end = match i {
+                0 => line_end,
+                _ => fields[i - 1].value.as_ptr() as usize - base + fields[i - 1].value.len(),
+            };
+            gap_is(&buf[prev_end..name_at], b"\r\n") || gap_is(&buf[prev_end..name_at], b"\n")
+        });
+        // The line before this field ended just before its name, with CRLF or a bare LF: the byte before that
+        // LF tells which. httparse accepts bare LFs; a CR must precede every LF (RFC 9112 §2.2), or a front end
         // that disagrees about line boundaries could smuggle a field past us.
-        let gap = buf.get(prev_end..name_at).ok_or(ParseErrorKind::InvalidLineEnding)?;
-        if gap != b"\r\n" && !gap_is(gap, b"\r\n") {
+        // (A name never starts before the third byte: a wrapped-around index finds no byte.)
+        if buf.get(name_at.wrapping_sub(2)) != Some(&b'\r') {
             return Err(ParseErrorKind::InvalidLineEnding);
         }
-        prev_end = value_at + value.len();
         map.push_span_unnoted((name_at as u32, name.len() as u32), (value_at as u32, value.len() as u32));
         name_lengths |= headers::name_length_bit(name.len());
 
@@ -407,7 +436,13 @@ pub(crate) fn collect_fields(
         }
     }
     map.note_name_lengths(name_lengths);
-    if !gap_is(buf.get(prev_end..head_end).ok_or(ParseErrorKind::InvalidLineEnding)?, b"\r\n\r\n") {
+    // The last two line endings, the last line's and the empty line's, are the head's last bytes: both LFs,
+    // each CRLF exactly when a CR precedes its LF.
+    debug_assert!({
+        let prev_end = fields.last().map_or(line_end, |f| f.value.as_ptr() as usize - base + f.value.len());
+        [&b"\r\n\r\n"[..], b"\n\r\n", b"\r\n\n", b"\n\n"].iter().any(|e| gap_is(&buf[prev_end..head_end], e))
+    });
+    if !buf.get(..head_end).is_some_and(|head| head.ends_with(b"\r\n\r\n")) {
         return Err(ParseErrorKind::InvalidLineEnding);
     }
     summary.finish();
@@ -577,6 +612,30 @@ mod tests {
         for bad in [&b"a b"[..], b"a,b", b"user@host", b"a/b", b"a%2", b"a%zz", b"host\x00", b"caf\xc3\xa9"] {
             assert!(!is_valid_host(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn framing_names_are_matched_in_any_case_and_only_them() {
+        fn check<const N: usize>(lower: &[u8; N]) {
+            assert!(token_is(lower, lower));
+            assert!(token_is(&lower.to_ascii_uppercase(), lower));
+            assert!(!token_is(&lower[..N - 1], lower));
+            assert!(!token_is(&[lower.as_slice(), b"s"].concat(), lower));
+            // Every token byte at every position: only the letter itself, in either case, matches.
+            for i in 0..N {
+                for b in (0..=255u8).filter(|&b| headers::is_token(&[b])) {
+                    let mut name = *lower;
+                    name[i] = b;
+                    assert_eq!(token_is(&name, lower), b.to_ascii_lowercase() == lower[i], "{:?}", name);
+                }
+            }
+        }
+        check(b"host");
+        check(b"expect");
+        check(b"upgrade");
+        check(b"connection");
+        check(b"content-length");
+        check(b"transfer-encoding");
     }
 
     #[test]

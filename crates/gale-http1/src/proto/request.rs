@@ -100,10 +100,11 @@ impl RequestParser {
             let mut head = self.spare.take().unwrap_or_else(pool::take);
             if let Some(complete) = parse_head(buf, start, &self.limits, &mut head)? {
                 self.scanner.reset();
-                let bytes = pool::fill(head.headers.take_owned_buffer(), &buf[..complete.len]);
+                head.headers.fill_owned_buffer(&buf[..complete.len], pool::NEW_BUFFER);
                 head.len = complete.len as u32;
-                head.method = Method::from_name(&bytes[complete.method]);
-                head.headers.set_owned_buffer(bytes);
+                // Mostly `GET`, told without the general match.
+                let method = &buf[complete.method];
+                head.method = if method == b"GET" { Method::Get } else { Method::from_name(method) };
                 return Ok(Some((head, complete.len)));
             }
             self.spare = Some(head);
@@ -117,6 +118,7 @@ impl RequestParser {
 /// with its allocation and its byte buffer, so that a steady stream of requests allocates nothing for heads.
 pub(crate) mod pool {
     use super::RequestHead;
+    use crate::proto::Method;
     use std::cell::RefCell;
 
     /// Most heads kept per thread.
@@ -124,12 +126,23 @@ pub(crate) mod pool {
     /// Heads whose buffer is larger than this are not kept.
     const MAX_BUFFER: usize = 8 * 1024;
     /// Size of a new head buffer, so that it fits the heads that follow.
-    const NEW_BUFFER: usize = 1024;
+    pub(crate) const NEW_BUFFER: usize = 1024;
 
     thread_local! {
         // The boxes are what is reused: a request holds its head by `Box`.
         #[allow(clippy::vec_box)]
         static POOL: RefCell<Vec<Box<RequestHead>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Drops what a head holds that is not worth keeping: an extension method's bytes, a large buffer. Out of
+    /// line, as it is seldom needed.
+    #[cold]
+    #[inline(never)]
+    fn release(head: &mut RequestHead) {
+        head.method = Method::Get;
+        if head.headers.buffer_capacity() > MAX_BUFFER {
+            drop(head.headers.take_owned_buffer());
+        }
     }
 
     /// A blank head, from the pool if it has one.
@@ -139,11 +152,10 @@ pub(crate) mod pool {
 
     /// Empties `head` and keeps it for [`take`], if there is room.
     pub(crate) fn put(mut head: Box<RequestHead>) {
+        // The rest of the head is overwritten by the next parse.
         head.headers.clear_fields();
-        head.method = crate::proto::Method::Get;
-        head.len = 0;
-        if head.headers.buffer_capacity() > MAX_BUFFER {
-            drop(head.headers.take_owned_buffer());
+        if matches!(head.method, Method::Extension(_)) || head.headers.buffer_capacity() > MAX_BUFFER {
+            release(&mut head);
         }
         let _ = POOL.try_with(|p| {
             let mut p = p.borrow_mut();
@@ -151,16 +163,6 @@ pub(crate) mod pool {
                 p.push(head);
             }
         });
-    }
-
-    /// `bytes` in `buf`, overwriting it; a buffer of the usual size if `buf` has no room.
-    pub(crate) fn fill(mut buf: Vec<u8>, bytes: &[u8]) -> Vec<u8> {
-        buf.clear();
-        if buf.capacity() < bytes.len() {
-            buf = Vec::with_capacity(bytes.len().max(NEW_BUFFER));
-        }
-        buf.extend_from_slice(bytes);
-        buf
     }
 }
 
@@ -177,18 +179,21 @@ pub enum TargetForm {
     Asterisk,
 }
 
-/// A parsed request head. Every string is a slice of the head's bytes, shared and never copied.
+/// A parsed request head. Every field is a slice of the head's bytes, shared and never copied; the target is
+/// kept apart as a string.
 #[derive(Clone)]
 pub struct RequestHead {
     method: Method,
     version: Version,
-    /// Target, as offsets into the head.
-    target: (u32, u32),
+    /// The target, copied from the string `httparse` validated as UTF-8, so that the target and its parts are
+    /// handed out as strings without validating them again (a copy of a short target costs less than that).
+    /// Its allocation is reused with the head's.
+    target: String,
     /// Length of the target before its `?`, or the target's length if it has no query; found at parse time
     /// so that `path` and `query` are slices, not searches.
     path_end: u32,
     form: TargetForm,
-    /// Authority of absolute- and authority-form targets, as offsets into the head.
+    /// Authority of absolute- and authority-form targets, as offsets into the target.
     authority: (u32, u32),
     /// The fields; their buffer holds the head's bytes, possibly followed by unused ones (buffers are reused).
     headers: HeaderMap,
@@ -205,7 +210,7 @@ impl RequestHead {
         RequestHead {
             method: Method::Get,
             version: Version::Http11,
-            target: (0, 0),
+            target: String::new(),
             path_end: 0,
             form: TargetForm::Origin,
             authority: (0, 0),
@@ -230,7 +235,7 @@ impl RequestHead {
 
     /// The request target as sent (e.g. `/a/b?c=d`).
     pub fn target(&self) -> &str {
-        self.str_at(self.target)
+        &self.target
     }
 
     /// The form of the target.
@@ -248,24 +253,27 @@ impl RequestHead {
     pub fn path(&self) -> &str {
         let start = match self.form {
             TargetForm::Absolute => self.authority.0 + self.authority.1,
-            _ => self.target.0,
+            _ => 0,
         };
-        let end = self.target.0 + self.path_end;
-        let path = self.str_at((start, end.saturating_sub(start)));
+        // Offsets found at parse time, next to ASCII bytes: `get` never fails.
+        let path = self.target.get(start as usize..self.path_end as usize).unwrap_or_default();
         if path.is_empty() { "/" } else { path }
     }
 
     /// The query: what follows the first `?` of the target, if there is one.
     pub fn query(&self) -> Option<&str> {
-        let (start, len) = self.target;
-        (self.path_end < len).then(|| self.str_at((start + self.path_end + 1, len - self.path_end - 1)))
+        let end = self.path_end as usize;
+        (end < self.target.len()).then(|| self.target.get(end + 1..).unwrap_or_default())
     }
 
     /// The authority of an absolute-form target (`example.com:8080` in `http://example.com:8080/`) or of a
     /// `CONNECT` target.
     pub fn authority(&self) -> Option<&str> {
         match self.form {
-            TargetForm::Absolute | TargetForm::Authority => Some(self.str_at(self.authority)),
+            TargetForm::Absolute | TargetForm::Authority => {
+                let (start, len) = (self.authority.0 as usize, self.authority.1 as usize);
+                Some(self.target.get(start..start + len).unwrap_or_default())
+            }
             _ => None,
         }
     }
@@ -314,12 +322,6 @@ impl RequestHead {
     pub fn head_bytes(&self) -> &[u8] {
         // Empty if the fields were cleared through `headers_mut`.
         self.headers.buffer().get(..self.len as usize).unwrap_or_default()
-    }
-
-    fn str_at(&self, (start, len): (u32, u32)) -> &str {
-        let bytes = &self.headers.buffer()[start as usize..(start + len) as usize];
-        // Target and authority were checked to be UTF-8 at parse time and the buffer is immutable.
-        std::str::from_utf8(bytes).unwrap_or_default()
     }
 }
 
@@ -402,11 +404,12 @@ fn parse_head(
 
     let http11 = version == Version::Http11;
     head.version = version;
-    head.target = (target_at as u32, target.len() as u32);
+    head.target.clear();
+    head.target.push_str(target);
     // A plain scan: targets are short, and most are just a path.
     head.path_end = target.bytes().position(|b| b == b'?').unwrap_or(target.len()) as u32;
     head.form = form;
-    head.authority = (target_at as u32 + authority.0, authority.1);
+    head.authority = authority;
     head.body = body;
     head.keep_alive = !fields.close && (http11 || fields.keep_alive);
     head.expect_continue = http11 && fields.expect_continue;
@@ -415,7 +418,20 @@ fn parse_head(
 }
 
 /// Classifies a target, returning its form and the authority's offset and length within it.
+#[inline(always)]
 fn target_form(method: &[u8], target: &[u8]) -> Result<(TargetForm, (u32, u32)), ParseErrorKind> {
+    // The usual origin form, without a call.
+    if let [b'/', ..] = target {
+        if method != b"CONNECT" {
+            return Ok((TargetForm::Origin, (0, 0)));
+        }
+    }
+    other_target_form(method, target)
+}
+
+/// [`target_form`] for targets other than the origin form of a method other than `CONNECT`.
+#[inline(never)]
+fn other_target_form(method: &[u8], target: &[u8]) -> Result<(TargetForm, (u32, u32)), ParseErrorKind> {
     let len = target.len() as u32;
     if method == b"CONNECT" {
         // authority-form = uri-host ":" port
@@ -858,6 +874,31 @@ Priority: u=0, i\r\n\r\n";
     }
 
     #[test]
+    fn every_line_ending_must_be_crlf_whatever_precedes_it() {
+        // Lines whose content ends in a value, an empty value, trailing whitespace, or the start line itself.
+        let heads: [&[&str]; 3] = [
+            &["GET / HTTP/1.1", "Host: h", "X-Empty:", "X-Ws: v \t", "X-Empty-Ws: \t", "Accept: */*", ""],
+            &["GET / HTTP/1.0", ""],
+            &["\r\nGET / HTTP/1.0", "X-Ws:  ", ""],
+        ];
+        for lines in heads {
+            let head = parse(format!("{}\r\n", lines.join("\r\n")).as_bytes());
+            assert_eq!(head.headers().len(), lines.len() - 2);
+            for (name, value) in head.headers() {
+                assert!(!value.ends_with(b" ") && !value.ends_with(b"\t"), "{name:?} {value:?}");
+            }
+            for bare in 0..lines.len() {
+                let mut req = String::new();
+                for (i, line) in lines.iter().enumerate() {
+                    req.push_str(line);
+                    req.push_str(if i == bare { "\n" } else { "\r\n" });
+                }
+                assert_eq!(error(req.as_bytes()), ParseErrorKind::InvalidLineEnding, "{req:?}");
+            }
+        }
+    }
+
+    #[test]
     fn tolerates_one_empty_line_before_the_request_line() {
         let head = parse(b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(head.path(), "/");
@@ -1074,6 +1115,16 @@ Priority: u=0, i\r\n\r\n";
         assert_eq!(head.query(), None);
         let head = parse("GET /caf\u{e9} HTTP/1.1\r\nHost: h\r\n\r\n".as_bytes());
         assert_eq!(head.path(), "/caf\u{e9}");
+    }
+
+    #[test]
+    fn the_target_and_its_parts_outlive_cleared_fields() {
+        let mut head = parse(b"GET http://example.com:8080/a/b?x=1 HTTP/1.1\r\nHost: other\r\n\r\n");
+        head.headers_mut().clear();
+        assert_eq!(head.head_bytes(), b"");
+        assert_eq!(head.target(), "http://example.com:8080/a/b?x=1");
+        assert_eq!((head.path(), head.query(), head.authority()), ("/a/b", Some("x=1"), Some("example.com:8080")));
+        assert_eq!(head.host(), Some("example.com:8080"));
     }
 
     #[test]
