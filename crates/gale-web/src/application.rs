@@ -680,7 +680,8 @@ struct Answer<'a> {
 impl Future for Answer<'_> {
     type Output = ();
 
-    #[inline]
+    // Inlined into the server's loop: one call less per request.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let Some(task) = &mut this.task else { return Poll::Ready(()) };
