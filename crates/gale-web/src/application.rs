@@ -6,7 +6,7 @@ use crate::handler::{RequestContext, RequestHandler};
 use crate::routing::Router;
 use gale_http1::proto::request::RequestHead;
 use gale_http1::{BodyReader, HttpServer, HttpService, Method, Request, ResponseWriter, ServerOptions};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -66,9 +66,16 @@ impl Default for Settings {
     }
 }
 
-/// Where a [`Task`] keeps the context of its request: filled in before the task starts, emptied by the task
-/// when the request is over. (Shared with the handler future, which borrows the context while it runs.)
-pub(crate) type ContextCell = Rc<RefCell<TaskContext>>;
+/// What a [`Task`] shares with the future answering its requests: the context of the request, filled in
+/// before the future is polled for it and emptied by the future when the request is over, and the flag
+/// telling that it is over.
+#[derive(Default)]
+pub(crate) struct TaskShared {
+    /// Borrowed by the future while the handler runs.
+    cx: RefCell<TaskContext>,
+    /// Set by the future when a request is over (the future itself never completes).
+    done: Cell<bool>,
+}
 
 /// The context of a task's request, and what it keeps from one request to the next.
 #[derive(Default)]
@@ -87,48 +94,139 @@ pub(crate) struct TaskContext {
 /// Header maps that held more fields than this are not reused (their storage would stay that large).
 const REUSED_HEADER_MAP_FIELDS: usize = 16;
 
-/// A request being answered by a route's handler (Tornado's `_execute`), type-erased. Tasks are reused from
-/// request to request with their storage, so that answering a request allocates nothing.
-pub(crate) trait Task {
-    /// Where the request's context goes before [`start`](Task::start).
-    fn context(&self) -> &ContextCell;
-    /// Starts answering the request in [`context`](Task::context); the task must be idle (new, or its last
-    /// request over).
-    fn start(self: Pin<&mut Self>);
-    /// Polls the handler. Once this is ready, the request is over and the task idle.
-    fn poll_task(self: Pin<&mut Self>, task: &mut std::task::Context<'_>) -> Poll<()>;
+/// What answers a route's requests (Tornado's `_execute`), one at a time: a future made once, which answers
+/// the request put in its context each time it is polled anew, and sets `done` when it is over. Tasks are
+/// reused from request to request with their storage, so that answering a request allocates nothing.
+pub(crate) struct Task {
+    shared: Rc<TaskShared>,
+    /// Never completes: once a request is over, it waits for the next (see [`serve_requests`]).
+    future: Pin<Box<dyn Future<Output = ()>>>,
 }
 
-pin_project_lite::pin_project! {
-    /// A task: the context of its request, and the future answering it, made by `make`.
-    struct TaskSlot<M, Fut> {
-        make: M,
-        cx: ContextCell,
-        // Left in place once complete (it then holds nothing), and replaced by the next request's.
-        #[pin]
-        future: Option<Fut>,
-    }
-}
-
-impl<M, Fut> Task for TaskSlot<M, Fut>
+/// The future of a task: for each request, a fresh handler from `factory`, run as Tornado's `_execute` does
+/// (XSRF check, `prepare`, the streamed body, the method, errors, `finish`, `on_finish`, and the access log);
+/// then the request's context is emptied, and `done` set.
+// The context stays borrowed while the handler runs: its cell belongs to this request's task, which nothing
+// else touches until the request is over.
+#[allow(clippy::await_holding_refcell_ref)]
+async fn serve_requests<F, H>(factory: Rc<F>, shared: Rc<TaskShared>)
 where
-    M: Fn(ContextCell) -> Fut,
-    Fut: Future<Output = ()>,
+    F: Fn() -> H,
+    H: RequestHandler,
 {
-    fn context(&self) -> &ContextCell {
-        &self.cx
+    loop {
+        'request: {
+            let mut handler = factory();
+            let mut slot = shared.cx.borrow_mut();
+            let Some(cx) = slot.cx.as_mut() else { break 'request };
+            let closed_watch = cx.writer.clone();
+            let verb = Verb::of(cx.request.method());
+            let run = async {
+                // A method the handler does not list is a 405 before anything else (Tornado's SUPPORTED_METHODS).
+                let allowed = if std::ptr::eq(H::ALLOWED_METHODS, crate::handler::DEFAULT_METHODS) {
+                    // The default list holds every method `Verb` names.
+                    !matches!(verb, Verb::Other)
+                } else {
+                    method_allowed(H::ALLOWED_METHODS, cx.request.method())
+                };
+                if !allowed {
+                    return Err(HttpError::new(405));
+                }
+                if cx.app.settings.xsrf_cookies
+                    && !matches!(verb, Verb::Get | Verb::Head | Verb::Options)
+                    && handler.check_xsrf()
+                {
+                    cx.check_xsrf_cookie()?;
+                }
+                handler.prepare(cx).await?;
+                if cx.finished {
+                    return Ok(());
+                }
+                if H::STREAM_REQUEST_BODY {
+                    while let Some(chunk) = cx.body_chunk().await? {
+                        handler.data_received(cx, chunk).await?;
+                    }
+                }
+                match verb {
+                    Verb::Get => handler.get(cx).await,
+                    Verb::Head => handler.head(cx).await,
+                    Verb::Post => handler.post(cx).await,
+                    Verb::Put => handler.put(cx).await,
+                    Verb::Delete => handler.delete(cx).await,
+                    Verb::Patch => handler.patch(cx).await,
+                    Verb::Options => handler.options(cx).await,
+                    Verb::Other => Err(HttpError::new(405)),
+                }
+            };
+            // Polls the handler and, while it waits, the client going away; the first to finish wins. (Pinned here
+            // rather than handed to a helper future, which would store both futures twice.)
+            let outcome = {
+                let mut run = std::pin::pin!(run);
+                let mut closed = std::pin::pin!(closed_watch.closed());
+                std::future::poll_fn(|task| {
+                    if let Poll::Ready(v) = run.as_mut().poll(task) {
+                        return Poll::Ready(Ok(v));
+                    }
+                    if let Poll::Ready(()) = closed.as_mut().poll(task) {
+                        return Poll::Ready(Err(()));
+                    }
+                    Poll::Pending
+                })
+                .await
+            };
+            match outcome {
+                Ok(result) => {
+                    match result {
+                        Ok(()) => {
+                            if let Err(e) = cx.finish() {
+                                send_handler_error(&mut handler, cx, e);
+                            }
+                        }
+                        Err(e) if e.is_handled() => {
+                            let _ = cx.finish();
+                        }
+                        Err(e) => send_handler_error(&mut handler, cx, e),
+                    }
+                    handler.on_finish(cx);
+                    log_request(cx, cx.status);
+                }
+                Err(()) => {
+                    handler.on_connection_close();
+                    log_request(cx, 499);
+                }
+            }
+            drop(handler);
+            if let Some(RequestContext { mut headers, extra, body, .. }) = slot.cx.take() {
+                if headers.len() <= REUSED_HEADER_MAP_FIELDS {
+                    headers.clear();
+                    slot.headers = Some(headers);
+                }
+                if body.is_empty() {
+                    slot.body = body;
+                }
+                // Tested here: dropping the usual `None` through the field's drop glue would cost a call.
+                if let Some(extra) = extra {
+                    drop(extra);
+                }
+            }
+        }
+        shared.done.set(true);
+        NextPoll(false).await;
     }
+}
 
-    fn start(self: Pin<&mut Self>) {
-        let mut this = self.project();
-        let future = (this.make)(this.cx.clone());
-        this.future.set(Some(future));
-    }
+/// Pending once: until the task is polled for its next request.
+struct NextPoll(bool);
 
-    fn poll_task(self: Pin<&mut Self>, task: &mut std::task::Context<'_>) -> Poll<()> {
-        match self.project().future.as_pin_mut() {
-            Some(future) => future.poll(task),
-            None => Poll::Ready(()),
+impl Future for NextPoll {
+    type Output = ();
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            Poll::Pending
         }
     }
 }
@@ -140,13 +238,13 @@ const SPARE_TASKS: usize = 64;
 /// A route: its handler factory, type-erased, and the idle tasks its requests are answered with. (Not itself
 /// type-erased, so that taking and giving back an idle task, what every request does, costs no dynamic call.)
 pub(crate) struct Route {
-    /// Makes a new task: a fresh handler from the factory for each request, run by [`execute`].
-    new_task: Box<dyn Fn() -> Pin<Box<dyn Task>>>,
+    /// Makes a new task: a fresh handler from the factory for each request, run by [`serve_requests`].
+    new_task: Box<dyn Fn() -> Task>,
     stream_body: bool,
     /// The idle task taken first: one request at a time needs no more.
-    idle: std::cell::Cell<Option<Pin<Box<dyn Task>>>>,
+    idle: Cell<Option<Task>>,
     /// More idle tasks, for requests answered at the same time.
-    spare: RefCell<Vec<Pin<Box<dyn Task>>>>,
+    spare: RefCell<Vec<Task>>,
 }
 
 impl Route {
@@ -157,7 +255,7 @@ impl Route {
     /// An idle task to answer a request with: one an earlier request of this route gave back (see
     /// [`recycle`](Route::recycle)), or a new one.
     #[inline]
-    fn task(&self) -> Pin<Box<dyn Task>> {
+    fn task(&self) -> Task {
         match self.idle.take() {
             Some(task) => task,
             None => self.spare_or_new_task(),
@@ -165,24 +263,24 @@ impl Route {
     }
 
     #[inline(never)]
-    fn spare_or_new_task(&self) -> Pin<Box<dyn Task>> {
+    fn spare_or_new_task(&self) -> Task {
         self.spare.borrow_mut().pop().unwrap_or_else(|| (self.new_task)())
     }
 
     /// Takes back a task whose request is over, for the next request.
     #[inline]
-    fn recycle(&self, task: Pin<Box<dyn Task>>) {
+    fn recycle(&self, task: Task) {
         if let Some(other) = self.idle.replace(Some(task)) {
             self.keep_spare(other);
         }
     }
 
     #[inline(never)]
-    fn keep_spare(&self, task: Pin<Box<dyn Task>>) {
+    fn keep_spare(&self, task: Task) {
         let mut spare = self.spare.borrow_mut();
         if spare.len() < SPARE_TASKS {
             // Only the first idle task keeps a body buffer: one request at a time needs no more.
-            task.context().borrow_mut().body = bytes::BytesMut::new();
+            task.shared.cx.borrow_mut().body = bytes::BytesMut::new();
             spare.push(task);
         }
     }
@@ -195,10 +293,11 @@ where
     H: RequestHandler,
 {
     let factory = Rc::new(factory);
-    let make = move |cx| execute(factory(), cx);
     Rc::new(Route {
-        new_task: Box::new(move || -> Pin<Box<dyn Task>> {
-            Box::pin(TaskSlot { make: make.clone(), cx: ContextCell::default(), future: None })
+        new_task: Box::new(move || {
+            let shared = Rc::new(TaskShared::default());
+            let future = Box::pin(serve_requests(factory.clone(), shared.clone()));
+            Task { shared, future }
         }),
         stream_body: H::STREAM_REQUEST_BODY,
         idle: Default::default(),
@@ -539,13 +638,20 @@ impl HttpService for Application {
             Some((route, args)) => (route, args),
             None => (&inner.default_route, None),
         };
-        let fallback = writer.clone();
         let task = route.task();
         {
-            let mut slot = task.context().borrow_mut();
+            let mut slot = task.shared.cx.borrow_mut();
             let headers = slot.headers.take().unwrap_or_default();
             let buffer = std::mem::take(&mut slot.body);
-            let cx = slot.cx.insert(RequestContext::new(inner.clone(), request, writer, body, headers, buffer));
+            let cx = RequestContext::new(inner.clone(), request, writer, body, headers, buffer);
+            // The context of an idle task is empty: matched, so that no drop of an old one is called for.
+            let cx = match &mut slot.cx {
+                empty @ None => empty.insert(cx),
+                Some(old) => {
+                    *old = cx;
+                    old
+                }
+            };
             if let Some(args) = args.filter(|a| !a.is_empty()) {
                 let text = |v: &Option<Vec<u8>>| {
                     v.as_deref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
@@ -558,20 +664,66 @@ impl HttpService for Application {
                 cx.extra().started = Some(std::time::Instant::now());
             }
         }
-        run_task(inner, route, task, fallback)
+        Answer { inner, route, task: Some(task) }
     }
 }
 
 /// Runs the task answering a request (its context filled in) and gives it back to its route, or answers with
-/// the application's 500 page if the handler panics.
-async fn run_task(inner: &AppInner, route: &Rc<Route>, mut task: Pin<Box<dyn Task>>, fallback: ResponseWriter) {
-    task.as_mut().start();
-    let Err(msg) = CatchUnwind(task.as_mut()).await else {
-        route.recycle(task);
+/// the application's 500 page if the handler (or its factory) panics.
+struct Answer<'a> {
+    inner: &'a AppInner,
+    route: &'a Route,
+    /// Taken once the request is over.
+    task: Option<Task>,
+}
+
+impl Future for Answer<'_> {
+    type Output = ();
+
+    // Inlined into the server's loop: one call less per request.
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let Some(task) = &mut this.task else { return Poll::Ready(()) };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.future.as_mut().poll(cx))) {
+            Ok(_) if task.shared.done.replace(false) => {
+                if let Some(task) = this.task.take() {
+                    this.route.recycle(task);
+                }
+                Poll::Ready(())
+            }
+            Ok(_) => Poll::Pending,
+            Err(payload) => {
+                if let Some(task) = this.task.take() {
+                    handler_panicked(this.inner, task, &*payload);
+                }
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
+/// Answers with the application's 500 page the request of a task whose handler panicked (or hands the panic
+/// on to the server if the response was started).
+#[cold]
+#[inline(never)]
+fn handler_panicked(inner: &AppInner, task: Task, payload: &(dyn std::any::Any + Send)) {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    // A task that panicked is not reused; its handler and context go first, as they would have (the
+    // handler's future let go of the context when it unwound).
+    let Task { shared, future } = task;
+    drop(future);
+    let cx = shared.cx.borrow_mut().cx.take();
+    drop(shared);
+    // No context left: the request was over, nothing more to send.
+    let Some(RequestContext { writer: fallback, .. }) = cx else {
+        log::error!("handler panicked: {msg}");
         return;
     };
-    // A task that panicked is not reused; its handler and context go first, as they would have.
-    drop(task);
     if fallback.head_written() && !fallback.is_finished() {
         // Too late for an error page, and ending the cut response here would pass it off as complete:
         // hand the panic on to the server, which logs it and closes the connection.
@@ -592,28 +744,6 @@ async fn run_task(inner: &AppInner, route: &Rc<Route>, mut task: Pin<Box<dyn Tas
         let _ = fallback.write_head(500, None, &headers, Some(page.len() as u64));
         let _ = fallback.write(page);
         let _ = fallback.finish();
-    }
-}
-
-/// Runs a task, turning a panic into `Err(message)`.
-struct CatchUnwind<'a>(Pin<&'a mut dyn Task>);
-
-impl Future for CatchUnwind<'_> {
-    type Output = std::result::Result<(), String>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        let task = &mut self.0;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.as_mut().poll_task(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
-            Err(payload) => {
-                let msg = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".to_owned());
-                Poll::Ready(Err(msg))
-            }
-        }
     }
 }
 
@@ -654,106 +784,6 @@ fn method_allowed(allowed: &[&str], method: &Method) -> bool {
             Method::Get | Method::Head | Method::Post | Method::Put | Method::Delete | Method::Patch | Method::Options
         ))
         || allowed.contains(&method.as_str())
-}
-
-/// Tornado's `_execute`: XSRF check, `prepare`, the streamed body, the method, errors, `finish`, `on_finish`,
-/// and the access log; then the request's context is emptied.
-// The context stays borrowed while the handler runs: its cell belongs to this request's task, which nothing
-// else touches until the request is over.
-#[allow(clippy::await_holding_refcell_ref)]
-async fn execute<H: RequestHandler>(mut handler: H, cell: ContextCell) {
-    let mut slot = cell.borrow_mut();
-    let Some(cx) = slot.cx.as_mut() else { return };
-    let closed_watch = cx.writer.clone();
-    let verb = Verb::of(cx.request.method());
-    let run = async {
-        // A method the handler does not list is a 405 before anything else (Tornado's SUPPORTED_METHODS).
-        let allowed = if std::ptr::eq(H::ALLOWED_METHODS, crate::handler::DEFAULT_METHODS) {
-            // The default list holds every method `Verb` names.
-            !matches!(verb, Verb::Other)
-        } else {
-            method_allowed(H::ALLOWED_METHODS, cx.request.method())
-        };
-        if !allowed {
-            return Err(HttpError::new(405));
-        }
-        if cx.app.settings.xsrf_cookies
-            && !matches!(verb, Verb::Get | Verb::Head | Verb::Options)
-            && handler.check_xsrf()
-        {
-            cx.check_xsrf_cookie()?;
-        }
-        handler.prepare(cx).await?;
-        if cx.finished {
-            return Ok(());
-        }
-        if H::STREAM_REQUEST_BODY {
-            while let Some(chunk) = cx.body_chunk().await? {
-                handler.data_received(cx, chunk).await?;
-            }
-        }
-        match verb {
-            Verb::Get => handler.get(cx).await,
-            Verb::Head => handler.head(cx).await,
-            Verb::Post => handler.post(cx).await,
-            Verb::Put => handler.put(cx).await,
-            Verb::Delete => handler.delete(cx).await,
-            Verb::Patch => handler.patch(cx).await,
-            Verb::Options => handler.options(cx).await,
-            Verb::Other => Err(HttpError::new(405)),
-        }
-    };
-    // Polls the handler and, while it waits, the client going away; the first to finish wins. (Pinned here
-    // rather than handed to a helper future, which would store both futures twice.)
-    let outcome = {
-        let mut run = std::pin::pin!(run);
-        let mut closed = std::pin::pin!(closed_watch.closed());
-        std::future::poll_fn(|task| {
-            if let Poll::Ready(v) = run.as_mut().poll(task) {
-                return Poll::Ready(Ok(v));
-            }
-            if let Poll::Ready(()) = closed.as_mut().poll(task) {
-                return Poll::Ready(Err(()));
-            }
-            Poll::Pending
-        })
-        .await
-    };
-    match outcome {
-        Ok(result) => {
-            match result {
-                Ok(()) => {
-                    if let Err(e) = cx.finish() {
-                        send_handler_error(&mut handler, cx, e);
-                    }
-                }
-                Err(e) if e.is_handled() => {
-                    let _ = cx.finish();
-                }
-                Err(e) => send_handler_error(&mut handler, cx, e),
-            }
-            handler.on_finish(cx);
-            log_request(cx, cx.status);
-        }
-        Err(()) => {
-            handler.on_connection_close();
-            log_request(cx, 499);
-        }
-    }
-    drop(handler);
-    if let Some(RequestContext { mut headers, extra, body, .. }) = slot.cx.take() {
-        if headers.len() <= REUSED_HEADER_MAP_FIELDS {
-            headers.clear();
-            slot.headers = Some(headers);
-        }
-        if body.is_empty() {
-            slot.body = body;
-        }
-        // Tested here: dropping the usual `None` through the field's drop glue would cost a call.
-        if let Some(extra) = extra {
-            drop(extra);
-        }
-    }
 }
 
 fn send_handler_error<H: RequestHandler>(handler: &mut H, cx: &mut RequestContext, e: HttpError) {
@@ -809,7 +839,7 @@ mod tests {
         struct Nothing;
         impl RequestHandler for Nothing {}
         let route = handler_route(|| Nothing);
-        let address = |t: &Pin<Box<dyn Task>>| std::ptr::from_ref::<dyn Task>(&**t).cast::<u8>();
+        let address = |t: &Task| Rc::as_ptr(&t.shared);
         let first = route.task();
         let at = address(&first);
         route.recycle(first);
@@ -820,7 +850,7 @@ mod tests {
             route.recycle(task);
         }
         assert_eq!(route.spare.borrow().len(), SPARE_TASKS);
-        assert!(route.spare.borrow().iter().all(|t| t.context().borrow().body.capacity() == 0));
+        assert!(route.spare.borrow().iter().all(|t| t.shared.cx.borrow().body.capacity() == 0));
         assert!(route.idle.take().is_some());
     }
 
@@ -838,7 +868,7 @@ mod tests {
             assert!(!method_allowed(crate::handler::DEFAULT_METHODS, &m));
         }
         assert!(method_allowed(&["GET", "TRACE"], &Method::Trace));
-        // `execute` answers for the default list from the verb alone.
+        // `serve_requests` answers for the default list from the verb alone.
         for m in standard.iter().chain(&[Method::Connect, Method::Trace]) {
             assert_eq!(!matches!(Verb::of(m), Verb::Other), method_allowed(crate::handler::DEFAULT_METHODS, m));
         }

@@ -72,6 +72,18 @@ use crate::escape::{url_escape, url_unescape_bytes};
 /// Literal routes are looked up in a list, not the hash map, while there are at most this many.
 const FEW_LITERALS: usize = 8;
 
+/// Whether `literal` is `path`: lengths, then the first and last bytes, are compared before the whole, so
+/// that most mismatches, and a match of up to two bytes (`/`), cost no call.
+#[inline(always)]
+fn same_path(literal: &str, path: &str) -> bool {
+    let (a, b) = (literal.as_bytes(), path.as_bytes());
+    match (a.first(), a.last(), b.first(), b.last()) {
+        _ if a.len() != b.len() => false,
+        (Some(a0), Some(a1), Some(b0), Some(b1)) => a0 == b0 && a1 == b1 && (a.len() <= 2 || a == b),
+        _ => true,
+    }
+}
+
 /// Buckets with at least this many regex routes are searched with a [`RegexSet`] rather than route by route.
 const REGEX_SET_MIN_ROUTES: usize = 8;
 
@@ -400,7 +412,7 @@ impl<T> Router<T> {
     #[inline(always)]
     fn literal_index(&self, path: &str) -> Option<usize> {
         if self.literals.len() <= FEW_LITERALS {
-            self.few_literals.iter().find(|(l, _)| **l == *path).map(|&(_, i)| i)
+            self.few_literals.iter().find(|(l, _)| same_path(l, path)).map(|&(_, i)| i)
         } else {
             self.literals.get(path).copied()
         }
@@ -676,6 +688,16 @@ fn re_unescape(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_path_is_string_equality() {
+        let cases = ["", "/", "//", "/a", "/ab", "/json", "/jsoN", "/j", "/json/", "a/", "ab"];
+        for a in cases {
+            for b in cases {
+                assert_eq!(same_path(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
 
     fn router(patterns: &[&str]) -> Router<usize> {
         let mut router = Router::new();

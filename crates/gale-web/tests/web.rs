@@ -889,6 +889,26 @@ fn a_panicking_handler_is_500_and_the_server_goes_on() {
     assert!(text(&debug.fetch("/panic")).contains("secret detail"), "debug mode shows the panic");
 }
 
+#[test]
+fn a_panicking_handler_factory_gets_the_application_500_page() {
+    let app = Application::builder()
+        .route("/factory", || -> Hello { panic!("the factory exploded") })
+        .route("/hello", || Hello)
+        .configure(|s| {
+            s.debug = true;
+            quiet(s);
+        })
+        .build()
+        .unwrap();
+    let s = TestServer::new(app);
+    for _ in 0..2 {
+        let r = s.fetch("/factory");
+        assert_eq!(r.status(), 500);
+        assert!(text(&r).contains("the factory exploded"), "the application's page, in debug mode");
+        assert_eq!(text(&s.fetch("/hello")), "hello");
+    }
+}
+
 /// Panics when asked to; otherwise answers with how many handlers its factory made.
 struct PanicsOnDemand(usize);
 
