@@ -315,8 +315,7 @@ impl<S: HttpService> Conn<S> {
 
                 // Run the service, catching panics; flush and watch for the client leaving while it waits.
                 let writer = ResponseWriter { shared: s.clone() };
-                let service = self.service.clone();
-                let mut fut = pin!(service.call(request, body_reader, writer));
+                let mut fut = pin!(self.service.call(request, body_reader, writer));
                 let stream = &s.stream;
                 let max_read_ahead = self.config.limits.max_header_size;
                 let mut flushed_for_wait = false;
