@@ -438,6 +438,30 @@ pub(crate) fn scan_outgoing(map: &HeaderMap) -> Outgoing {
     out
 }
 
+/// The [`name_length_bit`](crate::headers::name_length_bit)s of every name [`note_outgoing`] looks at (`Date`,
+/// `Host`, `Server`, `Connection`, `Content-Length`, `Transfer-Encoding`): a map whose record of name lengths
+/// has none of them holds no such field, and its fields can be copied without being looked at.
+pub(crate) const NOTED_NAME_LENGTHS: u64 = (1 << 4) | (1 << 6) | (1 << 10) | (1 << 14) | (1 << 17);
+
+/// Whether [`note_outgoing`] may learn something from a field called `name` (`false`: it surely does not).
+#[inline]
+pub(crate) fn may_be_noted(name: &[u8]) -> bool {
+    crate::headers::name_length_bit(name.len()) & NOTED_NAME_LENGTHS != 0
+}
+
+/// Whether [`note_outgoing`] learns something from a field called `name`, whatever its value.
+#[inline]
+pub(crate) fn is_noted(name: &[u8]) -> bool {
+    match name.len() {
+        4 => name_is(name, b"date") | name_is(name, b"host"),
+        6 => name_is(name, b"server"),
+        10 => name_is(name, b"connection"),
+        14 => name_is(name, b"content-length"),
+        17 => name_is(name, b"transfer-encoding"),
+        _ => false,
+    }
+}
+
 /// Records what one outgoing field says about framing and connection handling.
 #[inline]
 pub(crate) fn note_outgoing(out: &mut Outgoing, name: &[u8], value: &[u8]) {
@@ -517,7 +541,6 @@ pub(crate) fn write_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) -> Resu
 /// [`headers::is_valid_value`]).
 #[inline(always)]
 pub(crate) fn put_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
-    dst.reserve(name.len() + value.len() + 4);
     dst.extend_from_slice(name);
     dst.extend_from_slice(b": ");
     dst.extend_from_slice(value);
@@ -537,7 +560,7 @@ pub(crate) fn invalid_field(name: &[u8]) -> EncodeError {
 }
 
 /// Writes `Content-Length: n\r\n`, followed by `end` (the empty line ending the head, or nothing).
-#[inline]
+#[inline(always)]
 pub(crate) fn write_content_length(dst: &mut BytesMut, n: u64, end: &[u8]) {
     dst.reserve(b"Content-Length: ".len() + 20 + 2 + end.len());
     dst.extend_from_slice(b"Content-Length: ");
@@ -632,6 +655,24 @@ mod tests {
         }
         assert!(seen.server && seen.date && seen.connection && seen.close && !seen.host);
         assert_eq!(seen.content_length, Some(Ok(5)));
+    }
+
+    #[test]
+    fn every_noted_name_has_its_length_in_the_mask() {
+        for name in ["Date", "Host", "Server", "Connection", "Content-Length", "Transfer-Encoding"] {
+            assert!(may_be_noted(name.as_bytes()) && is_noted(name.as_bytes()), "{name}");
+            assert!(is_noted(name.to_ascii_uppercase().as_bytes()), "{name}");
+            let mut seen = Outgoing::default();
+            note_outgoing(&mut seen, name.as_bytes(), b"close");
+            assert!(format!("{seen:?}") != format!("{:?}", Outgoing::default()), "{name} is noted");
+        }
+        for name in ["Etag", "Vary", "Dat", "Datee", "Hosts", "Servers", "Content-Type", "Transfer-Encodin"] {
+            assert!(!is_noted(name.as_bytes()), "{name}");
+        }
+        // Every other length is told apart from them without looking at the name's bytes.
+        for len in 0..64 {
+            assert_eq!(may_be_noted(&vec![b'x'; len]), [4, 6, 10, 14, 17].contains(&len), "length {len}");
+        }
     }
 
     #[test]
