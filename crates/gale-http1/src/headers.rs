@@ -764,6 +764,10 @@ pub fn is_valid_value(value: &[u8]) -> bool {
         return value.iter().fold(true, |ok, &b| ok & is_value_byte(b));
     }
     if n >= 16 {
+        if n <= 32 {
+            // Two blocks, overlapping unless the length is 32.
+            return block_is_valid(&value[..16]) & block_is_valid(&value[n - 16..]);
+        }
         // Blocks of sixteen bytes, tested all at once (vector compares); the last one overlaps the one before
         // when the length is not a multiple of sixteen.
         let mut at = 0;

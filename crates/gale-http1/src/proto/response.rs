@@ -23,8 +23,8 @@ use std::time::Instant;
 use super::body::{BodyEncoder, BodyKind};
 use super::error::EncodeError;
 use super::head::{
-    NOTED_NAME_LENGTHS, Outgoing, invalid_field, is_noted, may_be_noted, note_outgoing, put_field,
-    write_content_length, write_field,
+    NOTED_NAME_LENGTHS, Outgoing, end_head_with_length, invalid_field, is_noted, may_be_noted, note_outgoing,
+    put_field, write_field,
 };
 use super::request::RequestHead;
 use super::{Method, Version, date};
@@ -345,6 +345,21 @@ impl ResponseEncoder {
                 return self.encode_plain(now, fields, len, dst);
             }
         }
+        self.encode_any(ctx, status, reason, fields, content_length, dst)
+    }
+
+    /// [`encode_unchecked`](ResponseEncoder::encode_unchecked) for any response: kept apart from the usual
+    /// one's shortcut, which is then small enough to be compiled as one piece.
+    #[inline(never)]
+    fn encode_any<L: FieldList>(
+        &self,
+        ctx: &ResponseContext,
+        status: u16,
+        reason: Option<&str>,
+        fields: L,
+        content_length: Option<u64>,
+        dst: &mut BytesMut,
+    ) -> Result<EncodedHead, EncodeError> {
         if !(100..=999).contains(&status) {
             return Err(EncodeError::InvalidStatus(status));
         }
@@ -456,7 +471,7 @@ impl ResponseEncoder {
         }
         // The framing line goes last, to carry the empty line ending the head.
         match (add_length, add_chunked) {
-            (Some(n), _) => write_content_length(dst, n, b"\r\n"),
+            (Some(n), _) => end_head_with_length(dst, n),
             (None, true) => dst.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n"),
             (None, false) => dst.extend_from_slice(b"\r\n"),
         }
@@ -480,12 +495,20 @@ impl ResponseEncoder {
             put_field(dst, name, value);
             Ok(())
         })?;
+        self.end_plain_head(now, len, dst);
+        Ok(EncodedHead { body: BodyEncoder::new(BodyKind::from_length(len)), connection: ConnectionAfter::KeepAlive })
+    }
+
+    /// The lines that end a head written by [`encode_plain`](ResponseEncoder::encode_plain): `Server` and
+    /// `Date`, and `Content-Length`. Not generic, and compiled on its own so that its copies of known size stay
+    /// inline.
+    #[inline(never)]
+    fn end_plain_head(&self, now: Instant, len: u64, dst: &mut BytesMut) {
         match &self.server_line {
             Some(line) => date::put_lines_mono(now, self.server_id, line, dst),
             None => date::put_lines_mono(now, 0, b"", dst),
         }
-        write_content_length(dst, len, b"\r\n");
-        Ok(EncodedHead { body: BodyEncoder::new(BodyKind::from_length(len)), connection: ConnectionAfter::KeepAlive })
+        end_head_with_length(dst, len);
     }
 }
 
