@@ -330,7 +330,9 @@ impl ResponseEncoder {
     }
 
     /// Writes the head in one pass over the fields, learning what they say about framing as it copies them;
-    /// the caller truncates `dst` on error.
+    /// the caller truncates `dst` on error. Small (the usual response's shortcut, or a call), so that it goes
+    /// inline.
+    #[inline(always)]
     fn encode_unchecked<L: FieldList>(
         &self,
         ctx: &ResponseContext,
