@@ -536,31 +536,59 @@ impl HeaderMap {
     #[inline]
     pub(crate) fn try_for_each_valid<E>(
         &self,
+        f: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+        bad: impl FnOnce(&[u8]) -> E,
+    ) -> Result<(), E> {
+        self.try_for_each_valid_and(&[], f, bad)
+    }
+
+    /// [`try_for_each_valid`](HeaderMap::try_for_each_valid) over the map's fields, then over `extra` (fields
+    /// sent with the map's without being stored in it), checked the same way.
+    #[inline]
+    pub(crate) fn try_for_each_valid_and<E>(
+        &self,
+        extra: &[(&'static str, &[u8])],
         mut f: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
         bad: impl FnOnce(&[u8]) -> E,
     ) -> Result<(), E> {
         let buf = self.buf.as_slice();
         let shared = &self.shared[..];
         STATIC_CHECKS.with(|checks| {
-            for e in &self.entries {
-                let name = resolve(&e.name, buf, shared);
-                let value = resolve(&e.value, buf, shared);
-                let name_ok = match e.name {
-                    Field::Static(s) => checks.name(s),
-                    _ => is_valid_name(name),
+            let mut entries = self.entries.iter();
+            let mut extra = extra.iter();
+            loop {
+                // One place calls `f`, for the map's fields and the extra ones alike, so that it is inlined.
+                let (name, value, ok) = if let Some(e) = entries.next() {
+                    let name = resolve(&e.name, buf, shared);
+                    let value = resolve(&e.value, buf, shared);
+                    let name_ok = match e.name {
+                        Field::Static(s) => checks.name(s),
+                        _ => is_valid_name(name),
+                    };
+                    let value_ok = match e.value {
+                        Field::Static(s) => checks.value(s),
+                        Field::Local { len: SHARED_CHECKED, .. } => true,
+                        _ => is_valid_value(value),
+                    };
+                    (name, value, name_ok & value_ok)
+                } else if let Some(&(name, value)) = extra.next() {
+                    (name.as_bytes(), value, checks.name(name.as_bytes()) & is_valid_value(value))
+                } else {
+                    return Ok(());
                 };
-                let value_ok = match e.value {
-                    Field::Static(s) => checks.value(s),
-                    Field::Local { len: SHARED_CHECKED, .. } => true,
-                    _ => is_valid_value(value),
-                };
-                if !(name_ok & value_ok) {
+                if !ok {
                     return Err(bad(name));
                 }
                 f(name, value)?;
             }
-            Ok(())
         })
+    }
+
+    /// Whether some field's name may have a length whose [`name_length_bit`] is in `lengths` (`false`: surely
+    /// none has).
+    #[inline]
+    pub(crate) fn may_hold_lengths(&self, lengths: u64) -> bool {
+        self.name_lengths & lengths != 0
     }
 
     /// Every `(name, value)` pair in order, names as given.
@@ -763,6 +791,10 @@ pub fn is_valid_value(value: &[u8]) -> bool {
         return value.iter().fold(true, |ok, &b| ok & is_value_byte(b));
     }
     if n >= 16 {
+        if n <= 32 {
+            // Two blocks, overlapping unless the length is 32.
+            return block_is_valid(&value[..16]) & block_is_valid(&value[n - 16..]);
+        }
         // Blocks of sixteen bytes, tested all at once (vector compares); the last one overlaps the one before
         // when the length is not a multiple of sixteen.
         let mut at = 0;

@@ -465,7 +465,9 @@ impl RequestContext {
         }
     }
 
-    /// The response headers so far.
+    /// The response headers so far: those the handler set, and the defaults added when the response is
+    /// finished (`Content-Type`). The `ETag` computed for a finished response goes out with them but is not
+    /// stored here.
     pub fn response_headers(&self) -> &HeaderMap {
         &self.headers
     }
@@ -560,22 +562,34 @@ impl RequestContext {
             return Ok(());
         }
         if !self.headers_written {
-            let replacement = self.prepare_whole_body();
+            let (replacement, etag) = self.prepare_whole_body();
             let omits_body = self.omits_body();
             if self.status >= 200 {
+                // The computed `ETag` goes out after the handler's fields, without being stored among them.
+                let text;
+                let etag_field;
+                let extra: &[(&'static str, &[u8])] = match etag {
+                    Some(digits) => {
+                        text = crate::application::etag_text(digits);
+                        etag_field = [("Etag", &text[..])];
+                        &etag_field
+                    }
+                    None => &[],
+                };
                 // Head, body and end in one call.
+                let w = &self.writer;
                 let sent = if omits_body {
-                    self.writer.respond_with(self.status, self.reason(), &self.headers, Bytes::new())
+                    w.respond_with_extra(self.status, self.reason(), &self.headers, extra, Bytes::new())
                 } else if let Some(body) = replacement {
-                    self.writer.respond_with(self.status, self.reason(), &self.headers, body)
+                    w.respond_with_extra(self.status, self.reason(), &self.headers, extra, body)
                 } else if self.body.len() <= BODY_BUFFER {
                     // The usual case: the body is copied from the buffer into the output, and the buffer kept
                     // for what is written next (no count of references to keep on the bytes sent).
-                    self.writer.respond_with(self.status, self.reason(), &self.headers, &self.body[..])
+                    w.respond_with_extra(self.status, self.reason(), &self.headers, extra, &self.body[..])
                 } else {
                     // A large body goes with its storage.
                     let body = std::mem::take(&mut self.body).freeze();
-                    self.writer.respond_with(self.status, self.reason(), &self.headers, body)
+                    w.respond_with_extra(self.status, self.reason(), &self.headers, extra, body)
                 };
                 // Sent, or refused (the error page then starts from an empty body, as it would have). A buffer
                 // the body made grow is not kept.
@@ -673,18 +687,26 @@ impl RequestContext {
     }
 
     /// ETag, 304 and compression for a response sent whole, whose body is what the buffer holds: `Some` body
-    /// to send instead (an empty one for a 304, or the compressed one), or `None` to send the buffer's.
-    fn prepare_whole_body(&mut self) -> Option<Bytes> {
+    /// to send instead (an empty one for a 304, or the compressed one), or `None` to send the buffer's; and
+    /// the digits of the `ETag` computed for the body (see [`AppInner::etag_digits`]), to send with the
+    /// handler's fields (`None` if the handler set one, or none is due).
+    fn prepare_whole_body(&mut self) -> (Option<Bytes>, Option<u128>) {
         self.ensure_content_type();
         let is_get = matches!(self.request.method(), Method::Get | Method::Head);
+        let mut computed = None;
         if is_get && self.status == 200 {
             if self.app.settings.compute_etag && !self.has_etag {
-                let etag = self.app.etag_for(&self.body);
-                self.headers.append("Etag", etag);
-                self.has_etag = true;
+                computed = Some(self.app.etag_digits(&self.body));
             }
             let not_modified = match self.request.headers().get("If-None-Match") {
-                Some(inm) => self.headers.get("Etag").is_some_and(|etag| crate::static_files::etag_matches(inm, etag)),
+                Some(inm) => match computed {
+                    Some(digits) => {
+                        let text = crate::application::etag_text(digits);
+                        // Quotes and hex digits: ASCII.
+                        crate::static_files::etag_matches(inm, std::str::from_utf8(&text).unwrap_or(""))
+                    }
+                    None => self.headers.get("Etag").is_some_and(|etag| crate::static_files::etag_matches(inm, etag)),
+                },
                 None => false,
             };
             if not_modified {
@@ -693,13 +715,13 @@ impl RequestContext {
                 for h in ["Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"] {
                     self.clear_header(h);
                 }
-                return Some(Bytes::new());
+                return (Some(Bytes::new()), computed);
             }
         }
         if self.app.settings.compress_response && !self.omits_body() {
-            return crate::compress::maybe_gzip(self.request.headers(), &mut self.headers, &self.body);
+            return (crate::compress::maybe_gzip(self.request.headers(), &mut self.headers, &self.body), computed);
         }
-        None
+        (None, computed)
     }
 
     /// Tornado's default `Content-Type`, unless the handler chose one (or the response has no body).

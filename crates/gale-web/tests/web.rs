@@ -1105,6 +1105,7 @@ fn small_and_large_bodies_from_one_reused_buffer_arrive_whole() {
         assert_eq!(r.status(), 200, "{n}");
         assert_eq!(text(&r), expected(n), "{n} bytes");
         let etag = r.headers().get("Etag").expect("an ETag").to_owned();
+        assert_eq!(etag, gale_web::static_files::etag_for(expected(n).as_bytes()), "the tag of the body");
         assert_eq!(s.fetch(&format!("/sized?n={n}")).headers().get("Etag"), Some(etag.as_str()), "{n}");
         assert_eq!(get_with(&s, &format!("/sized?n={n}"), "If-None-Match", &etag).status(), 304, "{n}");
         tags.insert(etag);

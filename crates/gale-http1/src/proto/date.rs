@@ -102,7 +102,7 @@ pub(crate) fn line_mono(mono: Instant) -> [u8; DATE_LINE_LENGTH] {
 /// current time on the monotonic clock as [`line_mono`] does. `server_id` names the contents of `server`: the
 /// same id must always come with the same bytes. The two lines are kept together per thread, so that the usual
 /// response appends them in one copy.
-#[inline]
+#[inline(always)]
 pub(crate) fn put_lines_mono(mono: Instant, server_id: u64, server: &[u8], dst: &mut BytesMut) {
     CACHE.with(|cache| {
         if cache.block_server.get() == server_id && cache.block_until.get().is_some_and(|until| mono < until) {

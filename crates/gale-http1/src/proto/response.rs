@@ -22,7 +22,10 @@ use std::time::Instant;
 
 use super::body::{BodyEncoder, BodyKind};
 use super::error::EncodeError;
-use super::head::{Outgoing, invalid_field, note_outgoing, put_field, write_content_length, write_field};
+use super::head::{
+    NOTED_NAME_LENGTHS, Outgoing, end_head_with_length, invalid_field, is_noted, may_be_noted, note_outgoing,
+    put_field, write_field,
+};
 use super::request::RequestHead;
 use super::{Method, Version, date};
 use crate::headers::{self, HeaderMap};
@@ -327,8 +330,30 @@ impl ResponseEncoder {
     }
 
     /// Writes the head in one pass over the fields, learning what they say about framing as it copies them;
-    /// the caller truncates `dst` on error.
+    /// the caller truncates `dst` on error. Small (the usual response's shortcut, or a call), so that it goes
+    /// inline.
+    #[inline(always)]
     fn encode_unchecked<L: FieldList>(
+        &self,
+        ctx: &ResponseContext,
+        status: u16,
+        reason: Option<&str>,
+        fields: L,
+        content_length: Option<u64>,
+        dst: &mut BytesMut,
+    ) -> Result<EncodedHead, EncodeError> {
+        if let (200, None, Some(len), Some(now)) = (status, reason, content_length, ctx.now) {
+            if ctx.is_plain() && self.date && fields.surely_unnoted() {
+                return self.encode_plain(now, fields, len, dst);
+            }
+        }
+        self.encode_any(ctx, status, reason, fields, content_length, dst)
+    }
+
+    /// [`encode_unchecked`](ResponseEncoder::encode_unchecked) for any response: kept apart from the usual
+    /// one's shortcut, which is then small enough to be compiled as one piece.
+    #[inline(never)]
+    fn encode_any<L: FieldList>(
         &self,
         ctx: &ResponseContext,
         status: u16,
@@ -448,17 +473,68 @@ impl ResponseEncoder {
         }
         // The framing line goes last, to carry the empty line ending the head.
         match (add_length, add_chunked) {
-            (Some(n), _) => write_content_length(dst, n, b"\r\n"),
+            (Some(n), _) => end_head_with_length(dst, n),
             (None, true) => dst.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n"),
             (None, false) => dst.extend_from_slice(b"\r\n"),
         }
         Ok(EncodedHead { body, connection })
     }
+
+    /// [`encode_unchecked`](ResponseEncoder::encode_unchecked) for the usual response: `200 OK` with a body
+    /// of known length to a `GET` (or similar) that keeps its HTTP/1.1 connection, `Date` sent, and fields
+    /// none of which steers framing or the connection ([`FieldList::surely_unnoted`]). Every decision is then
+    /// known: the fields are copied as they are checked, followed by `Server` and `Date` and the length.
+    #[inline(always)]
+    fn encode_plain<L: FieldList>(
+        &self,
+        now: Instant,
+        fields: L,
+        len: u64,
+        dst: &mut BytesMut,
+    ) -> Result<EncodedHead, EncodeError> {
+        dst.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        fields.try_each_valid(|name, value| {
+            put_field(dst, name, value);
+            Ok(())
+        })?;
+        self.end_plain_head(now, len, dst);
+        Ok(EncodedHead { body: BodyEncoder::new(BodyKind::from_length(len)), connection: ConnectionAfter::KeepAlive })
+    }
+
+    /// The lines that end a head written by [`encode_plain`](ResponseEncoder::encode_plain): `Server` and
+    /// `Date`, and `Content-Length`. Not generic, and compiled on its own so that its copies of known size stay
+    /// inline.
+    #[inline(never)]
+    fn end_plain_head(&self, now: Instant, len: u64, dst: &mut BytesMut) {
+        match &self.server_line {
+            Some(line) => date::put_lines_mono(now, self.server_id, line, dst),
+            None => date::put_lines_mono(now, 0, b"", dst),
+        }
+        end_head_with_length(dst, len);
+    }
+}
+
+impl ResponseContext {
+    /// Whether the request leaves the response no choice to make about framing or the connection: an HTTP/1.1
+    /// request, not `HEAD` nor `CONNECT`, whose connection stays open.
+    #[inline(always)]
+    fn is_plain(&self) -> bool {
+        self.keep_alive & (self.version == Version::Http11) & !self.head & !self.connect
+    }
+}
+
+mod sealed {
+    /// Keeps [`FieldList`](super::FieldList) to the crate's types: the encoder trusts what they say about
+    /// their fields.
+    pub trait Sealed {}
+    impl Sealed for &crate::headers::HeaderMap {}
+    impl Sealed for &[(&str, &str)] {}
+    impl Sealed for super::WithExtra<'_> {}
 }
 
 /// A list of header fields the encoder can walk (more than once, in the rare case it must): a [`HeaderMap`],
 /// or a slice of `(name, value)` string pairs.
-pub trait FieldList: Copy {
+pub trait FieldList: Copy + sealed::Sealed {
     /// Calls `f` on every field in order, stopping at the first error.
     ///
     /// # Errors
@@ -483,6 +559,14 @@ pub trait FieldList: Copy {
             f(name, value)
         })
     }
+
+    /// Whether surely no field is one the encoder takes note of (`Content-Length`, `Transfer-Encoding`,
+    /// `Connection`, `Date`, `Server`, `Host`): the fields can then be copied without being looked at. `false`
+    /// when unsure.
+    #[inline]
+    fn surely_unnoted(self) -> bool {
+        false
+    }
 }
 
 impl FieldList for &HeaderMap {
@@ -498,6 +582,40 @@ impl FieldList for &HeaderMap {
     fn try_each_valid(self, f: impl FnMut(&[u8], &[u8]) -> Result<(), EncodeError>) -> Result<(), EncodeError> {
         self.try_for_each_valid(f, invalid_field)
     }
+
+    #[inline]
+    fn surely_unnoted(self) -> bool {
+        !self.may_hold_lengths(NOTED_NAME_LENGTHS)
+    }
+}
+
+/// A [`HeaderMap`]'s fields followed by a few more that are not stored in it (see
+/// [`ResponseWriter::respond_with_extra`](crate::ResponseWriter::respond_with_extra)).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WithExtra<'a> {
+    pub(crate) map: &'a HeaderMap,
+    pub(crate) extra: &'a [(&'static str, &'a [u8])],
+}
+
+impl FieldList for WithExtra<'_> {
+    #[inline]
+    fn try_each<E>(self, mut f: impl FnMut(&[u8], &[u8]) -> Result<(), E>) -> Result<(), E> {
+        self.map.try_each(&mut f)?;
+        for &(name, value) in self.extra {
+            f(name.as_bytes(), value)?;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn try_each_valid(self, f: impl FnMut(&[u8], &[u8]) -> Result<(), EncodeError>) -> Result<(), EncodeError> {
+        self.map.try_for_each_valid_and(self.extra, f, invalid_field)
+    }
+
+    #[inline]
+    fn surely_unnoted(self) -> bool {
+        self.map.surely_unnoted() && !self.extra.iter().any(|(name, _)| is_noted(name.as_bytes()))
+    }
 }
 
 impl FieldList for &[(&str, &str)] {
@@ -507,6 +625,11 @@ impl FieldList for &[(&str, &str)] {
             f(name.as_bytes(), value.as_bytes())?;
         }
         Ok(())
+    }
+
+    #[inline]
+    fn surely_unnoted(self) -> bool {
+        !self.iter().any(|(name, _)| may_be_noted(name.as_bytes()))
     }
 }
 
@@ -731,6 +854,121 @@ mod tests {
             );
             assert_eq!(&out[..], b"earlier bytes");
         }
+    }
+
+    /// Encodes a 200 with `Date`, through the shortcut when the fields allow it, and returns the head without
+    /// its `Date` line (checked to be there once).
+    fn encode_200<L: FieldList>(ctx: ResponseContext, fields: L, len: Option<u64>) -> Result<String, EncodeError> {
+        let mut out = BytesMut::from(&b"earlier"[..]);
+        let ctx = ctx.with_now(Instant::now());
+        let result = ResponseEncoder::new().encode_fields(&ctx, 200, None, fields, len, &mut out);
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let text = text.strip_prefix("earlier").expect("what was there is kept");
+        if let Err(e) = result {
+            assert_eq!(text, "", "nothing is written on error");
+            return Err(e);
+        }
+        assert_eq!(text.matches("\r\nDate: ").count(), 1, "{text}");
+        Ok(text.split("\r\n").filter(|l| !l.starts_with("Date: ")).collect::<Vec<_>>().join("\r\n"))
+    }
+
+    #[test]
+    fn plain_responses_take_the_shortcut_with_the_same_outcome() {
+        let ctx = get(Version::Http11, true);
+        let h = headers(&[("Content-Type", "text/plain"), ("X-Owned", "v")]);
+        assert!((&h).surely_unnoted());
+        let text = encode_200(ctx, &h, Some(13)).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Owned: v\r\nServer: gale\r\nContent-Length: 13\r\n\r\n"
+        );
+        let fields: &[(&str, &str)] = &[("Content-Type", "text/plain"), ("X-Owned", "v")];
+        assert!(fields.surely_unnoted());
+        assert_eq!(encode_200(ctx, fields, Some(13)).unwrap(), text);
+        // What the shortcut does not handle is still handled: closing, HTTP/1.0, HEAD, unknown lengths.
+        assert!(encode_200(get(Version::Http11, false), &h, Some(1)).unwrap().contains("Connection: close\r\n"));
+        assert!(encode_200(get(Version::Http10, true), &h, Some(1)).unwrap().contains("Connection: keep-alive\r\n"));
+        let head = ResponseContext::new(Version::Http11, &Method::Head, true);
+        assert!(encode_200(head, &h, Some(7)).unwrap().contains("Content-Length: 7\r\n"));
+        assert!(encode_200(ctx, &h, None).unwrap().contains("Transfer-Encoding: chunked\r\n"));
+        // Injection is refused on the shortcut too.
+        let bad = headers(&[("Content-Type", "text/plain"), ("X-A", "v\r\nSet-Cookie: x=1")]);
+        assert!((&bad).surely_unnoted());
+        assert!(matches!(encode_200(ctx, &bad, Some(1)), Err(EncodeError::InvalidHeaderValue(_))));
+    }
+
+    #[test]
+    fn fields_the_encoder_notes_keep_the_long_way_however_the_map_was_built() {
+        let ctx = get(Version::Http11, true);
+        let cases: [(&str, &str, &str); 5] = [
+            ("Content-Length", "3", "Content-Length: 3\r\n"),
+            ("date", "Thu, 01 Jan 1970 00:00:00 GMT", "date: Thu"),
+            ("SERVER", "mine", "SERVER: mine\r\n"),
+            ("Connection", "close", "Connection: close\r\n"),
+            ("Host", "example.com", "Host: example.com\r\n"),
+        ];
+        for (name, value, expected) in cases {
+            let appended = headers(&[("Content-Type", "text/plain"), (name, value)]);
+            let mut inserted = HeaderMap::new();
+            inserted.insert(name.to_owned(), value.to_owned());
+            let host = if name == "Host" { "" } else { "Host: a\r\n" };
+            let head = format!("GET / HTTP/1.1\r\n{host}{name}: {value}\r\n\r\n");
+            let mut parsed_buf = BytesMut::from(head.as_bytes());
+            let parsed = super::super::request::RequestParser::default().parse(&mut parsed_buf).unwrap().unwrap();
+            for map in [&appended, &inserted, parsed.headers()] {
+                assert!(!map.surely_unnoted(), "{name}");
+                let mut out = BytesMut::new();
+                let now = ctx.with_now(Instant::now());
+                let len = if name == "Content-Length" { None } else { Some(3) };
+                let head = ResponseEncoder::new().encode_fields(&now, 200, None, map, len, &mut out).unwrap();
+                let text = String::from_utf8(out.to_vec()).unwrap();
+                assert!(text.contains(expected), "{name}: {text}");
+                for once in ["Content-Length", "Date", "Server", "Connection"] {
+                    assert!(text.to_ascii_lowercase().matches(&once.to_ascii_lowercase()).count() <= 1, "{text}");
+                }
+                let closes = name == "Connection";
+                assert_eq!(head.connection == ConnectionAfter::Close, closes, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn extra_fields_follow_the_maps_and_are_checked_the_same_way() {
+        let ctx = get(Version::Http11, true);
+        let h = headers(&[("Content-Type", "text/plain")]);
+        let etag: &[u8] = b"\"0123456789abcdef\"";
+        let with = WithExtra { map: &h, extra: &[("Etag", etag)] };
+        assert!(with.surely_unnoted());
+        assert_eq!(
+            encode_200(ctx, with, Some(2)).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nEtag: \"0123456789abcdef\"\r\nServer: gale\r\nContent-Length: 2\r\n\r\n"
+        );
+        let (text, _) = {
+            let mut out = BytesMut::new();
+            let head =
+                ResponseEncoder::new().with_date(false).encode_fields(&ctx, 304, None, with, None, &mut out).unwrap();
+            (String::from_utf8(out.to_vec()).unwrap(), head)
+        };
+        assert_eq!(
+            text,
+            "HTTP/1.1 304 Not Modified\r\nContent-Type: text/plain\r\nEtag: \"0123456789abcdef\"\r\nServer: gale\r\n\r\n"
+        );
+        for bad in [&b"\"x\"\r\nSet-Cookie: y=1"[..], b"nul\0", b"a\nb", b"0123456789abcdef\r\n"] {
+            let with = WithExtra { map: &h, extra: &[("Etag", bad)] };
+            assert!(matches!(encode_200(ctx, with, Some(2)), Err(EncodeError::InvalidHeaderValue(_))), "{bad:?}");
+        }
+        let with = WithExtra { map: &h, extra: &[("Bad Name", b"v")] };
+        assert!(matches!(encode_200(ctx, with, Some(2)), Err(EncodeError::InvalidHeaderName(_))));
+        // Extra fields that steer framing or the connection are noted like the map's.
+        let with = WithExtra { map: &h, extra: &[("Connection", b"close")] };
+        assert!(!with.surely_unnoted());
+        let mut out = BytesMut::new();
+        let now = ctx.with_now(Instant::now());
+        let head = ResponseEncoder::new().encode_fields(&now, 200, None, with, Some(0), &mut out).unwrap();
+        assert_eq!(head.connection, ConnectionAfter::Close);
+        assert_eq!(String::from_utf8(out.to_vec()).unwrap().matches("Connection").count(), 1);
+        let with = WithExtra { map: &h, extra: &[("Content-Length", b"5")] };
+        assert!(matches!(encode_200(ctx, with, Some(2)), Err(EncodeError::ContentLengthMismatch)));
     }
 
     #[test]

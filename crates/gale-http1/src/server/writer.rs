@@ -6,7 +6,7 @@ use crate::headers::HeaderMap;
 use crate::message::Response;
 use crate::proto::EncodeError;
 use crate::proto::body::{BodyEncoder, Frame};
-use crate::proto::response::{ConnectionAfter, FieldList, ResponseContext, ResponseEncoder};
+use crate::proto::response::{ConnectionAfter, FieldList, ResponseContext, ResponseEncoder, WithExtra};
 use bytes::{Buf, Bytes, BytesMut};
 use gale_iostream::{IOStream, StreamError};
 use std::cell::{Cell, RefCell};
@@ -276,6 +276,32 @@ impl ResponseWriter {
         body: impl Into<ResponseBody<'b>>,
     ) -> Result<(), WriteError> {
         self.respond_fields(status, reason, headers, body.into())
+    }
+
+    /// [`respond_with`](ResponseWriter::respond_with) with more header fields sent after the map's, without
+    /// storing them in it: for a value made per response, such as a computed `ETag`, this spares the map an
+    /// owned value to keep and drop. The extra fields are checked like the map's (a value with CR, LF or another
+    /// control byte is refused, and nothing is written).
+    ///
+    /// ```no_run
+    /// # fn answer(writer: gale_http1::ResponseWriter, etag: &[u8]) -> Result<(), gale_http1::WriteError> {
+    /// let headers = gale_http1::HeaderMap::new();
+    /// writer.respond_with_extra(200, None, &headers, &[("Etag", etag)], "Hello, World!")
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`write_head`](ResponseWriter::write_head) and [`write`](ResponseWriter::write).
+    pub fn respond_with_extra<'b>(
+        &self,
+        status: u16,
+        reason: Option<&str>,
+        headers: &HeaderMap,
+        extra: &[(&'static str, &[u8])],
+        body: impl Into<ResponseBody<'b>>,
+    ) -> Result<(), WriteError> {
+        self.respond_fields(status, reason, WithExtra { map: headers, extra }, body.into())
     }
 
     fn respond_fields<L: FieldList>(
