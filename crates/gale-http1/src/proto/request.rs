@@ -21,7 +21,7 @@ use bytes::{Buf, BytesMut};
 
 use super::body::BodyKind;
 use super::error::{ParseError, ParseErrorKind};
-use super::head::{self, Coding, HeadScanner, STACK_HEADERS};
+use super::head::{self, Coding, Fields, HeadScanner, STACK_HEADERS};
 use super::{Limits, Method, Version};
 use crate::headers::HeaderMap;
 
@@ -405,7 +405,7 @@ fn parse_head(
     if fields.hosts > 1 {
         return Err(ParseErrorKind::MultipleHosts.into());
     }
-    if fields.host_invalid {
+    if fields.has(Fields::HOST_INVALID) {
         return Err(ParseErrorKind::InvalidHost.into());
     }
     if fields.hosts == 0 && version == Version::Http11 {
@@ -434,9 +434,9 @@ fn parse_head(
     head.form = form;
     head.authority = authority;
     head.body = body;
-    head.keep_alive = !fields.close && (http11 || fields.keep_alive);
-    head.expect_continue = http11 && fields.expect_continue;
-    head.upgrade = http11 && fields.connection_upgrade && fields.upgrade;
+    head.keep_alive = !fields.has(Fields::CLOSE) && (http11 || fields.has(Fields::KEEP_ALIVE));
+    head.expect_continue = http11 && fields.has(Fields::EXPECT_CONTINUE);
+    head.upgrade = http11 && fields.has(Fields::CONNECTION_UPGRADE | Fields::UPGRADE);
     Ok(Some(Complete { len, method: method_at..method_at + method.len() }))
 }
 
