@@ -271,11 +271,19 @@ impl HeaderMap {
     /// Removes every field but keeps the buffer, for reuse.
     pub(crate) fn clear_fields(&mut self) {
         self.entries.clear();
-        // Parsed maps seldom hold owned values: skip the loop that would drop them.
+        // Parsed maps seldom hold owned values: the loop that drops them is out of line, so that the usual path
+        // makes no call.
         if !self.shared.is_empty() {
-            self.shared.clear();
+            self.clear_shared();
         }
         self.name_lengths = 0;
+    }
+
+    /// Drops the owned values, for [`clear_fields`](HeaderMap::clear_fields).
+    #[cold]
+    #[inline(never)]
+    fn clear_shared(&mut self) {
+        self.shared.clear();
     }
 
     /// How many bytes the buffer parsed fields refer to holds, used or not.

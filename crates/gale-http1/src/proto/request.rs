@@ -165,13 +165,29 @@ pub(crate) mod pool {
     }
 
     /// Empties `head` and keeps it for [`take`], if there is room.
+    ///
+    /// The usual path makes no call but a last one, so that it needs no registers saved.
     #[inline]
     pub(crate) fn put(mut head: Box<RequestHead>) {
         // The rest of the head is overwritten by the next parse.
         head.headers.clear_fields();
         if matches!(head.method, Method::Extension(_)) || head.headers.buffer_capacity() > MAX_BUFFER {
-            release(&mut head);
+            return put_released(head);
         }
+        keep(head);
+    }
+
+    /// [`put`] for a head that holds what is not worth keeping.
+    #[cold]
+    #[inline(never)]
+    fn put_released(mut head: Box<RequestHead>) {
+        release(&mut head);
+        keep(head);
+    }
+
+    /// Keeps the emptied `head` in the last slot, moving the head there to the list.
+    #[inline(always)]
+    fn keep(head: Box<RequestHead>) {
         if let Ok(Some(earlier)) = LAST.try_with(|last| last.replace(Some(head))) {
             put_listed(earlier);
         }
