@@ -1198,6 +1198,24 @@ Priority: u=0, i\r\n\r\n";
     }
 
     #[test]
+    fn heads_given_back_together_are_all_reused() {
+        let mut parser = RequestParser::default();
+        let (a, b) = (parse_boxed(&mut parser, BROWSER), parse_boxed(&mut parser, BROWSER));
+        let mut given = [a.head_bytes().as_ptr(), b.head_bytes().as_ptr()];
+        // The first goes to the last slot, then on to the list behind it when the second takes its place.
+        pool::put(a);
+        pool::put(b);
+        let (c, d) = (parse_boxed(&mut parser, BROWSER), parse_boxed(&mut parser, BROWSER));
+        let mut taken = [c.head_bytes().as_ptr(), d.head_bytes().as_ptr()];
+        given.sort();
+        taken.sort();
+        assert_eq!(given, taken);
+        assert_eq!((c.headers().len(), d.headers().len()), (12, 12));
+        pool::put(c);
+        pool::put(d);
+    }
+
+    #[test]
     fn a_pooled_buffer_still_in_use_is_not_overwritten() {
         let mut parser = RequestParser::default();
         let head = parse_boxed(&mut parser, b"PROPFIND /dav HTTP/1.1\r\nHost: h\r\n\r\n");
