@@ -51,14 +51,12 @@ use crate::headers::HeaderMap;
 pub struct RequestParser {
     limits: Limits,
     scanner: HeadScanner,
-    /// A head allocated for a parse that found the head incomplete, for the next attempt.
-    spare: Option<Box<RequestHead>>,
 }
 
 impl RequestParser {
     /// A parser enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
-        RequestParser { limits, scanner: HeadScanner::default(), spare: None }
+        RequestParser { limits, scanner: HeadScanner::default() }
     }
 
     /// The limits enforced.
@@ -97,7 +95,7 @@ impl RequestParser {
         };
         if self.scanner.ready(buf, start) {
             // Filled in place, on the heap: the head is large enough for moves to show in profiles.
-            let mut head = self.spare.take().unwrap_or_else(pool::take);
+            let mut head = pool::take();
             if let Some(complete) = parse_head(buf, start, &self.limits, &mut head)? {
                 self.scanner.reset();
                 head.headers.fill_owned_buffer(&buf[..complete.len], pool::NEW_BUFFER);
@@ -107,7 +105,8 @@ impl RequestParser {
                 head.method = if method == b"GET" { Method::Get } else { Method::from_name(method) };
                 return Ok(Some((head, complete.len)));
             }
-            self.spare = Some(head);
+            // Kept for the next attempt, or any other parse.
+            pool::put(head);
         }
         self.scanner.wait(buf, start, &self.limits, ParseErrorKind::RequestLineTooLong)?;
         Ok(None)
