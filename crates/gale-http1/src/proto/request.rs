@@ -289,6 +289,10 @@ impl RequestHead {
     /// The path: the target up to `?`. For an absolute-form target, the part after the authority (`/` if
     /// empty); for `*`, `*`; for `CONNECT`'s `host:port`, the whole target.
     pub fn path(&self) -> &str {
+        // Mostly an origin-form target without a query: the whole target, with no bounds to check.
+        if self.form == TargetForm::Origin && self.path_end as usize == self.target.len() {
+            return &self.target;
+        }
         let start = match self.form {
             TargetForm::Absolute => self.authority.0 + self.authority.1,
             _ => 0,
