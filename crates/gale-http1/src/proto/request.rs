@@ -100,9 +100,12 @@ impl RequestParser {
                 self.scanner.reset();
                 head.headers.fill_owned_buffer(&buf[..complete.len], pool::NEW_BUFFER);
                 head.len = complete.len as u32;
-                // Mostly `GET`, told without the general match.
+                // Mostly `GET`, told without the general match: the method of every head taken from the pool.
                 let method = &buf[complete.method];
-                head.method = if method == b"GET" { Method::Get } else { Method::from_name(method) };
+                debug_assert_eq!(head.method, Method::Get);
+                if method != b"GET" {
+                    head.method = Method::from_name(method);
+                }
                 return Ok(Some((head, complete.len)));
             }
             // Kept for the next attempt, or any other parse.
@@ -148,7 +151,7 @@ pub(crate) mod pool {
         }
     }
 
-    /// A blank head, from the pool if it has one.
+    /// A blank head, from the pool if it has one. Its method is `GET`.
     #[inline]
     pub(crate) fn take() -> Box<RequestHead> {
         match LAST.try_with(Cell::take) {
@@ -173,6 +176,8 @@ pub(crate) mod pool {
         if matches!(head.method, Method::Extension(_)) || head.headers.buffer_capacity() > MAX_BUFFER {
             return put_released(head);
         }
+        // Every head kept says `GET`, which the parser then need not store.
+        head.method = Method::Get;
         keep(head);
     }
 
@@ -1198,6 +1203,21 @@ Priority: u=0, i\r\n\r\n";
         assert_eq!(short.headers().get("cookie"), None, "nothing left of the earlier request");
         assert_eq!((short.method(), short.path(), short.query()), (&Method::Get, "/s", Some("x=1")));
         pool::put(short);
+    }
+
+    #[test]
+    fn a_reused_head_never_keeps_the_method_of_its_last_request() {
+        let mut parser = RequestParser::default();
+        for (input, method) in [
+            (&b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"[..], Method::Post),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", Method::Get),
+            (b"DELETE / HTTP/1.1\r\nHost: h\r\n\r\n", Method::Delete),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", Method::Get),
+        ] {
+            let head = parse_boxed(&mut parser, input);
+            assert_eq!(head.method(), &method);
+            pool::put(head);
+        }
     }
 
     #[test]
