@@ -271,11 +271,18 @@ impl HeaderMap {
     /// Removes every field but keeps the buffer, for reuse.
     pub(crate) fn clear_fields(&mut self) {
         self.entries.clear();
-        // Parsed maps seldom hold owned values: skip the loop that would drop them.
+        // Parsed maps seldom hold owned values: the loop that drops them is out of line, so that the usual path
+        // makes no call.
         if !self.shared.is_empty() {
-            self.shared.clear();
+            self.clear_shared();
         }
         self.name_lengths = 0;
+    }
+
+    /// Drops the owned values, for [`clear_fields`](HeaderMap::clear_fields) and [`clear`](HeaderMap::clear).
+    #[inline(never)]
+    fn clear_shared(&mut self) {
+        self.shared.clear();
     }
 
     /// How many bytes the buffer parsed fields refer to holds, used or not.
@@ -320,14 +327,23 @@ impl HeaderMap {
 
     /// Removes every field.
     pub fn clear(&mut self) {
-        self.entries.clear();
-        self.shared.clear();
-        self.name_lengths = 0;
         // The buffer of most maps cleared, responses' built by hand, is the empty one they started with:
         // dropping and replacing it would cost more than telling it apart.
         if !matches!(&self.buf, Buf::Shared(b) if b.is_empty()) {
-            self.buf = Buf::default();
+            self.drop_buffer();
         }
+        self.entries.clear();
+        self.name_lengths = 0;
+        // Last, so that the usual path makes no call but this one.
+        if !self.shared.is_empty() {
+            self.clear_shared();
+        }
+    }
+
+    /// Replaces the buffer parsed fields refer to by the empty one, for [`clear`](HeaderMap::clear).
+    #[inline(never)]
+    fn drop_buffer(&mut self) {
+        self.buf = Buf::default();
     }
 
     #[inline]

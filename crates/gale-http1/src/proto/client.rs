@@ -11,7 +11,7 @@ use bytes::BytesMut;
 
 use super::body::{BodyEncoder, BodyKind};
 use super::error::{EncodeError, ParseError, ParseErrorKind};
-use super::head::{self, Coding, HeadScanner, STACK_HEADERS, write_content_length, write_field};
+use super::head::{self, Coding, Fields, HeadScanner, STACK_HEADERS, write_content_length, write_field};
 use super::{Limits, Method, Version};
 use crate::headers::HeaderMap;
 
@@ -310,7 +310,7 @@ fn parse_head(buf: &[u8], start: usize, limits: &Limits, head: &mut ResponseHead
     head.reason = (reason_start as u32, (line_end - reason_start) as u32);
     head.content_length = fields.content_length;
     head.chunked = chunked;
-    head.keep_alive = !fields.close && (version == Version::Http11 || fields.keep_alive);
+    head.keep_alive = !fields.has(Fields::CLOSE) && (version == Version::Http11 || fields.has(Fields::KEEP_ALIVE));
     Ok(Some(len))
 }
 

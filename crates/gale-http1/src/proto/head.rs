@@ -35,7 +35,12 @@ pub(crate) fn header_slots<'a, 'b>(
 ///
 /// Returns where the start line begins, `None` if more bytes are needed to tell, or an error for a bare LF or
 /// a second empty line (refusing those early keeps a stream of CRLFs from costing a full parse each).
+#[inline]
 pub(crate) fn skip_empty_line(buf: &[u8], start_line: ParseErrorKind) -> Result<Option<usize>, ParseError> {
+    // Mostly a start line, told by one comparison: every byte above CR starts one (as far as this is concerned).
+    if buf.first().is_some_and(|&b| b > b'\r') {
+        return Ok(Some(0));
+    }
     match buf {
         [] | [b'\r'] | [b'\r', b'\n'] => Ok(None),
         [b'\r', b'\n', b'\r' | b'\n', ..] => Err(start_line.into()),
@@ -198,38 +203,45 @@ pub(crate) struct Fields {
     pub(crate) content_length: Option<u64>,
     pub(crate) coding: Coding,
     pub(crate) hosts: usize,
-    pub(crate) host_invalid: bool,
-    pub(crate) close: bool,
-    pub(crate) keep_alive: bool,
-    pub(crate) connection_upgrade: bool,
-    pub(crate) upgrade: bool,
-    pub(crate) expect_continue: bool,
-    /// Transfer-coding bookkeeping across several `Transfer-Encoding` lines.
-    te_present: bool,
-    te_last_chunked: bool,
-    te_chunked_before: bool,
-    te_other: bool,
-    te_malformed: bool,
+    /// The yes-or-no facts, one bit each ([`Fields::CLOSE`] and the others): one word to keep and test, where
+    /// separate flags would be moved one by one.
+    flags: u16,
 }
 
 impl Fields {
+    /// A `Host` value is not a valid host.
+    pub(crate) const HOST_INVALID: u16 = 1;
+    /// `Connection` lists `close`.
+    pub(crate) const CLOSE: u16 = 1 << 1;
+    /// `Connection` lists `keep-alive`.
+    pub(crate) const KEEP_ALIVE: u16 = 1 << 2;
+    /// `Connection` lists `upgrade`.
+    pub(crate) const CONNECTION_UPGRADE: u16 = 1 << 3;
+    /// An `Upgrade` field is present.
+    pub(crate) const UPGRADE: u16 = 1 << 4;
+    /// The last `Expect` field is `100-continue`.
+    pub(crate) const EXPECT_CONTINUE: u16 = 1 << 5;
+    /// Transfer-coding bookkeeping across several `Transfer-Encoding` lines.
+    const TE_PRESENT: u16 = 1 << 6;
+    const TE_LAST_CHUNKED: u16 = 1 << 7;
+    const TE_CHUNKED_BEFORE: u16 = 1 << 8;
+    const TE_OTHER: u16 = 1 << 9;
+    const TE_MALFORMED: u16 = 1 << 10;
+
     fn new() -> Self {
-        Fields {
-            content_length: None,
-            coding: Coding::Absent,
-            hosts: 0,
-            host_invalid: false,
-            close: false,
-            keep_alive: false,
-            connection_upgrade: false,
-            upgrade: false,
-            expect_continue: false,
-            te_present: false,
-            te_last_chunked: false,
-            te_chunked_before: false,
-            te_other: false,
-            te_malformed: false,
-        }
+        Fields { content_length: None, coding: Coding::Absent, hosts: 0, flags: 0 }
+    }
+
+    /// Whether every bit of `bits` is set.
+    #[inline]
+    pub(crate) fn has(&self, bits: u16) -> bool {
+        self.flags & bits == bits
+    }
+
+    /// Sets or clears `bit`.
+    #[inline]
+    fn set(&mut self, bit: u16, on: bool) {
+        self.flags = if on { self.flags | bit } else { self.flags & !bit };
     }
 
     /// `Content-Length: 1*DIGIT`, possibly repeated or listed; every copy must agree (RFC 9110 §8.6 lets a
@@ -247,19 +259,20 @@ impl Fields {
 
     /// `Transfer-Encoding`: only a lone `chunked` is accepted in the end, compared case-insensitively.
     fn transfer_encoding(&mut self, value: &[u8]) {
-        self.te_present = true;
+        self.flags |= Self::TE_PRESENT;
         for item in value.split(|&b| b == b',') {
             let item = trim_ows(item);
             if !headers::is_token(item) {
-                self.te_malformed = true;
+                self.flags |= Self::TE_MALFORMED;
             } else if item.eq_ignore_ascii_case(b"chunked") {
                 // Chunked twice would need two rounds of decoding (RFC 9112 §6.1 forbids it).
-                self.te_malformed |= self.te_last_chunked || self.te_chunked_before;
-                self.te_chunked_before = true;
-                self.te_last_chunked = true;
+                if self.flags & (Self::TE_LAST_CHUNKED | Self::TE_CHUNKED_BEFORE) != 0 {
+                    self.flags |= Self::TE_MALFORMED;
+                }
+                self.flags |= Self::TE_CHUNKED_BEFORE | Self::TE_LAST_CHUNKED;
             } else {
-                self.te_other = true;
-                self.te_last_chunked = false;
+                self.flags |= Self::TE_OTHER;
+                self.flags &= !Self::TE_LAST_CHUNKED;
             }
         }
     }
@@ -268,24 +281,25 @@ impl Fields {
         for item in value.split(|&b| b == b',') {
             let item = trim_ows(item);
             if item.eq_ignore_ascii_case(b"close") {
-                self.close = true;
+                self.flags |= Self::CLOSE;
             } else if item.eq_ignore_ascii_case(b"keep-alive") {
-                self.keep_alive = true;
+                self.flags |= Self::KEEP_ALIVE;
             } else if item.eq_ignore_ascii_case(b"upgrade") {
-                self.connection_upgrade = true;
+                self.flags |= Self::CONNECTION_UPGRADE;
             }
         }
     }
 
     fn finish(&mut self) {
-        self.coding = if !self.te_present {
+        let last_chunked = self.has(Self::TE_LAST_CHUNKED);
+        self.coding = if !self.has(Self::TE_PRESENT) {
             Coding::Absent
-        } else if self.te_malformed {
+        } else if self.has(Self::TE_MALFORMED) {
             Coding::Malformed
-        } else if self.te_last_chunked && !self.te_other {
+        } else if last_chunked && !self.has(Self::TE_OTHER) {
             Coding::Chunked
         } else {
-            Coding::Unsupported { chunked_last: self.te_last_chunked }
+            Coding::Unsupported { chunked_last: last_chunked }
         };
     }
 }
@@ -423,12 +437,14 @@ pub(crate) fn collect_fields(
         match name.len() {
             4 if token_is(name, b"host") => {
                 summary.hosts += 1;
-                summary.host_invalid |= !is_valid_host(value);
+                if !is_valid_host(value) {
+                    summary.flags |= Fields::HOST_INVALID;
+                }
             }
             6 if token_is(name, b"expect") => {
-                summary.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+                summary.set(Fields::EXPECT_CONTINUE, value.eq_ignore_ascii_case(b"100-continue"));
             }
-            7 if token_is(name, b"upgrade") => summary.upgrade = true,
+            7 if token_is(name, b"upgrade") => summary.flags |= Fields::UPGRADE,
             10 if token_is(name, b"connection") => summary.connection(value),
             14 if token_is(name, b"content-length") => summary.content_length(value)?,
             17 if token_is(name, b"transfer-encoding") => summary.transfer_encoding(value),

@@ -21,7 +21,7 @@ use bytes::{Buf, BytesMut};
 
 use super::body::BodyKind;
 use super::error::{ParseError, ParseErrorKind};
-use super::head::{self, Coding, HeadScanner, STACK_HEADERS};
+use super::head::{self, Coding, Fields, HeadScanner, STACK_HEADERS};
 use super::{Limits, Method, Version};
 use crate::headers::HeaderMap;
 
@@ -51,14 +51,12 @@ use crate::headers::HeaderMap;
 pub struct RequestParser {
     limits: Limits,
     scanner: HeadScanner,
-    /// A head allocated for a parse that found the head incomplete, for the next attempt.
-    spare: Option<Box<RequestHead>>,
 }
 
 impl RequestParser {
     /// A parser enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
-        RequestParser { limits, scanner: HeadScanner::default(), spare: None }
+        RequestParser { limits, scanner: HeadScanner::default() }
     }
 
     /// The limits enforced.
@@ -97,17 +95,21 @@ impl RequestParser {
         };
         if self.scanner.ready(buf, start) {
             // Filled in place, on the heap: the head is large enough for moves to show in profiles.
-            let mut head = self.spare.take().unwrap_or_else(pool::take);
+            let mut head = pool::take();
             if let Some(complete) = parse_head(buf, start, &self.limits, &mut head)? {
                 self.scanner.reset();
                 head.headers.fill_owned_buffer(&buf[..complete.len], pool::NEW_BUFFER);
                 head.len = complete.len as u32;
-                // Mostly `GET`, told without the general match.
+                // Mostly `GET`, told without the general match: the method of every head taken from the pool.
                 let method = &buf[complete.method];
-                head.method = if method == b"GET" { Method::Get } else { Method::from_name(method) };
+                debug_assert_eq!(head.method, Method::Get);
+                if method != b"GET" {
+                    head.method = Method::from_name(method);
+                }
                 return Ok(Some((head, complete.len)));
             }
-            self.spare = Some(head);
+            // Kept for the next attempt, or any other parse.
+            pool::put(head);
         }
         self.scanner.wait(buf, start, &self.limits, ParseErrorKind::RequestLineTooLong)?;
         Ok(None)
@@ -119,9 +121,9 @@ impl RequestParser {
 pub(crate) mod pool {
     use super::RequestHead;
     use crate::proto::Method;
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
 
-    /// Most heads kept per thread.
+    /// Most heads kept per thread (in the list and the last slot).
     const MAX: usize = 64;
     /// Heads whose buffer is larger than this are not kept.
     const MAX_BUFFER: usize = 8 * 1024;
@@ -129,6 +131,10 @@ pub(crate) mod pool {
     pub(crate) const NEW_BUFFER: usize = 1024;
 
     thread_local! {
+        // The head given back last, taken first: one slot, cheaper to reach than the list behind it. (A
+        // service that answers before it drops its request hands back one head per request, so the list is
+        // seldom touched.)
+        static LAST: Cell<Option<Box<RequestHead>>> = const { Cell::new(None) };
         // The boxes are what is reused: a request holds its head by `Box`.
         #[allow(clippy::vec_box)]
         static POOL: RefCell<Vec<Box<RequestHead>>> = const { RefCell::new(Vec::new()) };
@@ -145,21 +151,58 @@ pub(crate) mod pool {
         }
     }
 
-    /// A blank head, from the pool if it has one.
+    /// A blank head, from the pool if it has one. Its method is `GET`.
+    #[inline]
     pub(crate) fn take() -> Box<RequestHead> {
+        match LAST.try_with(Cell::take) {
+            Ok(Some(head)) => head,
+            _ => take_listed(),
+        }
+    }
+
+    /// [`take`] when the last head given back is gone: from the list, or a new one.
+    #[inline(never)]
+    fn take_listed() -> Box<RequestHead> {
         POOL.try_with(|p| p.borrow_mut().pop()).ok().flatten().unwrap_or_else(|| Box::new(RequestHead::blank()))
     }
 
     /// Empties `head` and keeps it for [`take`], if there is room.
+    ///
+    /// The usual path makes no call but a last one, so that it needs no registers saved.
+    #[inline]
     pub(crate) fn put(mut head: Box<RequestHead>) {
         // The rest of the head is overwritten by the next parse.
         head.headers.clear_fields();
         if matches!(head.method, Method::Extension(_)) || head.headers.buffer_capacity() > MAX_BUFFER {
-            release(&mut head);
+            return put_released(head);
         }
+        // Every head kept says `GET`, which the parser then need not store.
+        head.method = Method::Get;
+        keep(head);
+    }
+
+    /// [`put`] for a head that holds what is not worth keeping.
+    #[cold]
+    #[inline(never)]
+    fn put_released(mut head: Box<RequestHead>) {
+        release(&mut head);
+        keep(head);
+    }
+
+    /// Keeps the emptied `head` in the last slot, moving the head there to the list.
+    #[inline(always)]
+    fn keep(head: Box<RequestHead>) {
+        if let Ok(Some(earlier)) = LAST.try_with(|last| last.replace(Some(head))) {
+            put_listed(earlier);
+        }
+    }
+
+    /// Keeps `head` in the list behind the last head given back, if there is room.
+    #[inline(never)]
+    fn put_listed(head: Box<RequestHead>) {
         let _ = POOL.try_with(|p| {
             let mut p = p.borrow_mut();
-            if p.len() < MAX {
+            if p.len() < MAX - 1 {
                 p.push(head);
             }
         });
@@ -251,6 +294,10 @@ impl RequestHead {
     /// The path: the target up to `?`. For an absolute-form target, the part after the authority (`/` if
     /// empty); for `*`, `*`; for `CONNECT`'s `host:port`, the whole target.
     pub fn path(&self) -> &str {
+        // Mostly an origin-form target without a query: the whole target, with no bounds to check.
+        if self.form == TargetForm::Origin && self.path_end as usize == self.target.len() {
+            return &self.target;
+        }
         let start = match self.form {
             TargetForm::Absolute => self.authority.0 + self.authority.1,
             _ => 0,
@@ -382,7 +429,7 @@ fn parse_head(
     if fields.hosts > 1 {
         return Err(ParseErrorKind::MultipleHosts.into());
     }
-    if fields.host_invalid {
+    if fields.has(Fields::HOST_INVALID) {
         return Err(ParseErrorKind::InvalidHost.into());
     }
     if fields.hosts == 0 && version == Version::Http11 {
@@ -411,9 +458,9 @@ fn parse_head(
     head.form = form;
     head.authority = authority;
     head.body = body;
-    head.keep_alive = !fields.close && (http11 || fields.keep_alive);
-    head.expect_continue = http11 && fields.expect_continue;
-    head.upgrade = http11 && fields.connection_upgrade && fields.upgrade;
+    head.keep_alive = !fields.has(Fields::CLOSE) && (http11 || fields.has(Fields::KEEP_ALIVE));
+    head.expect_continue = http11 && fields.has(Fields::EXPECT_CONTINUE);
+    head.upgrade = http11 && fields.has(Fields::CONNECTION_UPGRADE | Fields::UPGRADE);
     Ok(Some(Complete { len, method: method_at..method_at + method.len() }))
 }
 
@@ -1156,6 +1203,39 @@ Priority: u=0, i\r\n\r\n";
         assert_eq!(short.headers().get("cookie"), None, "nothing left of the earlier request");
         assert_eq!((short.method(), short.path(), short.query()), (&Method::Get, "/s", Some("x=1")));
         pool::put(short);
+    }
+
+    #[test]
+    fn a_reused_head_never_keeps_the_method_of_its_last_request() {
+        let mut parser = RequestParser::default();
+        for (input, method) in [
+            (&b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"[..], Method::Post),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", Method::Get),
+            (b"DELETE / HTTP/1.1\r\nHost: h\r\n\r\n", Method::Delete),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", Method::Get),
+        ] {
+            let head = parse_boxed(&mut parser, input);
+            assert_eq!(head.method(), &method);
+            pool::put(head);
+        }
+    }
+
+    #[test]
+    fn heads_given_back_together_are_all_reused() {
+        let mut parser = RequestParser::default();
+        let (a, b) = (parse_boxed(&mut parser, BROWSER), parse_boxed(&mut parser, BROWSER));
+        let mut given = [a.head_bytes().as_ptr(), b.head_bytes().as_ptr()];
+        // The first goes to the last slot, then on to the list behind it when the second takes its place.
+        pool::put(a);
+        pool::put(b);
+        let (c, d) = (parse_boxed(&mut parser, BROWSER), parse_boxed(&mut parser, BROWSER));
+        let mut taken = [c.head_bytes().as_ptr(), d.head_bytes().as_ptr()];
+        given.sort();
+        taken.sort();
+        assert_eq!(given, taken);
+        assert_eq!((c.headers().len(), d.headers().len()), (12, 12));
+        pool::put(c);
+        pool::put(d);
     }
 
     #[test]
