@@ -126,6 +126,47 @@ impl From<Bytes> for HeaderBytes {
     }
 }
 
+/// A strong entity tag made of a 64-bit hash: its 16 lowercase hex digits in double quotes, e.g.
+/// `"00000000000000ff"`. Always a valid header value, so the encoder sends it without checking it again
+/// (see [`ResponseWriter::respond_with_etag`](crate::ResponseWriter::respond_with_etag)).
+///
+/// ```
+/// use gale_http1::headers::HashEtag;
+///
+/// assert_eq!(HashEtag::from_hash(0xff).as_bytes(), b"\"00000000000000ff\"");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HashEtag([u8; 18]);
+
+impl HashEtag {
+    /// The tag of hash `h`.
+    pub fn from_hash(h: u64) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b'"'; 18];
+        for (i, digit) in out[1..17].iter_mut().enumerate() {
+            *digit = HEX[((h >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        HashEtag(out)
+    }
+
+    /// The quoted tag.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The quoted tag as text.
+    pub fn as_str(&self) -> &str {
+        // Quotes and hex digits: ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for HashEtag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// Where the bytes of one name or value live, in 16 bytes, so that a map of 16 inline fields stays small
 /// enough to move around cheaply. (A third variant for owned values would cost 8 more bytes, hence the
 /// [`SHARED`] marker.)
@@ -539,15 +580,17 @@ impl HeaderMap {
         f: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
         bad: impl FnOnce(&[u8]) -> E,
     ) -> Result<(), E> {
-        self.try_for_each_valid_and(&[], f, bad)
+        self.try_for_each_valid_and(&[], false, f, bad)
     }
 
     /// [`try_for_each_valid`](HeaderMap::try_for_each_valid) over the map's fields, then over `extra` (fields
-    /// sent with the map's without being stored in it), checked the same way.
+    /// sent with the map's without being stored in it), checked the same way unless `extra_valid` says they
+    /// are valid by construction (such as a [`HashEtag`] under a literal name).
     #[inline]
     pub(crate) fn try_for_each_valid_and<E>(
         &self,
         extra: &[(&'static str, &[u8])],
+        extra_valid: bool,
         mut f: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
         bad: impl FnOnce(&[u8]) -> E,
     ) -> Result<(), E> {
@@ -572,7 +615,8 @@ impl HeaderMap {
                     };
                     (name, value, name_ok & value_ok)
                 } else if let Some(&(name, value)) = extra.next() {
-                    (name.as_bytes(), value, checks.name(name.as_bytes()) & is_valid_value(value))
+                    let ok = extra_valid || (checks.name(name.as_bytes()) & is_valid_value(value));
+                    (name.as_bytes(), value, ok)
                 } else {
                     return Ok(());
                 };
@@ -975,6 +1019,16 @@ mod tests {
         assert_eq!(trim_ows(b" \t a b \t "), b"a b");
         assert_eq!(trim_ows(b"\x0ba\x0c"), b"\x0ba\x0c");
         assert_eq!(trim_ows(b"   "), b"");
+    }
+
+    #[test]
+    fn hash_etags_are_quoted_hex_and_valid_values() {
+        for h in [0, 1, 0xff, 0x0123_4567_89ab_cdef, u64::MAX, 0x8000_0000_0000_0000] {
+            let etag = HashEtag::from_hash(h);
+            assert_eq!(etag.as_str(), format!("\"{h:016x}\""));
+            assert_eq!(etag.as_bytes(), etag.as_str().as_bytes());
+            assert!(is_valid_value(etag.as_bytes()));
+        }
     }
 
     #[test]

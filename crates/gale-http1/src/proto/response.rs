@@ -595,6 +595,8 @@ impl FieldList for &HeaderMap {
 pub(crate) struct WithExtra<'a> {
     pub(crate) map: &'a HeaderMap,
     pub(crate) extra: &'a [(&'static str, &'a [u8])],
+    /// Whether the extra fields are valid by construction (not checked again).
+    pub(crate) extra_valid: bool,
 }
 
 impl FieldList for WithExtra<'_> {
@@ -609,7 +611,7 @@ impl FieldList for WithExtra<'_> {
 
     #[inline]
     fn try_each_valid(self, f: impl FnMut(&[u8], &[u8]) -> Result<(), EncodeError>) -> Result<(), EncodeError> {
-        self.map.try_for_each_valid_and(self.extra, f, invalid_field)
+        self.map.try_for_each_valid_and(self.extra, self.extra_valid, f, invalid_field)
     }
 
     #[inline]
@@ -937,7 +939,7 @@ mod tests {
         let ctx = get(Version::Http11, true);
         let h = headers(&[("Content-Type", "text/plain")]);
         let etag: &[u8] = b"\"0123456789abcdef\"";
-        let with = WithExtra { map: &h, extra: &[("Etag", etag)] };
+        let with = WithExtra { map: &h, extra_valid: false, extra: &[("Etag", etag)] };
         assert!(with.surely_unnoted());
         assert_eq!(
             encode_200(ctx, with, Some(2)).unwrap(),
@@ -953,21 +955,24 @@ mod tests {
             text,
             "HTTP/1.1 304 Not Modified\r\nContent-Type: text/plain\r\nEtag: \"0123456789abcdef\"\r\nServer: gale\r\n\r\n"
         );
+        // Extra fields valid by construction come out the same, unchecked.
+        let trusted = WithExtra { map: &h, extra_valid: true, extra: &[("Etag", etag)] };
+        assert_eq!(encode_200(ctx, trusted, Some(2)).unwrap(), encode_200(ctx, with, Some(2)).unwrap());
         for bad in [&b"\"x\"\r\nSet-Cookie: y=1"[..], b"nul\0", b"a\nb", b"0123456789abcdef\r\n"] {
-            let with = WithExtra { map: &h, extra: &[("Etag", bad)] };
+            let with = WithExtra { map: &h, extra_valid: false, extra: &[("Etag", bad)] };
             assert!(matches!(encode_200(ctx, with, Some(2)), Err(EncodeError::InvalidHeaderValue(_))), "{bad:?}");
         }
-        let with = WithExtra { map: &h, extra: &[("Bad Name", b"v")] };
+        let with = WithExtra { map: &h, extra_valid: false, extra: &[("Bad Name", b"v")] };
         assert!(matches!(encode_200(ctx, with, Some(2)), Err(EncodeError::InvalidHeaderName(_))));
         // Extra fields that steer framing or the connection are noted like the map's.
-        let with = WithExtra { map: &h, extra: &[("Connection", b"close")] };
+        let with = WithExtra { map: &h, extra_valid: false, extra: &[("Connection", b"close")] };
         assert!(!with.surely_unnoted());
         let mut out = BytesMut::new();
         let now = ctx.with_now(Instant::now());
         let head = ResponseEncoder::new().encode_fields(&now, 200, None, with, Some(0), &mut out).unwrap();
         assert_eq!(head.connection, ConnectionAfter::Close);
         assert_eq!(String::from_utf8(out.to_vec()).unwrap().matches("Connection").count(), 1);
-        let with = WithExtra { map: &h, extra: &[("Content-Length", b"5")] };
+        let with = WithExtra { map: &h, extra_valid: false, extra: &[("Content-Length", b"5")] };
         assert!(matches!(encode_200(ctx, with, Some(2)), Err(EncodeError::ContentLengthMismatch)));
     }
 
