@@ -507,10 +507,9 @@ impl ResponseEncoder {
     #[inline(never)]
     fn end_plain_head(&self, now: Instant, len: u64, dst: &mut BytesMut) {
         match &self.server_line {
-            Some(line) => date::put_lines_mono(now, self.server_id, line, dst),
-            None => date::put_lines_mono(now, 0, b"", dst),
+            Some(line) => date::put_lines_and_length_mono(now, self.server_id, line, len, dst),
+            None => date::put_lines_and_length_mono(now, 0, b"", len, dst),
         }
-        end_head_with_length(dst, len);
     }
 }
 
