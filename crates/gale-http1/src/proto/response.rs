@@ -642,7 +642,8 @@ impl FieldList for &HeaderMap {
 pub(crate) struct WithExtra<'a> {
     pub(crate) map: &'a HeaderMap,
     pub(crate) extra: &'a [(&'static str, &'a [u8])],
-    /// Whether the extra fields are valid by construction (not checked again).
+    /// Whether the extra fields are valid by construction (not checked again) and none of them is one the
+    /// encoder takes note of (not looked for either): a [`HashEtag`](crate::headers::HashEtag) as `Etag`.
     pub(crate) extra_valid: bool,
 }
 
@@ -663,7 +664,9 @@ impl FieldList for WithExtra<'_> {
 
     #[inline]
     fn surely_unnoted(self) -> bool {
-        self.map.surely_unnoted() && !self.extra.iter().any(|(name, _)| is_noted(name.as_bytes()))
+        // Fields trusted to be valid are also known not to be noted (an `ETag`).
+        debug_assert!(!self.extra_valid || !self.extra.iter().any(|(name, _)| is_noted(name.as_bytes())));
+        self.map.surely_unnoted() && (self.extra_valid || !self.extra.iter().any(|(name, _)| is_noted(name.as_bytes())))
     }
 }
 
