@@ -493,10 +493,7 @@ impl ResponseEncoder {
         dst: &mut BytesMut,
     ) -> Result<EncodedHead, EncodeError> {
         dst.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-        fields.try_each_valid(|name, value| {
-            put_line(dst, name, value);
-            Ok(())
-        })?;
+        fields.try_put_lines(dst)?;
         self.end_plain_head(now, len, dst);
         Ok(EncodedHead { body: BodyEncoder::new(BodyKind::from_length(len)), connection: ConnectionAfter::KeepAlive })
     }
@@ -520,7 +517,7 @@ const LINE_BLOCK: usize = 64;
 /// assembled in a block on the stack by copies of known size and appended in one copy of known size, instead
 /// of four copies of which two are calls.
 #[inline(always)]
-fn put_line(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
+pub(crate) fn put_line(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
     let (n, v) = (name.len(), value.len());
     let total = n + v + 4;
     if total > LINE_BLOCK {
@@ -607,6 +604,20 @@ pub trait FieldList: Copy + sealed::Sealed {
         })
     }
 
+    /// Appends every field's line as [`put_line`] writes it, once each is found fit to send as
+    /// [`try_each_valid`](FieldList::try_each_valid) finds it.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_each_valid`](FieldList::try_each_valid); the lines before the unfit field are left in `dst`.
+    #[inline]
+    fn try_put_lines(self, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        self.try_each_valid(|name, value| {
+            put_line(dst, name, value);
+            Ok(())
+        })
+    }
+
     /// Whether surely no field is one the encoder takes note of (`Content-Length`, `Transfer-Encoding`,
     /// `Connection`, `Date`, `Server`, `Host`): the fields can then be copied without being looked at. `false`
     /// when unsure.
@@ -628,6 +639,11 @@ impl FieldList for &HeaderMap {
     #[inline]
     fn try_each_valid(self, f: impl FnMut(&[u8], &[u8]) -> Result<(), EncodeError>) -> Result<(), EncodeError> {
         self.try_for_each_valid(f, invalid_field)
+    }
+
+    #[inline]
+    fn try_put_lines(self, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        self.put_valid_lines(&[], false, dst, invalid_field)
     }
 
     #[inline]
@@ -660,6 +676,11 @@ impl FieldList for WithExtra<'_> {
     #[inline]
     fn try_each_valid(self, f: impl FnMut(&[u8], &[u8]) -> Result<(), EncodeError>) -> Result<(), EncodeError> {
         self.map.try_for_each_valid_and(self.extra, self.extra_valid, f, invalid_field)
+    }
+
+    #[inline]
+    fn try_put_lines(self, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        self.map.put_valid_lines(self.extra, self.extra_valid, dst, invalid_field)
     }
 
     #[inline]
@@ -1038,6 +1059,47 @@ mod tests {
                 put_line(&mut out, name, value);
                 assert_eq!(out, expected, "{n} {v}");
             }
+        }
+    }
+
+    #[test]
+    fn remembered_static_lines_are_the_same_as_assembled_ones() {
+        static NAMES: [&str; 4] = ["Content-Type", "X-A", "X-Quite-A-Long-Header-Name-Indeed", "Cache-Control"];
+        static VALUES: [&str; 5] =
+            ["text/plain", "", "v", "no-cache, no-store, must-revalidate, max-age=0, private", "a\tb"];
+        let ctx = get(Version::Http11, true);
+        // Many maps of static fields, each encoded several times (remembered, then copied), through the
+        // shortcut and through the general path (which does not use the remembered lines).
+        for round in 0..3 {
+            for (i, name) in NAMES.iter().enumerate() {
+                for (j, value) in VALUES.iter().enumerate() {
+                    let mut h = HeaderMap::new();
+                    h.append(*name, *value);
+                    h.append(NAMES[(i + j + round) % NAMES.len()], VALUES[(i * j + round) % VALUES.len()]);
+                    h.append("X-Owned", String::from("owned"));
+                    let fast = encode_200(ctx, &h, Some(5)).unwrap();
+                    let expected = format!(
+                        "HTTP/1.1 200 OK\r\n{}Server: gale\r\nContent-Length: 5\r\n\r\n",
+                        h.iter()
+                            .map(|(n, v)| format!("{}: {}\r\n", String::from_utf8_lossy(n), String::from_utf8_lossy(v)))
+                            .collect::<String>()
+                    );
+                    assert_eq!(fast, expected);
+                    let with = WithExtra { map: &h, extra_valid: true, extra: &[("Etag", b"\"x\"")] };
+                    assert!(encode_200(ctx, with, Some(5)).unwrap().contains("owned\r\nEtag: \"x\"\r\nServer"));
+                }
+            }
+        }
+        // An invalid static field is refused every time: only valid lines are remembered.
+        static BAD: &str = "v\r\nSet-Cookie: x=1";
+        for _ in 0..3 {
+            let mut h = HeaderMap::new();
+            h.append("Content-Type", "text/plain");
+            h.append("X-A", BAD);
+            assert!(matches!(encode_200(ctx, &h, Some(1)), Err(EncodeError::InvalidHeaderValue(_))));
+            let mut h = HeaderMap::new();
+            h.append("X A", "text/plain");
+            assert!(matches!(encode_200(ctx, &h, Some(1)), Err(EncodeError::InvalidHeaderName(_))));
         }
     }
 
