@@ -136,10 +136,22 @@ pub(crate) fn put_lines_and_length_mono(mono: Instant, server_id: u64, server: &
             }
             super::head::end_head_with_digits(dst, len);
         } else {
-            renew_lines(cache, mono, server_id, server, dst);
-            super::head::end_head_with_length(dst, len);
+            renew_lines_and_length(cache, mono, server_id, server, len, dst);
         }
     })
+}
+
+/// [`put_lines_and_length_mono`] when the kept lines are not right for now, or the length is long: kept out of
+/// line, so that the usual case is small.
+#[cold]
+#[inline(never)]
+fn renew_lines_and_length(cache: &Cache, mono: Instant, server_id: u64, server: &[u8], len: u64, dst: &mut BytesMut) {
+    if cache.block_server.get() == server_id && cache.block_until.get().is_some_and(|until| mono < until) {
+        dst.extend_from_slice(&cache.block.borrow()[..cache.block_len.get()]);
+    } else {
+        renew_lines(cache, mono, server_id, server, dst);
+    }
+    super::head::end_head_with_length(dst, len);
 }
 
 /// The start of the `Content-Length` line, kept after the `Server` and `Date` lines in the block.
