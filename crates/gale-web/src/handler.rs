@@ -568,20 +568,19 @@ impl RequestContext {
                 // The computed `ETag` goes out after the handler's fields, without being stored among them.
                 let extra = etag.as_ref();
                 // Head, body and end in one call.
-                let w = &self.writer;
-                let sent = if omits_body {
-                    w.respond_with_etag(self.status, self.reason(), &self.headers, extra, Bytes::new())
+                let body: gale_http1::ResponseBody<'_> = if omits_body {
+                    Bytes::new().into()
                 } else if let Some(body) = replacement {
-                    w.respond_with_etag(self.status, self.reason(), &self.headers, extra, body)
+                    body.into()
                 } else if self.body.len() <= BODY_BUFFER {
                     // The usual case: the body is copied from the buffer into the output, and the buffer kept
                     // for what is written next (no count of references to keep on the bytes sent).
-                    w.respond_with_etag(self.status, self.reason(), &self.headers, extra, &self.body[..])
+                    (&self.body[..]).into()
                 } else {
                     // A large body goes with its storage.
-                    let body = std::mem::take(&mut self.body).freeze();
-                    w.respond_with_etag(self.status, self.reason(), &self.headers, extra, body)
+                    std::mem::take(&mut self.body).freeze().into()
                 };
+                let sent = self.writer.respond_with_etag(self.status, self.reason(), &self.headers, extra, body);
                 // Sent, or refused (the error page then starts from an empty body, as it would have). A buffer
                 // the body made grow is not kept.
                 if self.body.len() > BODY_BUFFER {

@@ -318,6 +318,7 @@ impl ResponseWriter {
     /// # Errors
     ///
     /// As [`write_head`](ResponseWriter::write_head) and [`write`](ResponseWriter::write).
+    #[inline]
     pub fn respond_with_etag<'b>(
         &self,
         status: u16,
