@@ -136,28 +136,36 @@ impl From<Bytes> for HeaderBytes {
 /// assert_eq!(HashEtag::from_hash(0xff).as_bytes(), b"\"00000000000000ff\"");
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct HashEtag([u8; 18]);
+pub struct HashEtag([u8; ETAG_LINE_LENGTH]);
+
+/// Length of the whole `Etag: "<16 hex digits>"\r\n` line a [`HashEtag`] keeps.
+const ETAG_LINE_LENGTH: usize = 26;
 
 impl HashEtag {
     /// The tag of hash `h`.
     pub fn from_hash(h: u64) -> Self {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = [b'"'; 18];
-        for (i, digit) in out[1..17].iter_mut().enumerate() {
+        let mut line = *b"Etag: \"0000000000000000\"\r\n";
+        for (i, digit) in line[7..23].iter_mut().enumerate() {
             *digit = HEX[((h >> (60 - 4 * i)) & 0xf) as usize];
         }
-        HashEtag(out)
+        HashEtag(line)
     }
 
     /// The quoted tag.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.0[6..24]
     }
 
     /// The quoted tag as text.
     pub fn as_str(&self) -> &str {
         // Quotes and hex digits: ASCII.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// The whole field line, `Etag: "<tag>"\r\n`, as the encoder writes it.
+    pub(crate) fn line(&self) -> &[u8; ETAG_LINE_LENGTH] {
+        &self.0
     }
 }
 
@@ -580,17 +588,15 @@ impl HeaderMap {
         f: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
         bad: impl FnOnce(&[u8]) -> E,
     ) -> Result<(), E> {
-        self.try_for_each_valid_and(&[], false, f, bad)
+        self.try_for_each_valid_and(&[], f, bad)
     }
 
     /// [`try_for_each_valid`](HeaderMap::try_for_each_valid) over the map's fields, then over `extra` (fields
-    /// sent with the map's without being stored in it), checked the same way unless `extra_valid` says they
-    /// are valid by construction (such as a [`HashEtag`] under a literal name).
+    /// sent with the map's without being stored in it), checked the same way.
     #[inline]
     pub(crate) fn try_for_each_valid_and<E>(
         &self,
         extra: &[(&'static str, &[u8])],
-        extra_valid: bool,
         mut f: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
         bad: impl FnOnce(&[u8]) -> E,
     ) -> Result<(), E> {
@@ -615,7 +621,7 @@ impl HeaderMap {
                     };
                     (name, value, name_ok & value_ok)
                 } else if let Some(&(name, value)) = extra.next() {
-                    let ok = extra_valid || (checks.name(name.as_bytes()) & is_valid_value(value));
+                    let ok = checks.name(name.as_bytes()) & is_valid_value(value);
                     (name.as_bytes(), value, ok)
                 } else {
                     return Ok(());
@@ -638,7 +644,6 @@ impl HeaderMap {
     pub(crate) fn put_valid_lines<E>(
         &self,
         extra: &[(&'static str, &[u8])],
-        extra_valid: bool,
         dst: &mut BytesMut,
         bad: impl FnOnce(&[u8]) -> E,
     ) -> Result<(), E> {
@@ -676,7 +681,7 @@ impl HeaderMap {
                         (name, value, name_ok & value_ok)
                     }
                 } else if let Some(&(name, value)) = extra.next() {
-                    let ok = extra_valid || (checks.name(name.as_bytes()) & is_valid_value(value));
+                    let ok = checks.name(name.as_bytes()) & is_valid_value(value);
                     (name.as_bytes(), value, ok)
                 } else {
                     return Ok(());
@@ -1143,6 +1148,7 @@ mod tests {
             assert_eq!(etag.as_str(), format!("\"{h:016x}\""));
             assert_eq!(etag.as_bytes(), etag.as_str().as_bytes());
             assert!(is_valid_value(etag.as_bytes()));
+            assert_eq!(etag.line(), format!("Etag: \"{h:016x}\"\r\n").as_bytes());
         }
     }
 

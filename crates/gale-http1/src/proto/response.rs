@@ -642,7 +642,7 @@ impl FieldList for &HeaderMap {
 
     #[inline]
     fn try_put_lines(self, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        self.put_valid_lines(&[], false, dst, invalid_field)
+        self.put_valid_lines(&[], dst, invalid_field)
     }
 
     #[inline]
@@ -657,9 +657,9 @@ impl FieldList for &HeaderMap {
 pub(crate) struct WithExtra<'a> {
     pub(crate) map: &'a HeaderMap,
     pub(crate) extra: &'a [(&'static str, &'a [u8])],
-    /// Whether the extra fields are valid by construction (not checked again) and none of them is one the
-    /// encoder takes note of (not looked for either): a [`HashEtag`](crate::headers::HashEtag) as `Etag`.
-    pub(crate) extra_valid: bool,
+    /// An `ETag` sent after the extra fields: valid by construction, and not one the encoder takes note of,
+    /// so it is neither checked nor looked at; its line is copied whole.
+    pub(crate) etag: Option<&'a crate::headers::HashEtag>,
 }
 
 impl FieldList for WithExtra<'_> {
@@ -674,19 +674,26 @@ impl FieldList for WithExtra<'_> {
 
     #[inline]
     fn try_each_valid(self, f: impl FnMut(&[u8], &[u8]) -> Result<(), EncodeError>) -> Result<(), EncodeError> {
-        self.map.try_for_each_valid_and(self.extra, self.extra_valid, f, invalid_field)
+        let mut f = f;
+        self.map.try_for_each_valid_and(self.extra, &mut f, invalid_field)?;
+        match self.etag {
+            Some(etag) => f(b"Etag", etag.as_bytes()),
+            None => Ok(()),
+        }
     }
 
     #[inline]
     fn try_put_lines(self, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        self.map.put_valid_lines(self.extra, self.extra_valid, dst, invalid_field)
+        self.map.put_valid_lines(self.extra, dst, invalid_field)?;
+        if let Some(etag) = self.etag {
+            dst.extend_from_slice(etag.line());
+        }
+        Ok(())
     }
 
     #[inline]
     fn surely_unnoted(self) -> bool {
-        // Fields trusted to be valid are also known not to be noted (an `ETag`).
-        debug_assert!(!self.extra_valid || !self.extra.iter().any(|(name, _)| is_noted(name.as_bytes())));
-        self.map.surely_unnoted() && (self.extra_valid || !self.extra.iter().any(|(name, _)| is_noted(name.as_bytes())))
+        self.map.surely_unnoted() && !self.extra.iter().any(|(name, _)| is_noted(name.as_bytes()))
     }
 }
 
@@ -1009,7 +1016,7 @@ mod tests {
         let ctx = get(Version::Http11, true);
         let h = headers(&[("Content-Type", "text/plain")]);
         let etag: &[u8] = b"\"0123456789abcdef\"";
-        let with = WithExtra { map: &h, extra_valid: false, extra: &[("Etag", etag)] };
+        let with = WithExtra { map: &h, etag: None, extra: &[("Etag", etag)] };
         assert!(with.surely_unnoted());
         assert_eq!(
             encode_200(ctx, with, Some(2)).unwrap(),
@@ -1026,23 +1033,37 @@ mod tests {
             "HTTP/1.1 304 Not Modified\r\nContent-Type: text/plain\r\nEtag: \"0123456789abcdef\"\r\nServer: gale\r\n\r\n"
         );
         // Extra fields valid by construction come out the same, unchecked.
-        let trusted = WithExtra { map: &h, extra_valid: true, extra: &[("Etag", etag)] };
+        let hashed = crate::headers::HashEtag::from_hash(0x0123_4567_89ab_cdef);
+        assert_eq!(hashed.as_bytes(), etag);
+        let trusted = WithExtra { map: &h, etag: Some(&hashed), extra: &[] };
         assert_eq!(encode_200(ctx, trusted, Some(2)).unwrap(), encode_200(ctx, with, Some(2)).unwrap());
+        // And through the general path (a 304, a close, HTTP/1.0).
+        for (ctx, status) in [(ctx, 304), (get(Version::Http11, false), 200), (get(Version::Http10, true), 200)] {
+            let encode = |fields: WithExtra<'_>| {
+                let mut out = BytesMut::new();
+                ResponseEncoder::new()
+                    .with_date(false)
+                    .encode_fields(&ctx, status, None, fields, None, &mut out)
+                    .unwrap();
+                out
+            };
+            assert_eq!(encode(trusted), encode(with), "{status}");
+        }
         for bad in [&b"\"x\"\r\nSet-Cookie: y=1"[..], b"nul\0", b"a\nb", b"0123456789abcdef\r\n"] {
-            let with = WithExtra { map: &h, extra_valid: false, extra: &[("Etag", bad)] };
+            let with = WithExtra { map: &h, etag: None, extra: &[("Etag", bad)] };
             assert!(matches!(encode_200(ctx, with, Some(2)), Err(EncodeError::InvalidHeaderValue(_))), "{bad:?}");
         }
-        let with = WithExtra { map: &h, extra_valid: false, extra: &[("Bad Name", b"v")] };
+        let with = WithExtra { map: &h, etag: None, extra: &[("Bad Name", b"v")] };
         assert!(matches!(encode_200(ctx, with, Some(2)), Err(EncodeError::InvalidHeaderName(_))));
         // Extra fields that steer framing or the connection are noted like the map's.
-        let with = WithExtra { map: &h, extra_valid: false, extra: &[("Connection", b"close")] };
+        let with = WithExtra { map: &h, etag: None, extra: &[("Connection", b"close")] };
         assert!(!with.surely_unnoted());
         let mut out = BytesMut::new();
         let now = ctx.with_now(Instant::now());
         let head = ResponseEncoder::new().encode_fields(&now, 200, None, with, Some(0), &mut out).unwrap();
         assert_eq!(head.connection, ConnectionAfter::Close);
         assert_eq!(String::from_utf8(out.to_vec()).unwrap().matches("Connection").count(), 1);
-        let with = WithExtra { map: &h, extra_valid: false, extra: &[("Content-Length", b"5")] };
+        let with = WithExtra { map: &h, etag: None, extra: &[("Content-Length", b"5")] };
         assert!(matches!(encode_200(ctx, with, Some(2)), Err(EncodeError::ContentLengthMismatch)));
     }
 
@@ -1084,8 +1105,10 @@ mod tests {
                             .collect::<String>()
                     );
                     assert_eq!(fast, expected);
-                    let with = WithExtra { map: &h, extra_valid: true, extra: &[("Etag", b"\"x\"")] };
-                    assert!(encode_200(ctx, with, Some(5)).unwrap().contains("owned\r\nEtag: \"x\"\r\nServer"));
+                    let etag = crate::headers::HashEtag::from_hash(0xff);
+                    let with = WithExtra { map: &h, etag: Some(&etag), extra: &[] };
+                    let text = encode_200(ctx, with, Some(5)).unwrap();
+                    assert!(text.contains("owned\r\nEtag: \"00000000000000ff\"\r\nServer"), "{text}");
                 }
             }
         }

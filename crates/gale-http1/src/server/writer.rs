@@ -301,7 +301,7 @@ impl ResponseWriter {
         extra: &[(&'static str, &[u8])],
         body: impl Into<ResponseBody<'b>>,
     ) -> Result<(), WriteError> {
-        self.respond_fields(status, reason, WithExtra { map: headers, extra, extra_valid: false }, body.into())
+        self.respond_fields(status, reason, WithExtra { map: headers, extra, etag: None }, body.into())
     }
 
     /// [`respond_with`](ResponseWriter::respond_with) with an `Etag` field sent after the map's when `etag` is
@@ -327,15 +327,7 @@ impl ResponseWriter {
         etag: Option<&HashEtag>,
         body: impl Into<ResponseBody<'b>>,
     ) -> Result<(), WriteError> {
-        let field;
-        let extra: &[(&'static str, &[u8])] = match etag {
-            Some(etag) => {
-                field = [("Etag", etag.as_bytes())];
-                &field
-            }
-            None => &[],
-        };
-        self.respond_fields(status, reason, WithExtra { map: headers, extra, extra_valid: true }, body.into())
+        self.respond_fields(status, reason, WithExtra { map: headers, extra: &[], etag }, body.into())
     }
 
     fn respond_fields<L: FieldList>(
