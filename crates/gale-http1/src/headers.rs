@@ -29,7 +29,7 @@
 use std::cell::Cell;
 use std::fmt;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
 /// How many fields a [`HeaderMap`] stores before it moves them to the heap.
@@ -123,6 +123,55 @@ impl From<Vec<u8>> for HeaderBytes {
 impl From<Bytes> for HeaderBytes {
     fn from(b: Bytes) -> Self {
         HeaderBytes(Repr::Shared(b))
+    }
+}
+
+/// A strong entity tag made of a 64-bit hash: its 16 lowercase hex digits in double quotes, e.g.
+/// `"00000000000000ff"`. Always a valid header value, so the encoder sends it without checking it again
+/// (see [`ResponseWriter::respond_with_etag`](crate::ResponseWriter::respond_with_etag)).
+///
+/// ```
+/// use gale_http1::headers::HashEtag;
+///
+/// assert_eq!(HashEtag::from_hash(0xff).as_bytes(), b"\"00000000000000ff\"");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HashEtag([u8; ETAG_LINE_LENGTH]);
+
+/// Length of the whole `Etag: "<16 hex digits>"\r\n` line a [`HashEtag`] keeps.
+const ETAG_LINE_LENGTH: usize = 26;
+
+impl HashEtag {
+    /// The tag of hash `h`.
+    pub fn from_hash(h: u64) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut line = *b"Etag: \"0000000000000000\"\r\n";
+        for (i, digit) in line[7..23].iter_mut().enumerate() {
+            *digit = HEX[((h >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        HashEtag(line)
+    }
+
+    /// The quoted tag.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0[6..24]
+    }
+
+    /// The quoted tag as text.
+    pub fn as_str(&self) -> &str {
+        // Quotes and hex digits: ASCII.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// The whole field line, `Etag: "<tag>"\r\n`, as the encoder writes it.
+    pub(crate) fn line(&self) -> &[u8; ETAG_LINE_LENGTH] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for HashEtag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -588,7 +637,8 @@ impl HeaderMap {
                     };
                     (name, value, name_ok & value_ok)
                 } else if let Some(&(name, value)) = extra.next() {
-                    (name.as_bytes(), value, checks.name(name.as_bytes()) & is_valid_value(value))
+                    let ok = checks.name(name.as_bytes()) & is_valid_value(value);
+                    (name.as_bytes(), value, ok)
                 } else {
                     return Ok(());
                 };
@@ -596,6 +646,66 @@ impl HeaderMap {
                     return Err(bad(name));
                 }
                 f(name, value)?;
+            }
+        })
+    }
+
+    /// Appends every field's line (`name: value\r\n`, as [`put_line`](crate::proto::response::put_line) writes it), then
+    /// `extra`'s, once each is found sendable as [`try_for_each_valid_and`](HeaderMap::try_for_each_valid_and)
+    /// finds it; stops at the first unsendable field with `bad(name)`, leaving the lines before it in `dst`.
+    ///
+    /// A field whose name and value are both static strings is remembered per thread as its whole line once
+    /// found valid (see [`StaticChecks`]), and later copied as it is, without being checked or assembled again.
+    #[inline]
+    pub(crate) fn put_valid_lines<E>(
+        &self,
+        extra: &[(&'static str, &[u8])],
+        dst: &mut BytesMut,
+        bad: impl FnOnce(&[u8]) -> E,
+    ) -> Result<(), E> {
+        use crate::proto::response::put_line;
+        let buf = self.buf.as_slice();
+        let shared = &self.shared[..];
+        STATIC_CHECKS.with(|checks| {
+            let mut entries = self.entries.iter();
+            let mut extra = extra.iter();
+            loop {
+                let (name, value, ok) = if let Some(e) = entries.next() {
+                    if let (Field::Static(name), Field::Static(value)) = (e.name, e.value) {
+                        if checks.put_line(name, value, dst) {
+                            continue;
+                        }
+                        if checks.name(name) & checks.value(value) {
+                            let at = dst.len();
+                            put_line(dst, name, value);
+                            checks.remember_line(name, value, &dst[at..]);
+                            continue;
+                        }
+                        (name, value, false)
+                    } else {
+                        let name = resolve(&e.name, buf, shared);
+                        let value = resolve(&e.value, buf, shared);
+                        let name_ok = match e.name {
+                            Field::Static(s) => checks.name(s),
+                            _ => is_valid_name(name),
+                        };
+                        let value_ok = match e.value {
+                            Field::Static(s) => checks.value(s),
+                            Field::Local { len: SHARED_CHECKED, .. } => true,
+                            _ => is_valid_value(value),
+                        };
+                        (name, value, name_ok & value_ok)
+                    }
+                } else if let Some(&(name, value)) = extra.next() {
+                    let ok = checks.name(name.as_bytes()) & is_valid_value(value);
+                    (name.as_bytes(), value, ok)
+                } else {
+                    return Ok(());
+                };
+                if !ok {
+                    return Err(bad(name));
+                }
+                put_line(dst, name, value);
             }
         })
     }
@@ -722,18 +832,38 @@ pub fn trim_ows(mut s: &[u8]) -> &[u8] {
 /// This is sound because a `&'static [u8]` can never change: no safe code can write to it, so a check made
 /// once holds for the rest of the program. Only successes are remembered, and a slot holds one string at a
 /// time (a collision just means checking again), so a miss always falls back to the full check.
+///
+/// Whole lines of fields whose name and value are both static (`Content-Type: text/plain\r\n`) are remembered
+/// the same way once found valid, keyed by both strings' addresses and lengths: the line is made of those bytes
+/// alone, by one fixed function, so it stays right.
 pub(crate) struct StaticChecks {
     names: [Cell<(usize, usize)>; STATIC_CHECK_SLOTS],
     values: [Cell<(usize, usize)>; STATIC_CHECK_SLOTS],
+    lines: [LineMemo; LINE_SLOTS],
 }
 
 const STATIC_CHECK_SLOTS: usize = 32;
+
+/// How many whole lines [`StaticChecks`] remembers, and the longest it does.
+const LINE_SLOTS: usize = 16;
+const LINE_MEMO: usize = 64;
+
+/// One remembered line: its key (name address and length, value address and length; all 0 when empty), its
+/// length, and its bytes (those past the length unused).
+struct LineMemo {
+    key: Cell<(usize, usize, usize, usize)>,
+    len: Cell<usize>,
+    line: Cell<[u8; LINE_MEMO]>,
+}
 
 thread_local! {
     static STATIC_CHECKS: StaticChecks = const {
         StaticChecks {
             names: [const { Cell::new((0, 0)) }; STATIC_CHECK_SLOTS],
             values: [const { Cell::new((0, 0)) }; STATIC_CHECK_SLOTS],
+            lines: [const {
+                LineMemo { key: Cell::new((0, 0, 0, 0)), len: Cell::new(0), line: Cell::new([0; LINE_MEMO]) }
+            }; LINE_SLOTS],
         }
     };
 }
@@ -759,6 +889,40 @@ impl StaticChecks {
     fn value(&self, s: &'static [u8]) -> bool {
         let (i, key) = Self::slot(s);
         self.values[i].get() == key || Self::check(&self.values[i], key, is_valid_value(s))
+    }
+
+    /// The line slot of the field `name: value`, and its key.
+    #[inline(always)]
+    fn line_slot(&self, name: &'static [u8], value: &'static [u8]) -> (&LineMemo, (usize, usize, usize, usize)) {
+        let key = (name.as_ptr() as usize, name.len(), value.as_ptr() as usize, value.len());
+        let hash = (key.0 ^ key.2.rotate_left(17) ^ key.3).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize);
+        (&self.lines[hash >> (usize::BITS - LINE_SLOTS.trailing_zeros())], key)
+    }
+
+    /// Appends the remembered line of the field `name: value`, if there is one.
+    #[inline(always)]
+    fn put_line(&self, name: &'static [u8], value: &'static [u8], dst: &mut BytesMut) -> bool {
+        let (slot, key) = self.line_slot(name, value);
+        if slot.key.get() != key {
+            return false;
+        }
+        let at = dst.len();
+        dst.extend_from_slice(&slot.line.get());
+        dst.truncate(at + slot.len.get());
+        true
+    }
+
+    /// Remembers `line`, made of the valid field `name: value`, if it is short enough.
+    #[inline(never)]
+    fn remember_line(&self, name: &'static [u8], value: &'static [u8], line: &[u8]) {
+        if line.len() <= LINE_MEMO {
+            let (slot, key) = self.line_slot(name, value);
+            let mut bytes = [0; LINE_MEMO];
+            bytes[..line.len()].copy_from_slice(line);
+            slot.line.set(bytes);
+            slot.len.set(line.len());
+            slot.key.set(key);
+        }
     }
 
     /// Remembers a success.
@@ -991,6 +1155,17 @@ mod tests {
         assert_eq!(trim_ows(b" \t a b \t "), b"a b");
         assert_eq!(trim_ows(b"\x0ba\x0c"), b"\x0ba\x0c");
         assert_eq!(trim_ows(b"   "), b"");
+    }
+
+    #[test]
+    fn hash_etags_are_quoted_hex_and_valid_values() {
+        for h in [0, 1, 0xff, 0x0123_4567_89ab_cdef, u64::MAX, 0x8000_0000_0000_0000] {
+            let etag = HashEtag::from_hash(h);
+            assert_eq!(etag.as_str(), format!("\"{h:016x}\""));
+            assert_eq!(etag.as_bytes(), etag.as_str().as_bytes());
+            assert!(is_valid_value(etag.as_bytes()));
+            assert_eq!(etag.line(), format!("Etag: \"{h:016x}\"\r\n").as_bytes());
+        }
     }
 
     #[test]

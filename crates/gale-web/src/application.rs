@@ -316,33 +316,21 @@ pub(crate) struct AppInner {
     pub(crate) current_user_hook: Option<CurrentUserHook>,
     templates: Option<crate::template::Templates>,
     static_versions: std::cell::RefCell<std::collections::HashMap<String, Option<String>>>,
-    /// The hash of the last `ETag` computed, and its 16 hex digits (as [`etag_digits`](AppInner::etag_digits)
-    /// gives them): responses repeating a body do not format them again.
-    last_etag: std::cell::Cell<Option<(u64, u128)>>,
-}
-
-/// The quoted `ETag` whose digits [`AppInner::etag_digits`] gave.
-pub(crate) fn etag_text(digits: u128) -> [u8; 18] {
-    let mut text = [b'"'; 18];
-    text[1..17].copy_from_slice(&digits.to_le_bytes());
-    text
+    /// The hash of the last `ETag` computed, and the tag: responses repeating a body do not format it again.
+    last_etag: std::cell::Cell<Option<(u64, gale_http1::headers::HashEtag)>>,
 }
 
 impl AppInner {
-    /// The 16 hex digits of the `ETag` of a response body (see [`etag_for`](crate::static_files::etag_for)),
-    /// in order in the little-endian bytes of the number; formatted only when they differ from the previous
-    /// ones. [`etag_text`] quotes them.
-    pub(crate) fn etag_digits(&self, body: &[u8]) -> u128 {
+    /// The `ETag` of a response body (see [`etag_for`](crate::static_files::etag_for)), formatted only when
+    /// it differs from the previous one.
+    pub(crate) fn etag(&self, body: &[u8]) -> gale_http1::headers::HashEtag {
         let h = crate::static_files::etag_hash(body);
         match self.last_etag.get() {
-            Some((k, digits)) if k == h => digits,
+            Some((k, etag)) if k == h => etag,
             _ => {
-                let text = crate::static_files::etag_text(h);
-                let mut digits = [0; 16];
-                digits.copy_from_slice(&text[1..17]);
-                let digits = u128::from_le_bytes(digits);
-                self.last_etag.set(Some((h, digits)));
-                digits
+                let etag = gale_http1::headers::HashEtag::from_hash(h);
+                self.last_etag.set(Some((h, etag)));
+                etag
             }
         }
     }

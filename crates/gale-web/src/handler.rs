@@ -566,31 +566,21 @@ impl RequestContext {
             let omits_body = self.omits_body();
             if self.status >= 200 {
                 // The computed `ETag` goes out after the handler's fields, without being stored among them.
-                let text;
-                let etag_field;
-                let extra: &[(&'static str, &[u8])] = match etag {
-                    Some(digits) => {
-                        text = crate::application::etag_text(digits);
-                        etag_field = [("Etag", &text[..])];
-                        &etag_field
-                    }
-                    None => &[],
-                };
+                let extra = etag.as_ref();
                 // Head, body and end in one call.
-                let w = &self.writer;
-                let sent = if omits_body {
-                    w.respond_with_extra(self.status, self.reason(), &self.headers, extra, Bytes::new())
+                let body: gale_http1::ResponseBody<'_> = if omits_body {
+                    Bytes::new().into()
                 } else if let Some(body) = replacement {
-                    w.respond_with_extra(self.status, self.reason(), &self.headers, extra, body)
+                    body.into()
                 } else if self.body.len() <= BODY_BUFFER {
                     // The usual case: the body is copied from the buffer into the output, and the buffer kept
                     // for what is written next (no count of references to keep on the bytes sent).
-                    w.respond_with_extra(self.status, self.reason(), &self.headers, extra, &self.body[..])
+                    (&self.body[..]).into()
                 } else {
                     // A large body goes with its storage.
-                    let body = std::mem::take(&mut self.body).freeze();
-                    w.respond_with_extra(self.status, self.reason(), &self.headers, extra, body)
+                    std::mem::take(&mut self.body).freeze().into()
                 };
+                let sent = self.writer.respond_with_etag(self.status, self.reason(), &self.headers, extra, body);
                 // Sent, or refused (the error page then starts from an empty body, as it would have). A buffer
                 // the body made grow is not kept.
                 if self.body.len() > BODY_BUFFER {
@@ -688,23 +678,19 @@ impl RequestContext {
 
     /// ETag, 304 and compression for a response sent whole, whose body is what the buffer holds: `Some` body
     /// to send instead (an empty one for a 304, or the compressed one), or `None` to send the buffer's; and
-    /// the digits of the `ETag` computed for the body (see [`AppInner::etag_digits`]), to send with the
+    /// the `ETag` computed for the body (see [`AppInner::etag`]), to send with the
     /// handler's fields (`None` if the handler set one, or none is due).
-    fn prepare_whole_body(&mut self) -> (Option<Bytes>, Option<u128>) {
+    fn prepare_whole_body(&mut self) -> (Option<Bytes>, Option<gale_http1::headers::HashEtag>) {
         self.ensure_content_type();
         let is_get = matches!(self.request.method(), Method::Get | Method::Head);
         let mut computed = None;
         if is_get && self.status == 200 {
             if self.app.settings.compute_etag && !self.has_etag {
-                computed = Some(self.app.etag_digits(&self.body));
+                computed = Some(self.app.etag(&self.body));
             }
             let not_modified = match self.request.headers().get("If-None-Match") {
                 Some(inm) => match computed {
-                    Some(digits) => {
-                        let text = crate::application::etag_text(digits);
-                        // Quotes and hex digits: ASCII.
-                        crate::static_files::etag_matches(inm, std::str::from_utf8(&text).unwrap_or(""))
-                    }
+                    Some(etag) => crate::static_files::etag_matches(inm, etag.as_str()),
                     None => self.headers.get("Etag").is_some_and(|etag| crate::static_files::etag_matches(inm, etag)),
                 },
                 None => false,

@@ -23,7 +23,8 @@ struct Cache {
     /// When the line was made for the current time: until when it stays right, on the monotonic clock.
     mono_until: Cell<Option<Instant>>,
     /// A `Server` line followed by the `Date` line, as [`put_lines_mono`] appends them: `block_len` bytes,
-    /// for the server line called `block_server`, right until `block_until` (`None`: nothing kept).
+    /// for the server line called `block_server`, right until `block_until` (`None`: nothing kept); then
+    /// [`LENGTH_PREFIX`].
     block: RefCell<[u8; BLOCK_LENGTH]>,
     block_len: Cell<usize>,
     block_server: Cell<u64>,
@@ -113,7 +114,54 @@ pub(crate) fn put_lines_mono(mono: Instant, server_id: u64, server: &[u8], dst: 
     })
 }
 
-/// [`put_lines_mono`] when the kept lines are not right for now: writes them anew, and keeps them if they fit.
+/// [`put_lines_mono`], then the line ending the head, `Content-Length: len` and the empty line: the usual
+/// response's last lines. The kept lines are followed by `Content-Length: ` in the block, and a block short
+/// enough is appended as a copy of known size (the bytes past its end dropped again), so that the usual
+/// response appends them in two copies of known size.
+#[inline(always)]
+pub(crate) fn put_lines_and_length_mono(mono: Instant, server_id: u64, server: &[u8], len: u64, dst: &mut BytesMut) {
+    CACHE.with(|cache| {
+        if len < 10_000
+            && cache.block_server.get() == server_id
+            && cache.block_until.get().is_some_and(|until| mono < until)
+        {
+            let n = cache.block_len.get() + LENGTH_PREFIX.len();
+            let block = cache.block.borrow();
+            if n <= SHORT_BLOCK {
+                let at = dst.len();
+                dst.extend_from_slice(&block[..SHORT_BLOCK]);
+                dst.truncate(at + n);
+            } else {
+                dst.extend_from_slice(&block[..n]);
+            }
+            super::head::end_head_with_digits(dst, len);
+        } else {
+            renew_lines_and_length(cache, mono, server_id, server, len, dst);
+        }
+    })
+}
+
+/// [`put_lines_and_length_mono`] when the kept lines are not right for now, or the length is long: kept out of
+/// line, so that the usual case is small.
+#[cold]
+#[inline(never)]
+fn renew_lines_and_length(cache: &Cache, mono: Instant, server_id: u64, server: &[u8], len: u64, dst: &mut BytesMut) {
+    if cache.block_server.get() == server_id && cache.block_until.get().is_some_and(|until| mono < until) {
+        dst.extend_from_slice(&cache.block.borrow()[..cache.block_len.get()]);
+    } else {
+        renew_lines(cache, mono, server_id, server, dst);
+    }
+    super::head::end_head_with_length(dst, len);
+}
+
+/// The start of the `Content-Length` line, kept after the `Server` and `Date` lines in the block.
+const LENGTH_PREFIX: &[u8] = b"Content-Length: ";
+
+/// How many bytes of the block [`put_lines_and_length_mono`] copies at once when what it holds fits.
+const SHORT_BLOCK: usize = 80;
+
+/// [`put_lines_mono`] when the kept lines are not right for now: writes them anew, and keeps them if they fit
+/// (with [`LENGTH_PREFIX`] after them).
 #[cold]
 #[inline(never)]
 fn renew_lines(cache: &Cache, mono: Instant, server_id: u64, server: &[u8], dst: &mut BytesMut) {
@@ -121,10 +169,11 @@ fn renew_lines(cache: &Cache, mono: Instant, server_id: u64, server: &[u8], dst:
     dst.extend_from_slice(server);
     dst.extend_from_slice(&line);
     let len = server.len() + line.len();
-    if len <= BLOCK_LENGTH {
+    if len + LENGTH_PREFIX.len() <= BLOCK_LENGTH {
         let mut block = cache.block.borrow_mut();
         block[..server.len()].copy_from_slice(server);
         block[server.len()..len].copy_from_slice(&line);
+        block[len..len + LENGTH_PREFIX.len()].copy_from_slice(LENGTH_PREFIX);
         cache.block_len.set(len);
         cache.block_server.set(server_id);
         // The line is right as long as line_mono's shortcut is, whatever is formatted in between.
@@ -255,6 +304,32 @@ mod tests {
         let text = put(later, 9, long.as_bytes());
         assert!(text.starts_with(&long) && text.ends_with(" GMT\r\n"));
         assert!(CACHE.with(|c| c.block_until.get()).is_none());
+    }
+
+    #[test]
+    fn lines_and_length_are_the_lines_then_the_length_line() {
+        let mono = Instant::now();
+        let long = format!("Server: {}\r\n", "x".repeat(200));
+        let servers: [(u64, &[u8]); 5] = [
+            (1, b"Server: gale\r\n"),
+            (0, b""),
+            (11, b"Server: a-rather-longer-name-for-a-server/1.0\r\n"),
+            (12, b"Server: a-much-much-longer-name-for-a-server-that-no-longer-fits-at-once/1.0\r\n"),
+            (13, long.as_bytes()),
+        ];
+        for (id, server) in servers {
+            for len in [0, 7, 13, 99, 100, 999, 1000, 9999, 10_000, 123_456_789] {
+                // Twice: once renewing (or not keeping) the lines, once from what is kept.
+                for _ in 0..2 {
+                    let mut expected = BytesMut::from(&b"before"[..]);
+                    put_lines_mono(mono, id, server, &mut expected);
+                    expected.extend_from_slice(format!("Content-Length: {len}\r\n\r\n").as_bytes());
+                    let mut out = BytesMut::from(&b"before"[..]);
+                    put_lines_and_length_mono(mono, id, server, len, &mut out);
+                    assert_eq!(out, expected, "{id} {len}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -638,6 +638,14 @@ pub(crate) fn end_head_with_length(dst: &mut BytesMut, n: u64) {
         return end_head_with_long_length(dst, n);
     }
     dst.extend_from_slice(b"Content-Length: ");
+    end_head_with_digits(dst, n);
+}
+
+/// The rest of [`end_head_with_length`] after `Content-Length: `, for `n` under 10,000: the digits and the line
+/// ends in one word, of which the bytes past the digits' are dropped again.
+#[inline(always)]
+pub(crate) fn end_head_with_digits(dst: &mut BytesMut, n: u64) {
+    debug_assert!(n < 10_000);
     let d = |k: u64| u64::from(b'0' + (k % 10) as u8);
     let (digits, count) = match n {
         0..=9 => (d(n), 1),

@@ -493,24 +493,67 @@ impl ResponseEncoder {
         dst: &mut BytesMut,
     ) -> Result<EncodedHead, EncodeError> {
         dst.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-        fields.try_each_valid(|name, value| {
-            put_field(dst, name, value);
-            Ok(())
-        })?;
+        fields.try_put_lines(dst)?;
         self.end_plain_head(now, len, dst);
         Ok(EncodedHead { body: BodyEncoder::new(BodyKind::from_length(len)), connection: ConnectionAfter::KeepAlive })
     }
 
     /// The lines that end a head written by [`encode_plain`](ResponseEncoder::encode_plain): `Server` and
-    /// `Date`, and `Content-Length`. Not generic, and compiled on its own so that its copies of known size stay
-    /// inline.
-    #[inline(never)]
+    /// `Date`, and `Content-Length`, appended under one access to the thread's kept lines.
+    #[inline(always)]
     fn end_plain_head(&self, now: Instant, len: u64, dst: &mut BytesMut) {
         match &self.server_line {
-            Some(line) => date::put_lines_mono(now, self.server_id, line, dst),
-            None => date::put_lines_mono(now, 0, b"", dst),
+            Some(line) => date::put_lines_and_length_mono(now, self.server_id, line, len, dst),
+            None => date::put_lines_and_length_mono(now, 0, b"", len, dst),
         }
-        end_head_with_length(dst, len);
+    }
+}
+
+/// The longest field line [`put_line`] assembles on the stack.
+const LINE_BLOCK: usize = 64;
+
+/// Appends `name: value\r\n`, as [`put_field`] does. A line of up to [`LINE_BLOCK`] bytes (the usual one) is
+/// assembled in a block on the stack by copies of known size and appended in one copy of known size, instead
+/// of four copies of which two are calls.
+#[inline(always)]
+pub(crate) fn put_line(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
+    let (n, v) = (name.len(), value.len());
+    let total = n + v + 4;
+    if total > LINE_BLOCK {
+        return put_field(dst, name, value);
+    }
+    let mut block = [0; LINE_BLOCK];
+    copy_short(&mut block, 0, name);
+    block[n..n + 2].copy_from_slice(b": ");
+    copy_short(&mut block, n + 2, value);
+    block[n + 2 + v..total].copy_from_slice(b"\r\n");
+    let at = dst.len();
+    dst.extend_from_slice(&block);
+    dst.truncate(at + total);
+}
+
+/// Copies `s` into `block` at `at` (which leaves room for it) in pieces of known size, overlapping when the
+/// length is not a multiple of theirs.
+#[inline(always)]
+fn copy_short(block: &mut [u8; LINE_BLOCK], at: usize, s: &[u8]) {
+    let n = s.len();
+    if n >= 16 {
+        let mut from = 0;
+        while from + 16 < n {
+            block[at + from..at + from + 16].copy_from_slice(&s[from..from + 16]);
+            from += 16;
+        }
+        block[at + n - 16..at + n].copy_from_slice(&s[n - 16..]);
+    } else if n >= 8 {
+        block[at..at + 8].copy_from_slice(&s[..8]);
+        block[at + n - 8..at + n].copy_from_slice(&s[n - 8..]);
+    } else if n >= 4 {
+        block[at..at + 4].copy_from_slice(&s[..4]);
+        block[at + n - 4..at + n].copy_from_slice(&s[n - 4..]);
+    } else {
+        for (i, &b) in s.iter().enumerate() {
+            block[at + i] = b;
+        }
     }
 }
 
@@ -560,6 +603,20 @@ pub trait FieldList: Copy + sealed::Sealed {
         })
     }
 
+    /// Appends every field's line as [`put_line`] writes it, once each is found fit to send as
+    /// [`try_each_valid`](FieldList::try_each_valid) finds it.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_each_valid`](FieldList::try_each_valid); the lines before the unfit field are left in `dst`.
+    #[inline]
+    fn try_put_lines(self, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        self.try_each_valid(|name, value| {
+            put_line(dst, name, value);
+            Ok(())
+        })
+    }
+
     /// Whether surely no field is one the encoder takes note of (`Content-Length`, `Transfer-Encoding`,
     /// `Connection`, `Date`, `Server`, `Host`): the fields can then be copied without being looked at. `false`
     /// when unsure.
@@ -584,6 +641,11 @@ impl FieldList for &HeaderMap {
     }
 
     #[inline]
+    fn try_put_lines(self, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        self.put_valid_lines(&[], dst, invalid_field)
+    }
+
+    #[inline]
     fn surely_unnoted(self) -> bool {
         !self.may_hold_lengths(NOTED_NAME_LENGTHS)
     }
@@ -595,6 +657,9 @@ impl FieldList for &HeaderMap {
 pub(crate) struct WithExtra<'a> {
     pub(crate) map: &'a HeaderMap,
     pub(crate) extra: &'a [(&'static str, &'a [u8])],
+    /// An `ETag` sent after the extra fields: valid by construction, and not one the encoder takes note of,
+    /// so it is neither checked nor looked at; its line is copied whole.
+    pub(crate) etag: Option<&'a crate::headers::HashEtag>,
 }
 
 impl FieldList for WithExtra<'_> {
@@ -609,7 +674,21 @@ impl FieldList for WithExtra<'_> {
 
     #[inline]
     fn try_each_valid(self, f: impl FnMut(&[u8], &[u8]) -> Result<(), EncodeError>) -> Result<(), EncodeError> {
-        self.map.try_for_each_valid_and(self.extra, f, invalid_field)
+        let mut f = f;
+        self.map.try_for_each_valid_and(self.extra, &mut f, invalid_field)?;
+        match self.etag {
+            Some(etag) => f(b"Etag", etag.as_bytes()),
+            None => Ok(()),
+        }
+    }
+
+    #[inline]
+    fn try_put_lines(self, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        self.map.put_valid_lines(self.extra, dst, invalid_field)?;
+        if let Some(etag) = self.etag {
+            dst.extend_from_slice(etag.line());
+        }
+        Ok(())
     }
 
     #[inline]
@@ -937,7 +1016,7 @@ mod tests {
         let ctx = get(Version::Http11, true);
         let h = headers(&[("Content-Type", "text/plain")]);
         let etag: &[u8] = b"\"0123456789abcdef\"";
-        let with = WithExtra { map: &h, extra: &[("Etag", etag)] };
+        let with = WithExtra { map: &h, etag: None, extra: &[("Etag", etag)] };
         assert!(with.surely_unnoted());
         assert_eq!(
             encode_200(ctx, with, Some(2)).unwrap(),
@@ -953,22 +1032,97 @@ mod tests {
             text,
             "HTTP/1.1 304 Not Modified\r\nContent-Type: text/plain\r\nEtag: \"0123456789abcdef\"\r\nServer: gale\r\n\r\n"
         );
+        // Extra fields valid by construction come out the same, unchecked.
+        let hashed = crate::headers::HashEtag::from_hash(0x0123_4567_89ab_cdef);
+        assert_eq!(hashed.as_bytes(), etag);
+        let trusted = WithExtra { map: &h, etag: Some(&hashed), extra: &[] };
+        assert_eq!(encode_200(ctx, trusted, Some(2)).unwrap(), encode_200(ctx, with, Some(2)).unwrap());
+        // And through the general path (a 304, a close, HTTP/1.0).
+        for (ctx, status) in [(ctx, 304), (get(Version::Http11, false), 200), (get(Version::Http10, true), 200)] {
+            let encode = |fields: WithExtra<'_>| {
+                let mut out = BytesMut::new();
+                ResponseEncoder::new()
+                    .with_date(false)
+                    .encode_fields(&ctx, status, None, fields, None, &mut out)
+                    .unwrap();
+                out
+            };
+            assert_eq!(encode(trusted), encode(with), "{status}");
+        }
         for bad in [&b"\"x\"\r\nSet-Cookie: y=1"[..], b"nul\0", b"a\nb", b"0123456789abcdef\r\n"] {
-            let with = WithExtra { map: &h, extra: &[("Etag", bad)] };
+            let with = WithExtra { map: &h, etag: None, extra: &[("Etag", bad)] };
             assert!(matches!(encode_200(ctx, with, Some(2)), Err(EncodeError::InvalidHeaderValue(_))), "{bad:?}");
         }
-        let with = WithExtra { map: &h, extra: &[("Bad Name", b"v")] };
+        let with = WithExtra { map: &h, etag: None, extra: &[("Bad Name", b"v")] };
         assert!(matches!(encode_200(ctx, with, Some(2)), Err(EncodeError::InvalidHeaderName(_))));
         // Extra fields that steer framing or the connection are noted like the map's.
-        let with = WithExtra { map: &h, extra: &[("Connection", b"close")] };
+        let with = WithExtra { map: &h, etag: None, extra: &[("Connection", b"close")] };
         assert!(!with.surely_unnoted());
         let mut out = BytesMut::new();
         let now = ctx.with_now(Instant::now());
         let head = ResponseEncoder::new().encode_fields(&now, 200, None, with, Some(0), &mut out).unwrap();
         assert_eq!(head.connection, ConnectionAfter::Close);
         assert_eq!(String::from_utf8(out.to_vec()).unwrap().matches("Connection").count(), 1);
-        let with = WithExtra { map: &h, extra: &[("Content-Length", b"5")] };
+        let with = WithExtra { map: &h, etag: None, extra: &[("Content-Length", b"5")] };
         assert!(matches!(encode_200(ctx, with, Some(2)), Err(EncodeError::ContentLengthMismatch)));
+    }
+
+    #[test]
+    fn lines_assembled_on_the_stack_are_the_same_as_copied_ones() {
+        let bytes: Vec<u8> = (0..80u8).map(|i| b'!' + i).collect();
+        for n in 0..=70 {
+            for v in 0..=70 {
+                let (name, value) = (&bytes[..n], &bytes[80 - v..]);
+                let mut expected = BytesMut::from(&b"before"[..]);
+                put_field(&mut expected, name, value);
+                let mut out = BytesMut::from(&b"before"[..]);
+                put_line(&mut out, name, value);
+                assert_eq!(out, expected, "{n} {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn remembered_static_lines_are_the_same_as_assembled_ones() {
+        static NAMES: [&str; 4] = ["Content-Type", "X-A", "X-Quite-A-Long-Header-Name-Indeed", "Cache-Control"];
+        static VALUES: [&str; 5] =
+            ["text/plain", "", "v", "no-cache, no-store, must-revalidate, max-age=0, private", "a\tb"];
+        let ctx = get(Version::Http11, true);
+        // Many maps of static fields, each encoded several times (remembered, then copied), through the
+        // shortcut and through the general path (which does not use the remembered lines).
+        for round in 0..3 {
+            for (i, name) in NAMES.iter().enumerate() {
+                for (j, value) in VALUES.iter().enumerate() {
+                    let mut h = HeaderMap::new();
+                    h.append(*name, *value);
+                    h.append(NAMES[(i + j + round) % NAMES.len()], VALUES[(i * j + round) % VALUES.len()]);
+                    h.append("X-Owned", String::from("owned"));
+                    let fast = encode_200(ctx, &h, Some(5)).unwrap();
+                    let expected = format!(
+                        "HTTP/1.1 200 OK\r\n{}Server: gale\r\nContent-Length: 5\r\n\r\n",
+                        h.iter()
+                            .map(|(n, v)| format!("{}: {}\r\n", String::from_utf8_lossy(n), String::from_utf8_lossy(v)))
+                            .collect::<String>()
+                    );
+                    assert_eq!(fast, expected);
+                    let etag = crate::headers::HashEtag::from_hash(0xff);
+                    let with = WithExtra { map: &h, etag: Some(&etag), extra: &[] };
+                    let text = encode_200(ctx, with, Some(5)).unwrap();
+                    assert!(text.contains("owned\r\nEtag: \"00000000000000ff\"\r\nServer"), "{text}");
+                }
+            }
+        }
+        // An invalid static field is refused every time: only valid lines are remembered.
+        static BAD: &str = "v\r\nSet-Cookie: x=1";
+        for _ in 0..3 {
+            let mut h = HeaderMap::new();
+            h.append("Content-Type", "text/plain");
+            h.append("X-A", BAD);
+            assert!(matches!(encode_200(ctx, &h, Some(1)), Err(EncodeError::InvalidHeaderValue(_))));
+            let mut h = HeaderMap::new();
+            h.append("X A", "text/plain");
+            assert!(matches!(encode_200(ctx, &h, Some(1)), Err(EncodeError::InvalidHeaderName(_))));
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::ServerState;
 use super::conn::BodyReader;
-use crate::headers::HeaderMap;
+use crate::headers::{HashEtag, HeaderMap};
 use crate::message::Response;
 use crate::proto::EncodeError;
 use crate::proto::body::{BodyEncoder, Frame};
@@ -301,7 +301,33 @@ impl ResponseWriter {
         extra: &[(&'static str, &[u8])],
         body: impl Into<ResponseBody<'b>>,
     ) -> Result<(), WriteError> {
-        self.respond_fields(status, reason, WithExtra { map: headers, extra }, body.into())
+        self.respond_fields(status, reason, WithExtra { map: headers, extra, etag: None }, body.into())
+    }
+
+    /// [`respond_with`](ResponseWriter::respond_with) with an `Etag` field sent after the map's when `etag` is
+    /// given: the tag is valid by construction, so it is not checked again per response.
+    ///
+    /// ```no_run
+    /// # fn answer(writer: gale_http1::ResponseWriter) -> Result<(), gale_http1::WriteError> {
+    /// let headers = gale_http1::HeaderMap::new();
+    /// let etag = gale_http1::headers::HashEtag::from_hash(42);
+    /// writer.respond_with_etag(200, None, &headers, Some(&etag), "Hello, World!")
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`write_head`](ResponseWriter::write_head) and [`write`](ResponseWriter::write).
+    #[inline]
+    pub fn respond_with_etag<'b>(
+        &self,
+        status: u16,
+        reason: Option<&str>,
+        headers: &HeaderMap,
+        etag: Option<&HashEtag>,
+        body: impl Into<ResponseBody<'b>>,
+    ) -> Result<(), WriteError> {
+        self.respond_fields(status, reason, WithExtra { map: headers, extra: &[], etag }, body.into())
     }
 
     fn respond_fields<L: FieldList>(
