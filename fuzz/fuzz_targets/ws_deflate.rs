@@ -88,7 +88,13 @@ fuzz_target!(|data: &[u8]| {
     let limit = if flags & 8 != 0 { 64 } else { 1 << 16 };
     let whole = inflate(&mut PerMessageDeflate::new(role, &params, level), [stream], limit);
     let framed = inflate(&mut PerMessageDeflate::new(role, &params, level), split.pieces(), limit);
-    assert_eq!(whole, framed, "inflating depends on the framing");
+    match (&whole, &framed) {
+        // A message that is both too large and corrupt fails either way, but which of the two is found first
+        // depends on where the frame cuts fall against the inflater's output buffering: 1009 if the output
+        // passes the limit before the bad bits are read, 1007 otherwise.
+        (Err(a), Err(b)) if a != b => assert!(matches!((a.0, b.0), (1007, 1009) | (1009, 1007)), "{a:?} vs {b:?}"),
+        _ => assert_eq!(whole, framed, "inflating depends on the framing"),
+    }
 
     // Negotiation: arbitrary header values are refused or agreed to consistently.
     let text = String::from_utf8_lossy(stream);
