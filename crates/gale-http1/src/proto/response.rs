@@ -502,10 +502,12 @@ impl ResponseEncoder {
     /// `Date`, and `Content-Length`, appended under one access to the thread's kept lines.
     #[inline(always)]
     fn end_plain_head(&self, now: Instant, len: u64, dst: &mut BytesMut) {
-        match &self.server_line {
-            Some(line) => date::put_lines_and_length_mono(now, self.server_id, line, len, dst),
-            None => date::put_lines_and_length_mono(now, 0, b"", len, dst),
-        }
+        // One call for both cases, so that the thread-local access has a single caller (and goes inline).
+        let (server_id, line): (u64, &[u8]) = match &self.server_line {
+            Some(line) => (self.server_id, line),
+            None => (0, b""),
+        };
+        date::put_lines_and_length_mono(now, server_id, line, len, dst);
     }
 }
 
@@ -1007,6 +1009,27 @@ mod tests {
                 }
                 let closes = name == "Connection";
                 assert_eq!(head.connection == ConnectionAfter::Close, closes, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_usual_head_ends_with_server_date_and_length_with_or_without_a_server_line() {
+        let ctx = get(Version::Http11, true).with_now(Instant::now());
+        let h = headers(&[("Content-Type", "text/plain")]);
+        for server in [Some("gale"), None, Some("other/2"), None] {
+            let enc = ResponseEncoder::new().with_server(server).unwrap();
+            for len in [5, 12_345] {
+                let mut out = BytesMut::new();
+                enc.encode_fields(&ctx, 200, None, &h, Some(len), &mut out).unwrap();
+                let text = String::from_utf8(out.to_vec()).unwrap();
+                let server_line = server.map(|s| format!("Server: {s}\r\n")).unwrap_or_default();
+                let start = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{server_line}Date: ");
+                assert!(text.starts_with(&start), "{text}");
+                assert_eq!(text.matches("Server:").count(), usize::from(server.is_some()), "{text}");
+                let date = text[start.len()..].split("\r\n").next().unwrap();
+                assert!(httpdate::parse_http_date(date).is_ok(), "{text}");
+                assert!(text.ends_with(&format!("GMT\r\nContent-Length: {len}\r\n\r\n")), "{text}");
             }
         }
     }
