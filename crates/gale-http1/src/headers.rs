@@ -626,16 +626,7 @@ impl HeaderMap {
                 let (name, value, ok) = if let Some(e) = entries.next() {
                     let name = resolve(&e.name, buf, shared);
                     let value = resolve(&e.value, buf, shared);
-                    let name_ok = match e.name {
-                        Field::Static(s) => checks.name(s),
-                        _ => is_valid_name(name),
-                    };
-                    let value_ok = match e.value {
-                        Field::Static(s) => checks.value(s),
-                        Field::Local { len: SHARED_CHECKED, .. } => true,
-                        _ => is_valid_value(value),
-                    };
-                    (name, value, name_ok & value_ok)
+                    (name, value, checks.entry(e, name, value))
                 } else if let Some(&(name, value)) = extra.next() {
                     let ok = checks.name(name.as_bytes()) & is_valid_value(value);
                     (name.as_bytes(), value, ok)
@@ -685,16 +676,7 @@ impl HeaderMap {
                     } else {
                         let name = resolve(&e.name, buf, shared);
                         let value = resolve(&e.value, buf, shared);
-                        let name_ok = match e.name {
-                            Field::Static(s) => checks.name(s),
-                            _ => is_valid_name(name),
-                        };
-                        let value_ok = match e.value {
-                            Field::Static(s) => checks.value(s),
-                            Field::Local { len: SHARED_CHECKED, .. } => true,
-                            _ => is_valid_value(value),
-                        };
-                        (name, value, name_ok & value_ok)
+                        (name, value, checks.entry(e, name, value))
                     }
                 } else if let Some(&(name, value)) = extra.next() {
                     let ok = checks.name(name.as_bytes()) & is_valid_value(value);
@@ -875,6 +857,22 @@ impl StaticChecks {
         let addr = s.as_ptr() as usize;
         let hash = (addr ^ s.len()).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize);
         (hash >> (usize::BITS - STATIC_CHECK_SLOTS.trailing_zeros()), (addr, s.len()))
+    }
+
+    /// Whether a map entry, whose name and value resolve to `name` and `value`, can be sent: static strings
+    /// through this memo, values checked when they were made without a scan, the rest in full.
+    #[inline(always)]
+    fn entry(&self, e: &Entry, name: &[u8], value: &[u8]) -> bool {
+        let name_ok = match e.name {
+            Field::Static(s) => self.name(s),
+            _ => is_valid_name(name),
+        };
+        let value_ok = match e.value {
+            Field::Static(s) => self.value(s),
+            Field::Local { len: SHARED_CHECKED, .. } => true,
+            _ => is_valid_value(value),
+        };
+        name_ok & value_ok
     }
 
     /// [`is_valid_name`] for a static string.
