@@ -105,13 +105,25 @@ pub(crate) fn line_mono(mono: Instant) -> [u8; DATE_LINE_LENGTH] {
 /// response appends them in one copy.
 #[inline(always)]
 pub(crate) fn put_lines_mono(mono: Instant, server_id: u64, server: &[u8], dst: &mut BytesMut) {
-    CACHE.with(|cache| {
-        if cache.block_server.get() == server_id && cache.block_until.get().is_some_and(|until| mono < until) {
-            dst.extend_from_slice(&cache.block.borrow()[..cache.block_len.get()]);
+    CACHE.with(|cache| cache.put_lines(mono, server_id, server, dst))
+}
+
+impl Cache {
+    /// Whether the kept block holds the lines for `server_id`, and its date line is right at `mono`.
+    #[inline(always)]
+    fn block_fresh(&self, mono: Instant, server_id: u64) -> bool {
+        self.block_server.get() == server_id && self.block_until.get().is_some_and(|until| mono < until)
+    }
+
+    /// [`put_lines_mono`] on this thread's cache.
+    #[inline(always)]
+    fn put_lines(&self, mono: Instant, server_id: u64, server: &[u8], dst: &mut BytesMut) {
+        if self.block_fresh(mono, server_id) {
+            dst.extend_from_slice(&self.block.borrow()[..self.block_len.get()]);
         } else {
-            renew_lines(cache, mono, server_id, server, dst);
+            renew_lines(self, mono, server_id, server, dst);
         }
-    })
+    }
 }
 
 /// [`put_lines_mono`], then the line ending the head, `Content-Length: len` and the empty line: the usual
@@ -121,10 +133,7 @@ pub(crate) fn put_lines_mono(mono: Instant, server_id: u64, server: &[u8], dst: 
 #[inline(always)]
 pub(crate) fn put_lines_and_length_mono(mono: Instant, server_id: u64, server: &[u8], len: u64, dst: &mut BytesMut) {
     CACHE.with(|cache| {
-        if len < 10_000
-            && cache.block_server.get() == server_id
-            && cache.block_until.get().is_some_and(|until| mono < until)
-        {
+        if len < 10_000 && cache.block_fresh(mono, server_id) {
             let n = cache.block_len.get() + LENGTH_PREFIX.len();
             let block = cache.block.borrow();
             if n <= SHORT_BLOCK {
@@ -146,11 +155,7 @@ pub(crate) fn put_lines_and_length_mono(mono: Instant, server_id: u64, server: &
 #[cold]
 #[inline(never)]
 fn renew_lines_and_length(cache: &Cache, mono: Instant, server_id: u64, server: &[u8], len: u64, dst: &mut BytesMut) {
-    if cache.block_server.get() == server_id && cache.block_until.get().is_some_and(|until| mono < until) {
-        dst.extend_from_slice(&cache.block.borrow()[..cache.block_len.get()]);
-    } else {
-        renew_lines(cache, mono, server_id, server, dst);
-    }
+    cache.put_lines(mono, server_id, server, dst);
     super::head::end_head_with_length(dst, len);
 }
 
