@@ -228,23 +228,13 @@ pub fn parse_range(header: &str, size: u64) -> RangeSpec {
 /// A strong ETag for a dynamic body: a 64-bit FxHash of it in hex. An ETag only has to change with the
 /// content; Tornado's SHA-1 would cost more than the rest of a small request.
 pub fn etag_for(body: &[u8]) -> String {
-    String::from_utf8_lossy(&etag_text(etag_hash(body))).into_owned()
+    gale_http1::headers::HashEtag::from_hash(etag_hash(body)).as_str().to_owned()
 }
 
 /// The hash an [`etag_for`] is made of.
 pub(crate) fn etag_hash(body: &[u8]) -> u64 {
     use std::hash::BuildHasher;
     rustc_hash::FxBuildHasher.hash_one(body)
-}
-
-/// The `ETag` of hash `h`: its 16 hex digits, quoted, without allocating.
-pub(crate) fn etag_text(h: u64) -> [u8; 18] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [b'"'; 18];
-    for (i, digit) in out[1..17].iter_mut().enumerate() {
-        *digit = HEX[((h >> (60 - 4 * i)) & 0xf) as usize];
-    }
-    out
 }
 
 /// Whether an `If-None-Match` value matches `etag` (weak comparison, `*` matches anything).
@@ -307,7 +297,7 @@ mod tests {
             assert_eq!(etag_for(body), format!("\"{}\"", hex::encode(h.to_be_bytes())));
         }
         for h in [0, 1, 0xf, u64::MAX, 0x0123_4567_89ab_cdef] {
-            assert_eq!(&etag_text(h)[..], format!("\"{h:016x}\"").as_bytes());
+            assert_eq!(gale_http1::headers::HashEtag::from_hash(h).as_bytes(), format!("\"{h:016x}\"").as_bytes());
         }
     }
 
