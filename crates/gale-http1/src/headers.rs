@@ -167,6 +167,14 @@ impl HashEtag {
     pub(crate) fn line(&self) -> &[u8; ETAG_LINE_LENGTH] {
         &self.0
     }
+
+    /// The tag's sixteen digits as one number, to compare tags at once: never 0, as the digits are ASCII.
+    #[inline(always)]
+    pub(crate) fn key(&self) -> u128 {
+        let mut digits = [0; 16];
+        digits.copy_from_slice(&self.0[7..23]);
+        u128::from_ne_bytes(digits)
+    }
 }
 
 impl fmt::Debug for HashEtag {
@@ -930,6 +938,64 @@ impl StaticChecks {
             slot.set(key);
         }
         valid
+    }
+}
+
+/// How many fields a [`FieldsMemo`] recognizes a map by.
+const MEMO_FIELDS: usize = 4;
+
+/// The `count` of a [`FieldsMemo`] that remembers no map: no map holds that many fields.
+const NO_MEMO: usize = usize::MAX;
+
+/// The fields of one map, all static strings, remembered by the addresses and lengths of their names and values:
+/// to tell cheaply that a later map holds the very same fields in the same order, hence the same bytes.
+///
+/// Sound for the reason [`StaticChecks`] is: a `&'static [u8]` never changes, so fields found valid (and not
+/// steering framing) when they were remembered still are, and are still written as the same lines. Only maps of
+/// up to [`MEMO_FIELDS`] fields, all static, are remembered.
+pub(crate) struct FieldsMemo {
+    /// How many fields the map held; [`NO_MEMO`] when none is remembered.
+    count: Cell<usize>,
+    /// Per field: name address and length, value address and length.
+    fields: [Cell<[usize; 4]>; MEMO_FIELDS],
+}
+
+impl FieldsMemo {
+    /// A memo that remembers no map.
+    pub(crate) const fn new() -> Self {
+        FieldsMemo { count: Cell::new(NO_MEMO), fields: [const { Cell::new([0; 4]) }; MEMO_FIELDS] }
+    }
+
+    /// The key a field is remembered by, if its name and value are both static.
+    #[inline(always)]
+    fn key(e: &Entry) -> Option<[usize; 4]> {
+        match (e.name, e.value) {
+            (Field::Static(n), Field::Static(v)) => Some([n.as_ptr() as usize, n.len(), v.as_ptr() as usize, v.len()]),
+            _ => None,
+        }
+    }
+
+    /// Whether `map` holds the remembered fields, and only them, in the same order.
+    #[inline(always)]
+    pub(crate) fn holds(&self, map: &HeaderMap) -> bool {
+        let entries = &map.entries[..];
+        entries.len() == self.count.get()
+            && entries.iter().zip(&self.fields).all(|(e, key)| Self::key(e) == Some(key.get()))
+    }
+
+    /// Remembers the fields of `map`, which the caller found valid; `false` (and nothing remembered) if they
+    /// are too many or not all static.
+    pub(crate) fn remember(&self, map: &HeaderMap) -> bool {
+        self.count.set(NO_MEMO);
+        if map.entries.len() > MEMO_FIELDS {
+            return false;
+        }
+        for (e, slot) in map.entries.iter().zip(&self.fields) {
+            let Some(key) = Self::key(e) else { return false };
+            slot.set(key);
+        }
+        self.count.set(map.entries.len());
+        true
     }
 }
 

@@ -105,7 +105,9 @@ pub(crate) fn line_mono(mono: Instant) -> [u8; DATE_LINE_LENGTH] {
 /// response appends them in one copy.
 #[inline(always)]
 pub(crate) fn put_lines_mono(mono: Instant, server_id: u64, server: &[u8], dst: &mut BytesMut) {
-    CACHE.with(|cache| cache.put_lines(mono, server_id, server, dst))
+    CACHE.with(|cache| {
+        cache.put_lines(mono, server_id, server, dst);
+    })
 }
 
 impl Cache {
@@ -115,13 +117,14 @@ impl Cache {
         self.block_server.get() == server_id && self.block_until.get().is_some_and(|until| mono < until)
     }
 
-    /// [`put_lines_mono`] on this thread's cache.
+    /// [`put_lines_mono`] on this thread's cache; returns until when the `Date` line written stays right.
     #[inline(always)]
-    fn put_lines(&self, mono: Instant, server_id: u64, server: &[u8], dst: &mut BytesMut) {
+    fn put_lines(&self, mono: Instant, server_id: u64, server: &[u8], dst: &mut BytesMut) -> Option<Instant> {
         if self.block_fresh(mono, server_id) {
             dst.extend_from_slice(&self.block.borrow()[..self.block_len.get()]);
+            self.block_until.get()
         } else {
-            renew_lines(self, mono, server_id, server, dst);
+            renew_lines(self, mono, server_id, server, dst)
         }
     }
 }
@@ -129,9 +132,16 @@ impl Cache {
 /// [`put_lines_mono`], then the line ending the head, `Content-Length: len` and the empty line: the usual
 /// response's last lines. The kept lines are followed by `Content-Length: ` in the block, and a block short
 /// enough is appended as a copy of known size (the bytes past its end dropped again), so that the usual
-/// response appends them in two copies of known size.
+/// response appends them in two copies of known size. Returns until when the `Date` line written stays right,
+/// on the monotonic clock.
 #[inline(always)]
-pub(crate) fn put_lines_and_length_mono(mono: Instant, server_id: u64, server: &[u8], len: u64, dst: &mut BytesMut) {
+pub(crate) fn put_lines_and_length_mono(
+    mono: Instant,
+    server_id: u64,
+    server: &[u8],
+    len: u64,
+    dst: &mut BytesMut,
+) -> Option<Instant> {
     CACHE.with(|cache| {
         if len < 10_000 && cache.block_fresh(mono, server_id) {
             let n = cache.block_len.get() + LENGTH_PREFIX.len();
@@ -144,8 +154,9 @@ pub(crate) fn put_lines_and_length_mono(mono: Instant, server_id: u64, server: &
                 dst.extend_from_slice(&block[..n]);
             }
             super::head::end_head_with_digits(dst, len);
+            cache.block_until.get()
         } else {
-            renew_lines_and_length(cache, mono, server_id, server, len, dst);
+            renew_lines_and_length(cache, mono, server_id, server, len, dst)
         }
     })
 }
@@ -154,9 +165,17 @@ pub(crate) fn put_lines_and_length_mono(mono: Instant, server_id: u64, server: &
 /// line, so that the usual case is small.
 #[cold]
 #[inline(never)]
-fn renew_lines_and_length(cache: &Cache, mono: Instant, server_id: u64, server: &[u8], len: u64, dst: &mut BytesMut) {
-    cache.put_lines(mono, server_id, server, dst);
+fn renew_lines_and_length(
+    cache: &Cache,
+    mono: Instant,
+    server_id: u64,
+    server: &[u8],
+    len: u64,
+    dst: &mut BytesMut,
+) -> Option<Instant> {
+    let until = cache.put_lines(mono, server_id, server, dst);
     super::head::end_head_with_length(dst, len);
+    until
 }
 
 /// The start of the `Content-Length` line, kept after the `Server` and `Date` lines in the block.
@@ -166,11 +185,13 @@ const LENGTH_PREFIX: &[u8] = b"Content-Length: ";
 const SHORT_BLOCK: usize = 80;
 
 /// [`put_lines_mono`] when the kept lines are not right for now: writes them anew, and keeps them if they fit
-/// (with [`LENGTH_PREFIX`] after them).
+/// (with [`LENGTH_PREFIX`] after them). Returns until when the `Date` line stays right.
 #[cold]
 #[inline(never)]
-fn renew_lines(cache: &Cache, mono: Instant, server_id: u64, server: &[u8], dst: &mut BytesMut) {
+fn renew_lines(cache: &Cache, mono: Instant, server_id: u64, server: &[u8], dst: &mut BytesMut) -> Option<Instant> {
     let line = line_mono(mono);
+    // Read before anything else can format another time (which forgets it).
+    let until = cache.mono_until.get();
     dst.extend_from_slice(server);
     dst.extend_from_slice(&line);
     let len = server.len() + line.len();
@@ -182,10 +203,11 @@ fn renew_lines(cache: &Cache, mono: Instant, server_id: u64, server: &[u8], dst:
         cache.block_len.set(len);
         cache.block_server.set(server_id);
         // The line is right as long as line_mono's shortcut is, whatever is formatted in between.
-        cache.block_until.set(cache.mono_until.get());
+        cache.block_until.set(until);
     } else {
         cache.block_until.set(None);
     }
+    until
 }
 
 fn line_at(time: SystemTime) -> [u8; DATE_LINE_LENGTH] {

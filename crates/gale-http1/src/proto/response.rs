@@ -17,6 +17,7 @@
 //! | length unknown, HTTP/1.0 client | none; the connection closes             | until close      |
 
 use bytes::{Bytes, BytesMut};
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -28,7 +29,7 @@ use super::head::{
 };
 use super::request::RequestHead;
 use super::{Method, Version, date};
-use crate::headers::{self, HeaderMap};
+use crate::headers::{self, FieldsMemo, HashEtag, HeaderMap};
 
 /// The interim response that lets a client waiting on `Expect: 100-continue` send its body.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -343,8 +344,17 @@ impl ResponseEncoder {
         dst: &mut BytesMut,
     ) -> Result<EncodedHead, EncodeError> {
         if let (200, None, Some(len), Some(now)) = (status, reason, content_length, ctx.now) {
-            if ctx.is_plain() && self.date && fields.surely_unnoted() {
-                return self.encode_plain(now, fields, len, dst);
+            if ctx.is_plain() && self.date {
+                // The same response as the last one on this thread: the same head, unless the second changed.
+                let known = fields
+                    .memo_parts()
+                    .is_some_and(|(map, etag)| HEAD_MEMO.with(|memo| memo.is_for(self.server_id, map, etag, len)));
+                if known && HEAD_MEMO.with(|memo| memo.put_if_fresh(now, dst)) {
+                    return Ok(plain_head(len));
+                }
+                if fields.surely_unnoted() {
+                    return self.encode_plain(now, fields, len, known, dst);
+                }
             }
         }
         self.encode_any(ctx, status, reason, fields, content_length, dst)
@@ -484,30 +494,124 @@ impl ResponseEncoder {
     /// of known length to a `GET` (or similar) that keeps its HTTP/1.1 connection, `Date` sent, and fields
     /// none of which steers framing or the connection ([`FieldList::surely_unnoted`]). Every decision is then
     /// known: the fields are copied as they are checked, followed by `Server` and `Date` and the length.
+    ///
+    /// The head is then remembered by what it was made of (see [`HeadMemo`]); `known` says the thread's memo
+    /// was already for these parts.
     #[inline(always)]
     fn encode_plain<L: FieldList>(
         &self,
         now: Instant,
         fields: L,
         len: u64,
+        known: bool,
         dst: &mut BytesMut,
     ) -> Result<EncodedHead, EncodeError> {
+        let at = dst.len();
         dst.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
         fields.try_put_lines(dst)?;
-        self.end_plain_head(now, len, dst);
-        Ok(EncodedHead { body: BodyEncoder::new(BodyKind::from_length(len)), connection: ConnectionAfter::KeepAlive })
+        let until = self.end_plain_head(now, len, dst);
+        if let Some((map, etag)) = fields.memo_parts() {
+            let head = until.filter(|_| known).map(|until| (until, &dst[at..]));
+            HEAD_MEMO.with(|memo| memo.remember(self.server_id, map, etag, len, head));
+        }
+        Ok(plain_head(len))
     }
 
     /// The lines that end a head written by [`encode_plain`](ResponseEncoder::encode_plain): `Server` and
-    /// `Date`, and `Content-Length`, appended under one access to the thread's kept lines.
+    /// `Date`, and `Content-Length`, appended under one access to the thread's kept lines. Returns until when
+    /// the `Date` line written stays right.
     #[inline(always)]
-    fn end_plain_head(&self, now: Instant, len: u64, dst: &mut BytesMut) {
+    fn end_plain_head(&self, now: Instant, len: u64, dst: &mut BytesMut) -> Option<Instant> {
         // One call for both cases, so that the thread-local access has a single caller (and goes inline).
         let (server_id, line): (u64, &[u8]) = match &self.server_line {
             Some(line) => (self.server_id, line),
             None => (0, b""),
         };
-        date::put_lines_and_length_mono(now, server_id, line, len, dst);
+        date::put_lines_and_length_mono(now, server_id, line, len, dst)
+    }
+}
+
+/// What a head written by [`ResponseEncoder::encode_plain`] leads to: a body of `len` bytes, and the connection
+/// kept.
+#[inline(always)]
+fn plain_head(len: u64) -> EncodedHead {
+    EncodedHead { body: BodyEncoder::new(BodyKind::from_length(len)), connection: ConnectionAfter::KeepAlive }
+}
+
+/// The longest head a [`HeadMemo`] keeps.
+const HEAD_MEMO_LENGTH: usize = 256;
+
+/// The last usual head ([`ResponseEncoder::encode_plain`]) written on this thread, whole, with what it was made
+/// of: the same response again (the same static fields and `ETag`, `Server` line and length) is answered with a
+/// copy of it while its `Date` line is right, instead of being encoded again. The fields are recognized by the
+/// addresses of their static strings ([`FieldsMemo`]), so the test is cheaper than the encoding it spares.
+///
+/// A head is kept only once the same parts came twice running: responses that all differ pay for remembering
+/// their parts, not for copying their heads.
+struct HeadMemo {
+    /// Until when the kept head's `Date` line is right, on the monotonic clock; `None` when no head is kept
+    /// (its parts may be).
+    until: Cell<Option<Instant>>,
+    /// The parts: the encoder's server line, the body length, the `ETag` (0 for none), the map's fields.
+    server_id: Cell<u64>,
+    len: Cell<u64>,
+    etag: Cell<u128>,
+    fields: FieldsMemo,
+    /// The head: `head_len` bytes.
+    head_len: Cell<usize>,
+    head: RefCell<[u8; HEAD_MEMO_LENGTH]>,
+}
+
+thread_local! {
+    static HEAD_MEMO: HeadMemo = const {
+        HeadMemo {
+            until: Cell::new(None),
+            server_id: Cell::new(0),
+            len: Cell::new(0),
+            etag: Cell::new(0),
+            fields: FieldsMemo::new(),
+            head_len: Cell::new(0),
+            head: RefCell::new([0; HEAD_MEMO_LENGTH]),
+        }
+    };
+}
+
+impl HeadMemo {
+    /// Whether the memo is for these parts (the head itself may not be kept, or be for a past second).
+    #[inline(always)]
+    fn is_for(&self, server_id: u64, map: &HeaderMap, etag: u128, len: u64) -> bool {
+        (self.server_id.get() == server_id) & (self.len.get() == len) & (self.etag.get() == etag)
+            && self.fields.holds(map)
+    }
+
+    /// Appends the kept head if its `Date` line is right at `now`.
+    #[inline(always)]
+    fn put_if_fresh(&self, now: Instant, dst: &mut BytesMut) -> bool {
+        if self.until.get().is_none_or(|until| now >= until) {
+            return false;
+        }
+        dst.extend_from_slice(&self.head.borrow()[..self.head_len.get()]);
+        true
+    }
+
+    /// After a head was written for these parts, which were found valid: keeps `head` (right until the time
+    /// given) if the memo was already for these parts, else remembers the parts alone.
+    #[inline(never)]
+    fn remember(&self, server_id: u64, map: &HeaderMap, etag: u128, len: u64, head: Option<(Instant, &[u8])>) {
+        match head {
+            Some((until, head)) if head.len() <= HEAD_MEMO_LENGTH => {
+                self.head.borrow_mut()[..head.len()].copy_from_slice(head);
+                self.head_len.set(head.len());
+                self.until.set(Some(until));
+            }
+            _ => {
+                self.until.set(None);
+                self.server_id.set(server_id);
+                self.len.set(len);
+                self.etag.set(etag);
+                self.fields.remember(map);
+            }
+        }
     }
 }
 
@@ -626,6 +730,14 @@ pub trait FieldList: Copy + sealed::Sealed {
     fn surely_unnoted(self) -> bool {
         false
     }
+
+    /// The map the fields are, and the key of a [`HashEtag`] sent after the map's fields (0 for none), when
+    /// the fields are no more than that: what the head of the usual response is remembered by per thread, to
+    /// be copied for the same response again. `None` when the fields are something else.
+    #[inline]
+    fn memo_parts(&self) -> Option<(&HeaderMap, u128)> {
+        None
+    }
 }
 
 impl FieldList for &HeaderMap {
@@ -651,6 +763,11 @@ impl FieldList for &HeaderMap {
     fn surely_unnoted(self) -> bool {
         !self.may_hold_lengths(NOTED_NAME_LENGTHS)
     }
+
+    #[inline]
+    fn memo_parts(&self) -> Option<(&HeaderMap, u128)> {
+        Some((self, 0))
+    }
 }
 
 /// A [`HeaderMap`]'s fields followed by a few more that are not stored in it (see
@@ -661,7 +778,7 @@ pub(crate) struct WithExtra<'a> {
     pub(crate) extra: &'a [(&'static str, &'a [u8])],
     /// An `ETag` sent after the extra fields: valid by construction, and not one the encoder takes note of,
     /// so it is neither checked nor looked at; its line is copied whole.
-    pub(crate) etag: Option<&'a crate::headers::HashEtag>,
+    pub(crate) etag: Option<&'a HashEtag>,
 }
 
 impl FieldList for WithExtra<'_> {
@@ -696,6 +813,12 @@ impl FieldList for WithExtra<'_> {
     #[inline]
     fn surely_unnoted(self) -> bool {
         self.map.surely_unnoted() && !self.extra.iter().any(|(name, _)| is_noted(name.as_bytes()))
+    }
+
+    #[inline]
+    fn memo_parts(&self) -> Option<(&HeaderMap, u128)> {
+        // Extra fields are borrowed bytes, which cannot be recognized by their address.
+        self.extra.is_empty().then(|| (self.map, self.etag.map_or(0, HashEtag::key)))
     }
 }
 
@@ -1146,6 +1269,130 @@ mod tests {
             h.append("X A", "text/plain");
             assert!(matches!(encode_200(ctx, &h, Some(1)), Err(EncodeError::InvalidHeaderName(_))));
         }
+    }
+
+    /// Encodes a 200 of `len` bytes at `now` with `encoder`, as the usual response is.
+    fn encode_at<L: FieldList>(encoder: &ResponseEncoder, now: Instant, fields: L, len: u64) -> String {
+        let ctx = get(Version::Http11, true).with_now(now);
+        let mut out = BytesMut::from(&b"earlier"[..]);
+        let head = encoder.encode_fields(&ctx, 200, None, fields, Some(len), &mut out).unwrap();
+        assert_eq!(head, plain_head(len));
+        String::from_utf8(out[b"earlier".len()..].to_vec()).unwrap()
+    }
+
+    fn head_kept() -> bool {
+        HEAD_MEMO.with(|memo| memo.until.get().is_some())
+    }
+
+    #[test]
+    fn the_same_usual_response_again_is_a_copy_of_the_last_head() {
+        let now = Instant::now();
+        let enc = ResponseEncoder::new();
+        let h = headers(&[("Content-Type", "text/plain"), ("X-Frame-Options", "DENY")]);
+        let etag = HashEtag::from_hash(0x3357_a100_db90_a754);
+        let with = |etag| WithExtra { map: &h, etag, extra: &[] };
+        let date = String::from_utf8(date::line_mono(now).to_vec()).unwrap();
+        let expected = |fields: &str, etag: &str, server: &str, len: u64| {
+            format!("HTTP/1.1 200 OK\r\n{fields}{etag}{server}{date}Content-Length: {len}\r\n\r\n")
+        };
+        let fields = "Content-Type: text/plain\r\nX-Frame-Options: DENY\r\n";
+        let tag = "Etag: \"3357a100db90a754\"\r\n";
+        let gale = "Server: gale\r\n";
+        // Once to remember the parts, once to keep the head, then copies.
+        for round in 0..4 {
+            assert_eq!(encode_at(&enc, now, with(Some(&etag)), 13), expected(fields, tag, gale, 13));
+            assert_eq!(head_kept(), round > 0, "{round}");
+        }
+        // Any other part is another head: the tag, the length, the fields, the server line.
+        let other = HashEtag::from_hash(1);
+        assert_eq!(
+            encode_at(&enc, now, with(Some(&other)), 13),
+            expected(fields, "Etag: \"0000000000000001\"\r\n", gale, 13)
+        );
+        assert_eq!(encode_at(&enc, now, with(None), 13), expected(fields, "", gale, 13));
+        assert_eq!(encode_at(&enc, now, &h, 13), expected(fields, "", gale, 13));
+        assert_eq!(encode_at(&enc, now, with(Some(&etag)), 12), expected(fields, tag, gale, 12));
+        assert_eq!(encode_at(&enc, now, with(Some(&etag)), 12_345), expected(fields, tag, gale, 12_345));
+        let none = ResponseEncoder::new().with_server(None).unwrap();
+        let other_server = ResponseEncoder::new().with_server(Some("other")).unwrap();
+        for _ in 0..3 {
+            assert_eq!(encode_at(&none, now, with(Some(&etag)), 13), expected(fields, tag, "", 13));
+            assert_eq!(encode_at(&enc, now, with(Some(&etag)), 13), expected(fields, tag, gale, 13));
+            assert_eq!(
+                encode_at(&other_server, now, with(Some(&etag)), 13),
+                expected(fields, tag, "Server: other\r\n", 13)
+            );
+        }
+        let maps = [
+            headers(&[("Content-Type", "text/plain")]),
+            headers(&[("Content-Type", "text/html"), ("X-Frame-Options", "DENY")]),
+            headers(&[("Content-Type", "text/plain"), ("X-Frame-Options", "DENY"), ("X-A", "1")]),
+            headers(&[("X-Frame-Options", "DENY"), ("Content-Type", "text/plain")]),
+            headers(&[("A", "1"), ("B", "2"), ("C", "3"), ("D", "4"), ("E", "5")]),
+            HeaderMap::new(),
+        ];
+        for map in maps.iter().chain(maps.iter()).chain([&h]) {
+            let lines: String = map
+                .iter()
+                .map(|(n, v)| format!("{}: {}\r\n", String::from_utf8_lossy(n), String::from_utf8_lossy(v)))
+                .collect();
+            for _ in 0..3 {
+                assert_eq!(encode_at(&enc, now, map, 13), expected(&lines, "", gale, 13));
+            }
+        }
+        // Owned values are not recognized: each is written anew.
+        for value in ["a", "b", "a", "b", "b", "b"] {
+            let mut owned = headers(&[("Content-Type", "text/plain")]);
+            owned.append("X-Owned", value.to_owned());
+            let line = format!("Content-Type: text/plain\r\nX-Owned: {value}\r\n");
+            assert_eq!(encode_at(&enc, now, &owned, 13), expected(&line, "", gale, 13));
+        }
+        // Nor are extra fields given as bytes.
+        for value in [&b"\"a\""[..], b"\"b\"", b"\"a\"", b"\"b\"", b"\"b\"", b"\"b\""] {
+            let extra = [("Etag", value)];
+            let text = encode_at(&enc, now, WithExtra { map: &h, etag: None, extra: &extra }, 13);
+            let tag = format!("Etag: {}\r\n", String::from_utf8_lossy(value));
+            assert_eq!(text, expected(fields, &tag, gale, 13));
+        }
+    }
+
+    #[test]
+    fn a_kept_head_is_used_only_for_the_usual_response_while_its_date_is_right() {
+        let now = Instant::now();
+        let h = headers(&[("Content-Type", "text/plain")]);
+        let enc = ResponseEncoder::new();
+        let usual = encode_at(&enc, now, &h, 13);
+        assert_eq!(encode_at(&enc, now, &h, 13), usual);
+        assert!(head_kept());
+        // Other responses with the same parts are encoded as ever.
+        assert!(encode_200(get(Version::Http11, false), &h, Some(13)).unwrap().contains("Connection: close\r\n"));
+        assert!(encode_200(get(Version::Http10, true), &h, Some(13)).unwrap().contains("Connection: keep-alive\r\n"));
+        let head = ResponseContext::new(Version::Http11, &Method::Head, true);
+        assert!(encode_200(head, &h, Some(13)).unwrap().contains("Content-Length: 13\r\n"));
+        let ctx = get(Version::Http11, true).with_now(now);
+        let mut out = BytesMut::new();
+        ResponseEncoder::new().with_date(false).encode_fields(&ctx, 200, None, &h, Some(13), &mut out).unwrap();
+        assert_eq!(
+            &out[..],
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nServer: gale\r\nContent-Length: 13\r\n\r\n"
+        );
+        for (status, reason) in [(201, None), (200, Some("Fine"))] {
+            let mut out = BytesMut::new();
+            enc.encode_fields(&ctx, status, reason, &h, Some(13), &mut out).unwrap();
+            let start = format!("HTTP/1.1 {status} {}\r\n", reason.or(reason_phrase(status)).unwrap());
+            assert!(out.starts_with(start.as_bytes()));
+        }
+        assert_eq!(encode_at(&enc, now, &h, 13), usual);
+        // Past its second, the head is written anew with the date of now (and kept again).
+        let later = HEAD_MEMO.with(|memo| memo.until.get()).unwrap() + std::time::Duration::from_millis(1);
+        let renewed = encode_at(&enc, later, &h, 13);
+        let date = String::from_utf8(date::line_mono(later).to_vec()).unwrap();
+        assert_eq!(
+            renewed,
+            format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nServer: gale\r\n{date}Content-Length: 13\r\n\r\n")
+        );
+        assert!(HEAD_MEMO.with(|memo| memo.until.get()).unwrap() > later);
+        assert_eq!(encode_at(&enc, later, &h, 13), renewed);
     }
 
     #[test]
