@@ -346,14 +346,15 @@ impl ResponseEncoder {
         if let (200, None, Some(len), Some(now)) = (status, reason, content_length, ctx.now) {
             if ctx.is_plain() && self.date {
                 // The same response as the last one on this thread: the same head, unless the second changed.
-                let known = fields
-                    .memo_parts()
-                    .is_some_and(|(map, etag)| HEAD_MEMO.with(|memo| memo.is_for(self.server_id, map, etag, len)));
-                if known && HEAD_MEMO.with(|memo| memo.put_if_fresh(now, dst)) {
+                let memo = match fields.memo_parts() {
+                    Some((map, etag)) => HEAD_MEMO.with(|memo| memo.put(now, self.server_id, map, etag, len, dst)),
+                    None => Recall::Unknown,
+                };
+                if memo == Recall::Put {
                     return Ok(plain_head(len));
                 }
                 if fields.surely_unnoted() {
-                    return self.encode_plain(now, fields, len, known, dst);
+                    return self.encode_plain(now, fields, len, memo == Recall::Known, dst);
                 }
             }
         }
@@ -576,22 +577,30 @@ thread_local! {
     };
 }
 
-impl HeadMemo {
-    /// Whether the memo is for these parts (the head itself may not be kept, or be for a past second).
-    #[inline(always)]
-    fn is_for(&self, server_id: u64, map: &HeaderMap, etag: u128, len: u64) -> bool {
-        (self.server_id.get() == server_id) & (self.len.get() == len) & (self.etag.get() == etag)
-            && self.fields.holds(map)
-    }
+/// What a [`HeadMemo`] knows of a head.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Recall {
+    /// The head was kept, and is now appended.
+    Put,
+    /// The memo is for the same parts, but keeps no head right for now.
+    Known,
+    /// The memo is for other parts.
+    Unknown,
+}
 
-    /// Appends the kept head if its `Date` line is right at `now`.
+impl HeadMemo {
+    /// Appends the kept head if it is for these parts and its `Date` line is right at `now`.
     #[inline(always)]
-    fn put_if_fresh(&self, now: Instant, dst: &mut BytesMut) -> bool {
+    fn put(&self, now: Instant, server_id: u64, map: &HeaderMap, etag: u128, len: u64, dst: &mut BytesMut) -> Recall {
+        let same = (self.server_id.get() == server_id) & (self.len.get() == len) & (self.etag.get() == etag);
+        if !(same && self.fields.holds(map)) {
+            return Recall::Unknown;
+        }
         if self.until.get().is_none_or(|until| now >= until) {
-            return false;
+            return Recall::Known;
         }
         dst.extend_from_slice(&self.head.borrow()[..self.head_len.get()]);
-        true
+        Recall::Put
     }
 
     /// After a head was written for these parts, which were found valid: keeps `head` (right until the time
