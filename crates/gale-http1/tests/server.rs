@@ -168,6 +168,44 @@ fn concurrent_clients_are_all_served() {
     });
 }
 
+#[test]
+fn output_buffers_passed_between_connections_keep_their_responses_apart() {
+    each_backend(|backend| {
+        let server = TestServer::new(backend);
+        let (mut a, mut b) = (server.connect(), server.connect());
+        // Taking turns, each connection takes the output buffer the other gave back.
+        for i in 0..20 {
+            let (c, target) = if i % 2 == 0 { (&mut a, format!("/a/{i}")) } else { (&mut b, format!("/b/{i}")) };
+            assert_eq!(c.roundtrip(&get(&target)).text(), target);
+        }
+        // One connection's client does not read, so that its output waits, while the other is served: both hold
+        // a buffer, and the one given back last finds the thread's spare taken.
+        let n = 100;
+        a.send(&get("/respond/map-large").repeat(n));
+        for i in 0..5 {
+            let target = format!("/b/while-a-waits/{i}");
+            assert_eq!(b.roundtrip(&get(&target)).text(), target);
+        }
+        for _ in 0..n {
+            assert_eq!(a.response().body, util::pattern(3, 50_000));
+        }
+        // Pipelined responses that outgrow the largest buffer kept.
+        let mut burst = Vec::new();
+        for i in 0..2000 {
+            burst.extend_from_slice(&get(&format!("/b/burst/{i}")));
+        }
+        b.send(&burst);
+        for i in 0..2000 {
+            assert_eq!(b.response().text(), format!("/b/burst/{i}"));
+        }
+        for i in 0..4 {
+            let (c, target) =
+                if i % 2 == 0 { (&mut a, format!("/a/after/{i}")) } else { (&mut b, format!("/b/after/{i}")) };
+            assert_eq!(c.roundtrip(&get(&target)).text(), target);
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Request bodies.
 // ---------------------------------------------------------------------------------------------------------

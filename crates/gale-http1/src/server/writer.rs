@@ -91,12 +91,20 @@ pub(crate) struct Shared {
 thread_local! {
     /// One output buffer kept per thread for the next response: a connection borrows it while it encodes and
     /// sends, and gives it back before waiting for input, so that an idle connection holds no output buffer
-    /// and a busy one allocates none.
-    static SPARE_OUT: Cell<Option<BytesMut>> = const { Cell::new(None) };
+    /// and a busy one allocates none. Buffers are swapped in and out rather than moved, so that neither
+    /// side drops the empty one it had: no call on the usual path.
+    static SPARE_OUT: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
 /// Output buffers larger than this are freed rather than kept as the thread's spare.
 const SPARE_OUT_MAX: usize = 64 * 1024;
+
+/// Frees the output buffer `out`, leaving it without one: kept out of line, as it is seldom needed.
+#[cold]
+#[inline(never)]
+fn drop_out(out: &mut BytesMut) {
+    *out = BytesMut::new();
+}
 
 impl Shared {
     /// The output buffer, borrowed from the thread's spare if the connection has none.
@@ -104,9 +112,8 @@ impl Shared {
     pub(crate) fn out(&self) -> std::cell::RefMut<'_, BytesMut> {
         let mut out = self.out.borrow_mut();
         if out.capacity() == 0 {
-            if let Some(spare) = SPARE_OUT.take() {
-                *out = spare;
-            }
+            // The spare, if the thread has one (else another buffer without room, which changes nothing).
+            SPARE_OUT.with_borrow_mut(|spare| std::mem::swap(&mut *out, spare));
         }
         out
     }
@@ -115,10 +122,15 @@ impl Shared {
     pub(crate) fn release_out(&self) {
         let mut out = self.out.borrow_mut();
         if out.is_empty() && out.capacity() > 0 {
-            let buf = std::mem::take(&mut *out);
-            if buf.capacity() <= SPARE_OUT_MAX {
-                SPARE_OUT.set(Some(buf));
-            }
+            SPARE_OUT.with_borrow_mut(|spare| {
+                if spare.capacity() == 0 && out.capacity() <= SPARE_OUT_MAX {
+                    std::mem::swap(&mut *out, spare);
+                } else {
+                    // The thread has a spare already (another connection gave one back), or this one is
+                    // too large to keep.
+                    drop_out(&mut out);
+                }
+            });
         }
     }
 
