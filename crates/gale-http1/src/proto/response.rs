@@ -589,8 +589,9 @@ enum Recall {
 }
 
 impl HeadMemo {
-    /// Appends the kept head if it is for these parts and its `Date` line is right at `now`.
-    #[inline(always)]
+    /// Appends the kept head if it is for these parts and its `Date` line is right at `now`. Out of line, so
+    /// that the thread-local access around it goes inline and the arguments are passed in registers.
+    #[inline(never)]
     fn put(&self, now: Instant, server_id: u64, map: &HeaderMap, etag: u128, len: u64, dst: &mut BytesMut) -> Recall {
         let same = (self.server_id.get() == server_id) & (self.len.get() == len) & (self.etag.get() == etag);
         if !(same && self.fields.holds(map)) {
