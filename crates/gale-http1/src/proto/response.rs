@@ -322,8 +322,26 @@ impl ResponseEncoder {
         content_length: Option<u64>,
         dst: &mut BytesMut,
     ) -> Result<EncodedHead, EncodeError> {
+        self.encode_whole(ctx, status, reason, fields, content_length, None, dst).map(|(head, _)| head)
+    }
+
+    /// [`encode_fields`](ResponseEncoder::encode_fields), and if `body` is given (the whole body, of
+    /// `content_length` bytes) and the head leaves it as it is, the body too: `true` then, with an encoder that
+    /// takes no more. The usual response is so written in one call.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn encode_whole<L: FieldList>(
+        &self,
+        ctx: &ResponseContext,
+        status: u16,
+        reason: Option<&str>,
+        fields: L,
+        content_length: Option<u64>,
+        body: Option<&[u8]>,
+        dst: &mut BytesMut,
+    ) -> Result<(EncodedHead, bool), EncodeError> {
         let mark = dst.len();
-        let result = self.encode_unchecked(ctx, status, reason, fields, content_length, dst);
+        let result = self.encode_unchecked(ctx, status, reason, fields, content_length, body, dst);
         if result.is_err() {
             dst.truncate(mark);
         }
@@ -334,6 +352,7 @@ impl ResponseEncoder {
     /// the caller truncates `dst` on error. Small (the usual response's shortcut, or a call), so that it goes
     /// inline.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn encode_unchecked<L: FieldList>(
         &self,
         ctx: &ResponseContext,
@@ -341,24 +360,27 @@ impl ResponseEncoder {
         reason: Option<&str>,
         fields: L,
         content_length: Option<u64>,
+        body: Option<&[u8]>,
         dst: &mut BytesMut,
-    ) -> Result<EncodedHead, EncodeError> {
+    ) -> Result<(EncodedHead, bool), EncodeError> {
         if let (200, None, Some(len), Some(now)) = (status, reason, content_length, ctx.now) {
             if ctx.is_plain() && self.date {
                 // The same response as the last one on this thread: the same head, unless the second changed.
                 let memo = match fields.memo_parts() {
-                    Some((map, etag)) => HEAD_MEMO.with(|memo| memo.put(now, self.server_id, map, etag, len, dst)),
+                    Some((map, etag)) => {
+                        HEAD_MEMO.with(|memo| memo.put(now, self.server_id, map, etag, len, body, dst))
+                    }
                     None => Recall::Unknown,
                 };
                 if memo == Recall::Put {
-                    return Ok(plain_head(len));
+                    return Ok(plain_head(len, body.is_some()));
                 }
                 if fields.surely_unnoted() {
-                    return self.encode_plain(now, fields, len, memo == Recall::Known, dst);
+                    return self.encode_plain(now, fields, len, body, memo == Recall::Known, dst);
                 }
             }
         }
-        self.encode_any(ctx, status, reason, fields, content_length, dst)
+        Ok((self.encode_any(ctx, status, reason, fields, content_length, dst)?, false))
     }
 
     /// [`encode_unchecked`](ResponseEncoder::encode_unchecked) for any response: kept apart from the usual
@@ -497,16 +519,17 @@ impl ResponseEncoder {
     /// known: the fields are copied as they are checked, followed by `Server` and `Date` and the length.
     ///
     /// The head is then remembered by what it was made of (see [`HeadMemo`]); `known` says the thread's memo
-    /// was already for these parts.
+    /// was already for these parts. A `body` given (of `len` bytes) follows it as it is.
     #[inline(always)]
     fn encode_plain<L: FieldList>(
         &self,
         now: Instant,
         fields: L,
         len: u64,
+        body: Option<&[u8]>,
         known: bool,
         dst: &mut BytesMut,
-    ) -> Result<EncodedHead, EncodeError> {
+    ) -> Result<(EncodedHead, bool), EncodeError> {
         let at = dst.len();
         dst.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
         fields.try_put_lines(dst)?;
@@ -515,7 +538,10 @@ impl ResponseEncoder {
             let head = until.filter(|_| known).map(|until| (until, &dst[at..]));
             HEAD_MEMO.with(|memo| memo.remember(self.server_id, map, etag, len, head));
         }
-        Ok(plain_head(len))
+        if let Some(body) = body {
+            dst.extend_from_slice(body);
+        }
+        Ok(plain_head(len, body.is_some()))
     }
 
     /// The lines that end a head written by [`encode_plain`](ResponseEncoder::encode_plain): `Server` and
@@ -532,11 +558,12 @@ impl ResponseEncoder {
     }
 }
 
-/// What a head written by [`ResponseEncoder::encode_plain`] leads to: a body of `len` bytes, and the connection
-/// kept.
+/// What a head written by [`ResponseEncoder::encode_plain`] leads to: a body of `len` bytes (none more if it
+/// was written with the head: `written`), and the connection kept; then `written`.
 #[inline(always)]
-fn plain_head(len: u64) -> EncodedHead {
-    EncodedHead { body: BodyEncoder::new(BodyKind::from_length(len)), connection: ConnectionAfter::KeepAlive }
+fn plain_head(len: u64, written: bool) -> (EncodedHead, bool) {
+    let body = BodyEncoder::new(BodyKind::from_length(if written { 0 } else { len }));
+    (EncodedHead { body, connection: ConnectionAfter::KeepAlive }, written)
 }
 
 /// The longest head a [`HeadMemo`] keeps.
@@ -589,10 +616,20 @@ enum Recall {
 }
 
 impl HeadMemo {
-    /// Appends the kept head if it is for these parts and its `Date` line is right at `now`. Out of line, so
-    /// that the thread-local access around it goes inline and the arguments are passed in registers.
+    /// Appends the kept head, and `body` if given, if the head is for these parts and its `Date` line is right
+    /// at `now`. Out of line, so that the thread-local access around it goes inline.
     #[inline(never)]
-    fn put(&self, now: Instant, server_id: u64, map: &HeaderMap, etag: u128, len: u64, dst: &mut BytesMut) -> Recall {
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        &self,
+        now: Instant,
+        server_id: u64,
+        map: &HeaderMap,
+        etag: u128,
+        len: u64,
+        body: Option<&[u8]>,
+        dst: &mut BytesMut,
+    ) -> Recall {
         let same = (self.server_id.get() == server_id) & (self.len.get() == len) & (self.etag.get() == etag);
         if !(same && self.fields.holds(map)) {
             return Recall::Unknown;
@@ -601,6 +638,9 @@ impl HeadMemo {
             return Recall::Known;
         }
         dst.extend_from_slice(&self.head.borrow()[..self.head_len.get()]);
+        if let Some(body) = body {
+            dst.extend_from_slice(body);
+        }
         Recall::Put
     }
 
@@ -1286,7 +1326,7 @@ mod tests {
         let ctx = get(Version::Http11, true).with_now(now);
         let mut out = BytesMut::from(&b"earlier"[..]);
         let head = encoder.encode_fields(&ctx, 200, None, fields, Some(len), &mut out).unwrap();
-        assert_eq!(head, plain_head(len));
+        assert_eq!(head, plain_head(len, false).0);
         String::from_utf8(out[b"earlier".len()..].to_vec()).unwrap()
     }
 
@@ -1403,6 +1443,41 @@ mod tests {
         );
         assert!(HEAD_MEMO.with(|memo| memo.until.get()).unwrap() > later);
         assert_eq!(encode_at(&enc, later, &h, 13), renewed);
+    }
+
+    #[test]
+    fn a_whole_body_goes_with_the_usual_head_and_is_left_to_the_caller_otherwise() {
+        let now = Instant::now();
+        let enc = ResponseEncoder::new();
+        let h = headers(&[("Content-Type", "text/plain")]);
+        let whole = |ctx: ResponseContext, status, body: &[u8]| {
+            let mut out = BytesMut::from(&b"earlier"[..]);
+            let len = Some(body.len() as u64);
+            let (mut head, written) =
+                enc.encode_whole(&ctx.with_now(now), status, None, &h, len, Some(body), &mut out).unwrap();
+            if !written {
+                head.body.encode(body, &mut out).unwrap();
+            }
+            // Written with the head: the encoder takes no more.
+            assert!(!written || head.body.encode(b"more", &mut BytesMut::new()).is_err());
+            head.body.finish(&mut out).unwrap();
+            (String::from_utf8(out[b"earlier".len()..].to_vec()).unwrap(), written)
+        };
+        let usual = get(Version::Http11, true);
+        let head = encode_at(&enc, now, &h, 13);
+        // Written anew, then kept, then copied: the body follows the head each time.
+        for (round, body) in ["Hello, World!", "Hello, World!", "Hello, World!", "Hello, Earth!"].iter().enumerate() {
+            assert_eq!(whole(usual, 200, body.as_bytes()), (format!("{head}{body}"), true), "{round}");
+        }
+        assert!(head_kept());
+        assert_eq!(whole(usual, 200, b""), (encode_at(&enc, now, &h, 0), true));
+        // Other responses leave the body to the caller.
+        let (text, written) = whole(get(Version::Http11, false), 200, b"Hello, World!");
+        assert!(!written && text.contains("Connection: close\r\n") && text.ends_with("\r\n\r\nHello, World!"));
+        let (text, written) = whole(usual, 201, b"Hello, World!");
+        assert!(!written && text.starts_with("HTTP/1.1 201 Created\r\n") && text.ends_with("\r\n\r\nHello, World!"));
+        let (text, written) = whole(ResponseContext::new(Version::Http11, &Method::Head, true), 200, b"Hello, World!");
+        assert!(!written && text.ends_with("Content-Length: 13\r\n\r\n"), "{text}");
     }
 
     #[test]

@@ -379,10 +379,11 @@ impl ResponseWriter {
         let ctx = self.head_context()?;
         let s = &self.shared;
         let mut out = s.out();
-        let head = s.encoder.encode_fields(&ctx, status, reason, fields, Some(bytes.len() as u64), &mut out)?;
+        let len = Some(bytes.len() as u64);
+        let (head, written) = s.encoder.encode_whole(&ctx, status, reason, fields, len, Some(bytes), &mut out)?;
         let mut body = head.body;
         s.after.set(head.connection);
-        if !bytes.is_empty() {
+        if !written && !bytes.is_empty() {
             if let Err(e) = body.encode(bytes, &mut out) {
                 // As a failed `write`: the head is out, the body is still to come.
                 s.writing.set(Writing::Body(body));
