@@ -4,7 +4,8 @@
 //! A [`HeaderMap`] built by the parser copies no field: it holds the head's bytes once, in one buffer, and
 //! records each name and value as an offset range into it (the server's request heads own that buffer and
 //! refill it for the next request; the client's response heads share it). Maps built by hand store `&'static` strings as they are and
-//! owned data as [`Bytes`], so a response with a few literal headers allocates nothing.
+//! owned data as [`Bytes`], so a response with a few literal headers allocates nothing but the map's list of
+//! fields, which a cleared map keeps for its next use.
 //!
 //! Names are compared ASCII case-insensitively and are kept as they were given, so a head is re-serialized with
 //! its original spelling. Values are opaque bytes; [`HeaderMap::get`] returns them as `&str` when they are valid
@@ -30,10 +31,6 @@ use std::cell::Cell;
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
-use smallvec::SmallVec;
-
-/// How many fields a [`HeaderMap`] stores before it moves them to the heap.
-pub const INLINE_FIELDS: usize = 8;
 
 /// Bytes of a header name or value handed to a [`HeaderMap`].
 ///
@@ -175,8 +172,7 @@ impl fmt::Debug for HashEtag {
     }
 }
 
-/// Where the bytes of one name or value live, in 16 bytes, so that a map of 16 inline fields stays small
-/// enough to move around cheaply. (A third variant for owned values would cost 8 more bytes, hence the
+/// Where the bytes of one name or value live, in 16 bytes, so that a field's record is 32. (A third variant for owned values would cost 8 more bytes, hence the
 /// [`SHARED`] marker.)
 #[derive(Clone, Copy)]
 enum Field {
@@ -219,7 +215,10 @@ struct Entry {
 pub struct HeaderMap {
     /// Backing storage for spans.
     buf: Buf,
-    entries: SmallVec<[Entry; INLINE_FIELDS]>,
+    /// The fields, in order. A plain `Vec`, not one with inline room: the maps that matter are reused (pooled
+    /// request heads, the web layer's response maps), so its allocation is made once, and each push and
+    /// lookup is then cheaper than one that must first tell inline storage from the heap.
+    entries: Vec<Entry>,
     /// Backing storage for owned values; slots of removed fields are emptied and compacted away.
     shared: Vec<Bytes>,
     /// Bit `n % 64` is set when a name of length `n` was added since the map was last emptied: a lookup whose
@@ -278,12 +277,7 @@ impl HeaderMap {
 
     /// Creates an empty map with room for `capacity` fields.
     pub fn with_capacity(capacity: usize) -> Self {
-        HeaderMap {
-            buf: Buf::default(),
-            entries: SmallVec::with_capacity(capacity),
-            shared: Vec::new(),
-            name_lengths: 0,
-        }
+        HeaderMap { buf: Buf::default(), entries: Vec::with_capacity(capacity), shared: Vec::new(), name_lengths: 0 }
     }
 
     /// Replaces the backing buffer of parsed fields. The offsets recorded so far must be valid in `buf`.
