@@ -207,6 +207,17 @@ struct Entry {
     value: Field,
 }
 
+impl Entry {
+    /// A field whose name and value are the given `(start, len)` ranges of the map's buffer.
+    #[inline(always)]
+    fn spans(name: (u32, u32), value: (u32, u32)) -> Entry {
+        Entry {
+            name: Field::Local { start: name.0, len: name.1 },
+            value: Field::Local { start: value.0, len: value.1 },
+        }
+    }
+}
+
 /// An ordered multimap of header fields with ASCII case-insensitive names.
 ///
 /// Lookups are linear scans, which beat hashing for the dozen or so fields of a real message; the parser caps
@@ -345,17 +356,16 @@ impl HeaderMap {
     #[inline]
     pub(crate) fn push_span(&mut self, name: (u32, u32), value: (u32, u32)) {
         self.note_name_length(name.1 as usize);
-        self.push_span_unnoted(name, value);
+        self.entries.push(Entry::spans(name, value));
     }
 
-    /// [`push_span`](HeaderMap::push_span) for a caller that gives the name lengths afterwards, all at once,
-    /// with [`note_name_lengths`](HeaderMap::note_name_lengths) (a parser, in one pass over a head).
+    /// Appends `fields`, each given as the offset ranges of its name and value into the backing buffer, for a
+    /// parser, which gives the names' lengths afterwards, all at once, with
+    /// [`note_name_lengths`](HeaderMap::note_name_lengths). One reservation for them all, then plain writes:
+    /// cheaper than a push per field.
     #[inline]
-    pub(crate) fn push_span_unnoted(&mut self, name: (u32, u32), value: (u32, u32)) {
-        self.entries.push(Entry {
-            name: Field::Local { start: name.0, len: name.1 },
-            value: Field::Local { start: value.0, len: value.1 },
-        });
+    pub(crate) fn extend_spans(&mut self, fields: impl ExactSizeIterator<Item = ((u32, u32), (u32, u32))>) {
+        self.entries.extend(fields.map(|(name, value)| Entry::spans(name, value)));
     }
 
     /// Number of fields (a name appearing twice counts twice).
@@ -399,8 +409,8 @@ impl HeaderMap {
         self.name_lengths |= name_length_bit(len);
     }
 
-    /// Records the names' lengths of fields pushed with [`push_span_unnoted`](HeaderMap::push_span_unnoted):
-    /// the union of their [`name_length_bit`]s.
+    /// Records the names' lengths of fields appended with [`extend_spans`](HeaderMap::extend_spans): the union
+    /// of their [`name_length_bit`]s.
     #[inline]
     pub(crate) fn note_name_lengths(&mut self, bits: u64) {
         self.name_lengths |= bits;
