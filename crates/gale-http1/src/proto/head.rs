@@ -31,6 +31,13 @@ pub(crate) fn header_slots<'a, 'b>(
     }
 }
 
+/// Room for `max` fields on the heap, for limits above [`STACK_HEADERS`]: out of line, as seldom needed.
+#[cold]
+#[inline(never)]
+pub(crate) fn heap_slots<'b>(max: usize) -> Vec<Slot<'b>> {
+    vec![MaybeUninit::uninit(); max]
+}
+
 /// Skips the single empty line RFC 9112 §2.2 tells servers to tolerate before a start line.
 ///
 /// Returns where the start line begins, `None` if more bytes are needed to tell, or an error for a bare LF or
