@@ -245,6 +245,12 @@ impl Fields {
         self.flags & bits == bits
     }
 
+    /// Every bit above, for a head to keep and test with the public ones.
+    #[inline]
+    pub(crate) fn bits(&self) -> u16 {
+        self.flags
+    }
+
     /// Sets or clears `bit`.
     #[inline]
     fn set(&mut self, bit: u16, on: bool) {

@@ -252,8 +252,9 @@ pub struct RequestHead {
     len: u32,
     body: BodyKind,
     keep_alive: bool,
-    expect_continue: bool,
-    upgrade: bool,
+    /// What the fields say about the connection, as [`Fields`]' bits: the facts servers seldom ask for
+    /// (`expects_continue`, `is_upgrade`) are told from them when asked, rather than for every request.
+    connection: u16,
 }
 
 impl RequestHead {
@@ -269,8 +270,7 @@ impl RequestHead {
             len: 0,
             body: BodyKind::Empty,
             keep_alive: false,
-            expect_continue: false,
-            upgrade: false,
+            connection: 0,
         }
     }
 
@@ -364,13 +364,18 @@ impl RequestHead {
     /// Whether an HTTP/1.1 client sent `Expect: 100-continue` and waits for `100 Continue` before the body
     /// (RFC 9110 §10.1.1; HTTP/1.0 expectations are ignored).
     pub fn expects_continue(&self) -> bool {
-        self.expect_continue
+        self.version == Version::Http11 && self.says(Fields::EXPECT_CONTINUE)
     }
 
     /// Whether an HTTP/1.1 client asks to switch protocols: `Connection: upgrade` and an `Upgrade` header
     /// (whose value names the protocol, e.g. `websocket`).
     pub fn is_upgrade(&self) -> bool {
-        self.upgrade
+        self.version == Version::Http11 && self.says(Fields::CONNECTION_UPGRADE | Fields::UPGRADE)
+    }
+
+    /// Whether the fields say every one of `bits` ([`Fields`]' connection bits).
+    fn says(&self, bits: u16) -> bool {
+        self.connection & bits == bits
     }
 
     /// The whole head as received.
@@ -467,7 +472,6 @@ fn parse_head<'b>(
         }
     };
 
-    let http11 = version == Version::Http11;
     head.version = version;
     head.target.clear();
     head.target.push_str(target);
@@ -476,9 +480,8 @@ fn parse_head<'b>(
     head.form = form;
     head.authority = authority;
     head.body = body;
-    head.keep_alive = !fields.has(Fields::CLOSE) && (http11 || fields.has(Fields::KEEP_ALIVE));
-    head.expect_continue = http11 && fields.has(Fields::EXPECT_CONTINUE);
-    head.upgrade = http11 && fields.has(Fields::CONNECTION_UPGRADE | Fields::UPGRADE);
+    head.keep_alive = !fields.has(Fields::CLOSE) && (version == Version::Http11 || fields.has(Fields::KEEP_ALIVE));
+    head.connection = fields.bits();
     Ok(Some(Complete { len, method: method.as_bytes() }))
 }
 
