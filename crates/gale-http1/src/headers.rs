@@ -4,7 +4,8 @@
 //! A [`HeaderMap`] built by the parser copies no field: it holds the head's bytes once, in one buffer, and
 //! records each name and value as an offset range into it (the server's request heads own that buffer and
 //! refill it for the next request; the client's response heads share it). Maps built by hand store `&'static` strings as they are and
-//! owned data as [`Bytes`], so a response with a few literal headers allocates nothing.
+//! owned data as [`Bytes`], so a response with a few literal headers allocates nothing but the map's list of
+//! fields, which a cleared map keeps for its next use.
 //!
 //! Names are compared ASCII case-insensitively and are kept as they were given, so a head is re-serialized with
 //! its original spelling. Values are opaque bytes; [`HeaderMap::get`] returns them as `&str` when they are valid
@@ -30,10 +31,6 @@ use std::cell::Cell;
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
-use smallvec::SmallVec;
-
-/// How many fields a [`HeaderMap`] stores before it moves them to the heap.
-pub const INLINE_FIELDS: usize = 8;
 
 /// Bytes of a header name or value handed to a [`HeaderMap`].
 ///
@@ -183,8 +180,7 @@ impl fmt::Debug for HashEtag {
     }
 }
 
-/// Where the bytes of one name or value live, in 16 bytes, so that a map of 16 inline fields stays small
-/// enough to move around cheaply. (A third variant for owned values would cost 8 more bytes, hence the
+/// Where the bytes of one name or value live, in 16 bytes, so that a field's record is 32. (A third variant for owned values would cost 8 more bytes, hence the
 /// [`SHARED`] marker.)
 #[derive(Clone, Copy)]
 enum Field {
@@ -219,6 +215,17 @@ struct Entry {
     value: Field,
 }
 
+impl Entry {
+    /// A field whose name and value are the given `(start, len)` ranges of the map's buffer.
+    #[inline(always)]
+    fn spans(name: (u32, u32), value: (u32, u32)) -> Entry {
+        Entry {
+            name: Field::Local { start: name.0, len: name.1 },
+            value: Field::Local { start: value.0, len: value.1 },
+        }
+    }
+}
+
 /// An ordered multimap of header fields with ASCII case-insensitive names.
 ///
 /// Lookups are linear scans, which beat hashing for the dozen or so fields of a real message; the parser caps
@@ -227,7 +234,10 @@ struct Entry {
 pub struct HeaderMap {
     /// Backing storage for spans.
     buf: Buf,
-    entries: SmallVec<[Entry; INLINE_FIELDS]>,
+    /// The fields, in order. A plain `Vec`, not one with inline room: the maps that matter are reused (pooled
+    /// request heads, the web layer's response maps), so its allocation is made once, and each push and
+    /// lookup is then cheaper than one that must first tell inline storage from the heap.
+    entries: Vec<Entry>,
     /// Backing storage for owned values; slots of removed fields are emptied and compacted away.
     shared: Vec<Bytes>,
     /// Bit `n % 64` is set when a name of length `n` was added since the map was last emptied: a lookup whose
@@ -286,12 +296,7 @@ impl HeaderMap {
 
     /// Creates an empty map with room for `capacity` fields.
     pub fn with_capacity(capacity: usize) -> Self {
-        HeaderMap {
-            buf: Buf::default(),
-            entries: SmallVec::with_capacity(capacity),
-            shared: Vec::new(),
-            name_lengths: 0,
-        }
+        HeaderMap { buf: Buf::default(), entries: Vec::with_capacity(capacity), shared: Vec::new(), name_lengths: 0 }
     }
 
     /// Replaces the backing buffer of parsed fields. The offsets recorded so far must be valid in `buf`.
@@ -359,17 +364,16 @@ impl HeaderMap {
     #[inline]
     pub(crate) fn push_span(&mut self, name: (u32, u32), value: (u32, u32)) {
         self.note_name_length(name.1 as usize);
-        self.push_span_unnoted(name, value);
+        self.entries.push(Entry::spans(name, value));
     }
 
-    /// [`push_span`](HeaderMap::push_span) for a caller that gives the name lengths afterwards, all at once,
-    /// with [`note_name_lengths`](HeaderMap::note_name_lengths) (a parser, in one pass over a head).
+    /// Appends `fields`, each given as the offset ranges of its name and value into the backing buffer, for a
+    /// parser, which gives the names' lengths afterwards, all at once, with
+    /// [`note_name_lengths`](HeaderMap::note_name_lengths). One reservation for them all, then plain writes:
+    /// cheaper than a push per field.
     #[inline]
-    pub(crate) fn push_span_unnoted(&mut self, name: (u32, u32), value: (u32, u32)) {
-        self.entries.push(Entry {
-            name: Field::Local { start: name.0, len: name.1 },
-            value: Field::Local { start: value.0, len: value.1 },
-        });
+    pub(crate) fn extend_spans(&mut self, fields: impl ExactSizeIterator<Item = ((u32, u32), (u32, u32))>) {
+        self.entries.extend(fields.map(|(name, value)| Entry::spans(name, value)));
     }
 
     /// Number of fields (a name appearing twice counts twice).
@@ -413,8 +417,8 @@ impl HeaderMap {
         self.name_lengths |= name_length_bit(len);
     }
 
-    /// Records the names' lengths of fields pushed with [`push_span_unnoted`](HeaderMap::push_span_unnoted):
-    /// the union of their [`name_length_bit`]s.
+    /// Records the names' lengths of fields appended with [`extend_spans`](HeaderMap::extend_spans): the union
+    /// of their [`name_length_bit`]s.
     #[inline]
     pub(crate) fn note_name_lengths(&mut self, bits: u64) {
         self.name_lengths |= bits;

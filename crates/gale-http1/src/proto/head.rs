@@ -31,6 +31,13 @@ pub(crate) fn header_slots<'a, 'b>(
     }
 }
 
+/// Room for `max` fields on the heap, for limits above [`STACK_HEADERS`]: out of line, as seldom needed.
+#[cold]
+#[inline(never)]
+pub(crate) fn heap_slots<'b>(max: usize) -> Vec<Slot<'b>> {
+    vec![MaybeUninit::uninit(); max]
+}
+
 /// Skips the single empty line RFC 9112 §2.2 tells servers to tolerate before a start line.
 ///
 /// Returns where the start line begins, `None` if more bytes are needed to tell, or an error for a bare LF or
@@ -238,6 +245,12 @@ impl Fields {
         self.flags & bits == bits
     }
 
+    /// Every bit above, for a head to keep and test with the public ones.
+    #[inline]
+    pub(crate) fn bits(&self) -> u16 {
+        self.flags
+    }
+
     /// Sets or clears `bit`.
     #[inline]
     fn set(&mut self, bit: u16, on: bool) {
@@ -410,13 +423,21 @@ pub(crate) fn collect_fields(
     map: &mut HeaderMap,
 ) -> Result<Fields, ParseErrorKind> {
     let base = buf.as_ptr() as usize;
-    let mut summary = Fields::new();
+    // Recorded first, with their names' lengths, in a loop of their own: the checks below are left registers
+    // enough.
     let mut name_lengths = 0;
+    map.extend_spans(fields.iter().map(|f| {
+        let (name, value) = (f.name.as_bytes(), f.value);
+        name_lengths |= headers::name_length_bit(name.len());
+        let at = |part: &[u8]| (part.as_ptr() as usize - base) as u32;
+        ((at(name), name.len() as u32), (at(value), value.len() as u32))
+    }));
+    map.note_name_lengths(name_lengths);
+    let mut summary = Fields::new();
     for (i, field) in fields.iter().enumerate() {
         let name = field.name.as_bytes();
         let value = field.value;
         let name_at = name.as_ptr() as usize - base;
-        let value_at = value.as_ptr() as usize - base;
         debug_assert!({
             let prev_end = match i {
                 0 => line_end,
@@ -431,8 +452,6 @@ pub(crate) fn collect_fields(
         if buf.get(name_at.wrapping_sub(2)) != Some(&b'\r') {
             return Err(ParseErrorKind::InvalidLineEnding);
         }
-        map.push_span_unnoted((name_at as u32, name.len() as u32), (value_at as u32, value.len() as u32));
-        name_lengths |= headers::name_length_bit(name.len());
 
         match name.len() {
             4 if token_is(name, b"host") => {
@@ -451,7 +470,6 @@ pub(crate) fn collect_fields(
             _ => {}
         }
     }
-    map.note_name_lengths(name_lengths);
     // The last two line endings, the last line's and the empty line's, are the head's last bytes: both LFs,
     // each CRLF exactly when a CR precedes its LF.
     debug_assert!({

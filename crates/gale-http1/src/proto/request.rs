@@ -47,16 +47,24 @@ use crate::headers::HeaderMap;
 /// assert!(head.keep_alive());
 /// assert_eq!(&buf[..], b"next request...");
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RequestParser {
     limits: Limits,
+    /// `limits.header_size()`, worked out once.
+    max_head: usize,
     scanner: HeadScanner,
+}
+
+impl Default for RequestParser {
+    fn default() -> Self {
+        RequestParser::new(Limits::default())
+    }
 }
 
 impl RequestParser {
     /// A parser enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
-        RequestParser { limits, scanner: HeadScanner::default() }
+        RequestParser { limits, max_head: limits.header_size(), scanner: HeadScanner::default() }
     }
 
     /// The limits enforced.
@@ -96,12 +104,12 @@ impl RequestParser {
         if self.scanner.ready(buf, start) {
             // Filled in place, on the heap: the head is large enough for moves to show in profiles.
             let mut head = pool::take();
-            if let Some(complete) = parse_head(buf, start, &self.limits, &mut head)? {
+            if let Some(complete) = parse_head(buf, start, &self.limits, self.max_head, &mut head)? {
                 self.scanner.reset();
                 head.headers.fill_owned_buffer(&buf[..complete.len], pool::NEW_BUFFER);
                 head.len = complete.len as u32;
                 // Mostly `GET`, told without the general match: the method of every head taken from the pool.
-                let method = &buf[complete.method];
+                let method = complete.method;
                 debug_assert_eq!(head.method, Method::Get);
                 if method != b"GET" {
                     head.method = Method::from_name(method);
@@ -244,8 +252,9 @@ pub struct RequestHead {
     len: u32,
     body: BodyKind,
     keep_alive: bool,
-    expect_continue: bool,
-    upgrade: bool,
+    /// What the fields say about the connection, as [`Fields`]' bits: the facts servers seldom ask for
+    /// (`expects_continue`, `is_upgrade`) are told from them when asked, rather than for every request.
+    connection: u16,
 }
 
 impl RequestHead {
@@ -261,8 +270,7 @@ impl RequestHead {
             len: 0,
             body: BodyKind::Empty,
             keep_alive: false,
-            expect_continue: false,
-            upgrade: false,
+            connection: 0,
         }
     }
 
@@ -356,13 +364,18 @@ impl RequestHead {
     /// Whether an HTTP/1.1 client sent `Expect: 100-continue` and waits for `100 Continue` before the body
     /// (RFC 9110 §10.1.1; HTTP/1.0 expectations are ignored).
     pub fn expects_continue(&self) -> bool {
-        self.expect_continue
+        self.version == Version::Http11 && self.says(Fields::EXPECT_CONTINUE)
     }
 
     /// Whether an HTTP/1.1 client asks to switch protocols: `Connection: upgrade` and an `Upgrade` header
     /// (whose value names the protocol, e.g. `websocket`).
     pub fn is_upgrade(&self) -> bool {
-        self.upgrade
+        self.version == Version::Http11 && self.says(Fields::CONNECTION_UPGRADE | Fields::UPGRADE)
+    }
+
+    /// Whether the fields say every one of `bits` ([`Fields`]' connection bits).
+    fn says(&self, bits: u16) -> bool {
+        self.connection & bits == bits
     }
 
     /// The whole head as received.
@@ -384,30 +397,38 @@ impl fmt::Debug for RequestHead {
     }
 }
 
-/// Where a complete head ends, and where its method is.
-struct Complete {
+/// Where a complete head ends, and its method.
+struct Complete<'b> {
     len: usize,
-    method: std::ops::Range<usize>,
+    /// A slice of the parsed bytes, as `httparse` found it: no range to check again.
+    method: &'b [u8],
 }
 
-/// Parses and checks a head starting at `start` in `buf` into `head` (all but its method and buffer).
-/// Returns `None` if the head is incomplete.
-fn parse_head(
-    buf: &[u8],
+/// Parses and checks a head starting at `start` in `buf` into `head` (all but its method and buffer), refusing
+/// a head longer than `max_head` bytes. Returns `None` if the head is incomplete.
+fn parse_head<'b>(
+    buf: &'b [u8],
     start: usize,
     limits: &Limits,
+    max_head: usize,
     head: &mut RequestHead,
-) -> Result<Option<Complete>, ParseError> {
+) -> Result<Option<Complete<'b>>, ParseError> {
     let mut stack = [const { MaybeUninit::uninit() }; STACK_HEADERS];
-    let mut heap = Vec::new();
-    let slots = head::header_slots(&mut stack, &mut heap, limits.max_headers);
+    // Made only for limits above the stack's room, so that the usual path neither builds nor drops a `Vec`.
+    let mut heap;
+    let slots = if limits.max_headers <= STACK_HEADERS {
+        &mut stack[..limits.max_headers]
+    } else {
+        heap = head::heap_slots(limits.max_headers);
+        &mut heap[..]
+    };
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(head::map_httparse_error(e, &buf[start..], ParseErrorKind::InvalidRequestLine)),
     };
-    if len > limits.header_size() {
+    if len > max_head {
         return Err(ParseErrorKind::HeadTooLarge.into());
     }
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
@@ -417,7 +438,9 @@ fn parse_head(
     let target_at = head::offset(buf, target.as_bytes());
     // `SP HTTP/1.x` follows the target; the line ending is checked with the fields.
     let line_end = target_at + target.len() + 9;
-    if line_end + 2 - method_at > limits.max_request_line {
+    // A head no longer than the limit holds a request line within it, told without working out the line's
+    // length.
+    if len > limits.max_request_line && line_end + 2 - method_at > limits.max_request_line {
         return Err(ParseErrorKind::RequestLineTooLong.into());
     }
     let version = Version::from_minor(minor);
@@ -426,14 +449,17 @@ fn parse_head(
 
     let (form, authority) = target_form(method.as_bytes(), target.as_bytes())?;
 
-    if fields.hosts > 1 {
-        return Err(ParseErrorKind::MultipleHosts.into());
-    }
-    if fields.has(Fields::HOST_INVALID) {
-        return Err(ParseErrorKind::InvalidHost.into());
-    }
-    if fields.hosts == 0 && version == Version::Http11 {
-        return Err(ParseErrorKind::MissingHost.into());
+    // Mostly one valid `Host`, told by one test; the cases it leaves are told apart in order.
+    if fields.hosts != 1 || fields.has(Fields::HOST_INVALID) {
+        if fields.hosts > 1 {
+            return Err(ParseErrorKind::MultipleHosts.into());
+        }
+        if fields.has(Fields::HOST_INVALID) {
+            return Err(ParseErrorKind::InvalidHost.into());
+        }
+        if fields.hosts == 0 && version == Version::Http11 {
+            return Err(ParseErrorKind::MissingHost.into());
+        }
     }
 
     let body = match fields.coding {
@@ -449,7 +475,6 @@ fn parse_head(
         }
     };
 
-    let http11 = version == Version::Http11;
     head.version = version;
     head.target.clear();
     head.target.push_str(target);
@@ -458,10 +483,10 @@ fn parse_head(
     head.form = form;
     head.authority = authority;
     head.body = body;
-    head.keep_alive = !fields.has(Fields::CLOSE) && (http11 || fields.has(Fields::KEEP_ALIVE));
-    head.expect_continue = http11 && fields.has(Fields::EXPECT_CONTINUE);
-    head.upgrade = http11 && fields.has(Fields::CONNECTION_UPGRADE | Fields::UPGRADE);
-    Ok(Some(Complete { len, method: method_at..method_at + method.len() }))
+    // Without branches: `&` and `|` on booleans, not `&&` and `||`.
+    head.keep_alive = !fields.has(Fields::CLOSE) & ((version == Version::Http11) | fields.has(Fields::KEEP_ALIVE));
+    head.connection = fields.bits();
+    Ok(Some(Complete { len, method: method.as_bytes() }))
 }
 
 /// Classifies a target, returning its form and the authority's offset and length within it.
