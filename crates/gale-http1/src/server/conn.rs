@@ -272,13 +272,17 @@ impl<S: HttpService> Conn<S> {
                 }
                 let streaming = kind != BodyKind::Empty && self.service.stream_body(&head);
                 let mut decoder = Decoder::new(kind);
-                let mut request = self.make_request(head);
-                if kind != BodyKind::Empty && request.head.expects_continue() && request.version() == Version::Http11 {
+                if kind != BodyKind::Empty && head.expects_continue() && head.version() == Version::Http11 {
                     s.out().extend_from_slice(CONTINUE);
                     if s.flush().await.is_err() {
                         break 'handle false;
                     }
                 }
+                // The body (when buffered) is kept apart from the head until the request is built, in the call
+                // below: a request held across the waits here would be copied into the connection's state, then
+                // out again.
+                let mut body = Bytes::new();
+                let mut trailers = None;
                 let body_reader = if streaming {
                     Some(BodyReader {
                         inner: Rc::new(RefCell::new(BodyState {
@@ -293,7 +297,7 @@ impl<S: HttpService> Conn<S> {
                 } else {
                     if kind != BodyKind::Empty {
                         match Box::pin(self.read_body(&mut decoder)).await {
-                            Ok(body) => request.body = body,
+                            Ok(read) => body = read,
                             Err(status) => {
                                 if status != 0 {
                                     self.send_error(
@@ -304,7 +308,7 @@ impl<S: HttpService> Conn<S> {
                                 break 'handle false;
                             }
                         }
-                        request.trailers = decoder.take_trailers().map(Box::new);
+                        trailers = decoder.take_trailers().map(Box::new);
                     }
                     None
                 };
@@ -315,7 +319,7 @@ impl<S: HttpService> Conn<S> {
 
                 // Run the service, catching panics; flush and watch for the client leaving while it waits.
                 let writer = ResponseWriter { shared: s.clone() };
-                let mut fut = pin!(self.service.call(request, body_reader, writer));
+                let mut fut = pin!(self.service.call(self.make_request(head, body, trailers), body_reader, writer));
                 let stream = &s.stream;
                 let max_read_ahead = self.config.limits.max_header_size;
                 let mut flushed_for_wait = false;
@@ -444,12 +448,16 @@ impl<S: HttpService> Conn<S> {
         s.after.set(ConnectionAfter::Close);
     }
 
-    fn make_request(&self, head: Box<RequestHead>) -> Request {
-        let mut request = Request::from_head(head, Bytes::new(), self.peer);
-        if self.config.xheaders {
-            apply_xheaders(&mut request, &self.config.trusted_downstream);
-        }
-        request
+    /// Builds the request in one expression, with no later stores into it, so that it is made where the service
+    /// takes it rather than made and then copied there.
+    #[inline]
+    fn make_request(&self, head: Box<RequestHead>, body: Bytes, trailers: Option<Box<HeaderMap>>) -> Request {
+        let (remote_ip, scheme) = if self.config.xheaders {
+            forwarded(head.headers(), &self.config.trusted_downstream)
+        } else {
+            (None, "http")
+        };
+        Request { trailers, remote_ip, scheme, ..Request::from_head(head, body, self.peer) }
     }
 
     /// Reads a whole body into memory; `Err(status)` to answer (0: just close).
@@ -535,9 +543,11 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Tornado's `xheaders`: trust `X-Real-Ip` / `X-Forwarded-For` and `X-Scheme` / `X-Forwarded-Proto` set by
 /// a proxy in front. With several `X-Forwarded-For` hops, the last one not in `trusted_downstream` is the
-/// client.
-fn apply_xheaders(request: &mut Request, trusted_downstream: &[String]) {
-    let headers = request.headers();
+/// client. Returns the client's IP, if the headers name a valid one, and the scheme (`"http"` unless they say
+/// otherwise).
+#[cold]
+#[inline(never)]
+fn forwarded(headers: &HeaderMap, trusted_downstream: &[String]) -> (Option<String>, &'static str) {
     let forwarded_for =
         headers.get_all("X-Forwarded-For").filter_map(|v| std::str::from_utf8(v).ok()).collect::<Vec<_>>().join(",");
     let mut ip = None;
@@ -554,18 +564,16 @@ fn apply_xheaders(request: &mut Request, trusted_downstream: &[String]) {
         ip = Some(real.trim().to_owned());
     }
     let proto = headers.get("X-Scheme").or_else(|| headers.get("X-Forwarded-Proto")).map(str::to_owned);
-    if let Some(ip) = ip.filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()) {
-        request.remote_ip = Some(ip);
-    }
+    let remote_ip = ip.filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
+    let mut scheme = "http";
     if let Some(p) = proto {
         // With several proxies, the last value is the one the nearest proxy saw.
         let p = p.rsplit(',').next().unwrap_or("").trim();
         if p.eq_ignore_ascii_case("https") {
-            request.scheme = "https";
-        } else if p.eq_ignore_ascii_case("http") {
-            request.scheme = "http";
+            scheme = "https";
         }
     }
+    (remote_ip, scheme)
 }
 
 struct BodyState {
