@@ -247,7 +247,9 @@ impl<S: HttpService> Conn<S> {
                         Err(Err(_)) => break 'conn,
                     }
                     parsed = match fresh {
-                        Some(r) => r.map(Some),
+                        // The usual case, taken straight to the handling rather than round the loop.
+                        Some(Ok(head)) => break 'read head,
+                        Some(Err(e)) => Err(e),
                         None => self.parse_buffered(),
                     };
                 }
@@ -271,7 +273,6 @@ impl<S: HttpService> Conn<S> {
                     }
                 }
                 let streaming = kind != BodyKind::Empty && self.service.stream_body(&head);
-                let mut decoder = Decoder::new(kind);
                 if kind != BodyKind::Empty && head.expects_continue() && head.version() == Version::Http11 {
                     s.out().extend_from_slice(CONTINUE);
                     if s.flush().await.is_err() {
@@ -279,38 +280,36 @@ impl<S: HttpService> Conn<S> {
                     }
                 }
                 // The body (when buffered) is kept apart from the head until the request is built, in the call
-                // below: a request held across the waits here would be copied into the connection's state, then
-                // out again.
-                let mut body = Bytes::new();
-                let mut trailers = None;
-                let body_reader = if streaming {
-                    Some(BodyReader {
+                // below, and comes out of the branch that may wait for it: a request (or a body) held across the
+                // waits here would be copied into the connection's state, then out again.
+                let (body, trailers, body_reader) = if streaming {
+                    let reader = BodyReader {
                         inner: Rc::new(RefCell::new(BodyState {
-                            decoder: Some(decoder),
+                            decoder: Some(Decoder::new(kind)),
                             stream: s.stream.clone(),
                             max: self.config.max_body_size,
                             read: 0,
                             error: None,
                             timeout: self.config.body_timeout,
                         })),
-                    })
-                } else {
-                    if kind != BodyKind::Empty {
-                        match Box::pin(self.read_body(&mut decoder)).await {
-                            Ok(read) => body = read,
-                            Err(status) => {
-                                if status != 0 {
-                                    self.send_error(
-                                        status,
-                                        if status == 413 { "Content Too Large" } else { "Bad Request" },
-                                    );
-                                }
-                                break 'handle false;
+                    };
+                    (Bytes::new(), None, Some(reader))
+                } else if kind != BodyKind::Empty {
+                    let mut decoder = Decoder::new(kind);
+                    match Box::pin(self.read_body(&mut decoder)).await {
+                        Ok(body) => (body, decoder.take_trailers().map(Box::new), None),
+                        Err(status) => {
+                            if status != 0 {
+                                self.send_error(
+                                    status,
+                                    if status == 413 { "Content Too Large" } else { "Bad Request" },
+                                );
                             }
+                            break 'handle false;
                         }
-                        trailers = decoder.take_trailers().map(Box::new);
                     }
-                    None
+                } else {
+                    (Bytes::new(), None, None)
                 };
                 let body_done = body_reader.clone();
                 if body_reader.is_some() || s.body.borrow().is_some() {
