@@ -114,6 +114,31 @@ fn pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
+fn pipelined_responses_beyond_the_coalescing_limit_arrive_whole_and_in_order() {
+    each_backend(|backend| {
+        let server = TestServer::new(backend);
+        let mut c = server.connect();
+        // Twelve 20 kB responses: several times the 64 KiB that queued responses may grow to before they are
+        // sent while more pipelined requests wait.
+        let mut burst = Vec::new();
+        for i in 0..12 {
+            burst.extend_from_slice(&get(if i % 4 == 3 { "/" } else { "/big/20000" }));
+        }
+        c.send(&burst);
+        for i in 0..12 {
+            let r = c.response();
+            assert_eq!(r.status, 200, "response {i}");
+            if i % 4 == 3 {
+                assert_eq!(r.text(), "Hello, World!", "response {i}");
+            } else {
+                assert!(r.body == util::pattern(0, 20_000), "response {i}");
+            }
+        }
+        assert_eq!(c.roundtrip(&get("/after")).text(), "/after");
+    });
+}
+
+#[test]
 fn pipelined_bad_request_is_refused_after_the_good_ones_before_it() {
     each_backend(|backend| {
         let server = TestServer::new(backend);

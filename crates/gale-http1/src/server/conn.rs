@@ -169,7 +169,20 @@ impl<S: HttpService> Conn<S> {
             // to poll on every request. Ends the connection on EOF, timeout, or an error answered.
             let head = 'read: {
                 let mut idle = true;
-                let mut parsed = if self.shared.stream.buffered() > 0 { self.parse_buffered() } else { Ok(None) };
+                // Bytes buffered and not yet parsed: counted once per lap, as nothing but a fill changes them.
+                let mut buffered = self.stream().buffered();
+                let mut parsed = if buffered > 0 {
+                    // More requests wait (pipelined): their responses are coalesced with those before, up to a
+                    // limit. (With none waiting, what is due is flushed below, before waiting for input.)
+                    if self.shared.out.borrow().len() + self.stream().write_buffer_len() > super::writer::COALESCE_LIMIT
+                        && self.shared.flush().await.is_err()
+                    {
+                        break 'conn;
+                    }
+                    self.parse_buffered()
+                } else {
+                    Ok(None)
+                };
                 loop {
                     match parsed {
                         Ok(Some(head)) => break 'read head,
@@ -180,7 +193,7 @@ impl<S: HttpService> Conn<S> {
                             break 'conn;
                         }
                     }
-                    if self.state.shutting_down.get() && self.stream().buffered() == 0 {
+                    if self.state.shutting_down.get() && buffered == 0 {
                         break 'conn;
                     }
                     // About to wait for input: send what is due first, and hand the output buffer back.
@@ -194,7 +207,6 @@ impl<S: HttpService> Conn<S> {
                         Err(_) => break 'conn,
                     }
                     self.shared.release_out();
-                    let buffered = self.stream().buffered();
                     if buffered == 0 && idle {
                         self.deadline.set(self.config.idle_connection_timeout);
                     } else if idle {
@@ -250,7 +262,10 @@ impl<S: HttpService> Conn<S> {
                         // The usual case, taken straight to the handling rather than round the loop.
                         Some(Ok(head)) => break 'read head,
                         Some(Err(e)) => Err(e),
-                        None => self.parse_buffered(),
+                        None => {
+                            buffered = self.stream().buffered();
+                            self.parse_buffered()
+                        }
                     };
                 }
             };
@@ -394,11 +409,6 @@ impl<S: HttpService> Conn<S> {
                         // The service did not read all of a streamed body: the connection cannot be reused.
                         s.after.set(ConnectionAfter::Close);
                     }
-                }
-                if s.out.borrow().len() + s.stream.write_buffer_len() > super::writer::COALESCE_LIMIT
-                    && s.flush().await.is_err()
-                {
-                    break 'handle false;
                 }
                 break 'handle s.after.get() == ConnectionAfter::KeepAlive;
             };
