@@ -905,6 +905,25 @@ fn idle_keep_alive_connection_is_closed_after_idle_timeout() {
 }
 
 #[test]
+fn idle_timeout_restarts_with_every_request() {
+    each_backend(|backend| {
+        let idle = Duration::from_millis(400);
+        let options = ServerOptions { idle_connection_timeout: Some(idle), ..Default::default() };
+        let server = TestServer::with_options(backend, options, &Probe::new());
+        let mut c = server.connect();
+        assert_eq!(c.roundtrip(&get("/")).status, 200);
+        // The timer armed after the first request fires before the deadline of the second: the connection
+        // must then wait for the second's deadline, not close.
+        std::thread::sleep(idle / 2);
+        let second = Instant::now();
+        assert_eq!(c.roundtrip(&get("/")).status, 200);
+        c.assert_closed();
+        assert!(second.elapsed() >= idle, "closed before the idle timeout of the last request");
+        server.assert_serving();
+    });
+}
+
+#[test]
 fn stalled_body_is_dropped_after_body_timeout() {
     each_backend(|backend| {
         let options = ServerOptions { body_timeout: Some(Duration::from_millis(200)), ..Default::default() };

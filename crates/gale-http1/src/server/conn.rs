@@ -55,28 +55,41 @@ enum Wait {
 /// timer's deadline has nothing to do.
 struct Deadline {
     sleep: Option<Pin<Box<Sleep>>>,
-    at: Option<Instant>,
-    /// The timer's deadline while it is registered with the task's waker: a copy, so that the common check
-    /// touches neither the timer nor its box.
+    /// The deadline is `start + timeout`, worked out only when the timer is armed: restarting the same
+    /// timeout (the idle timeout, once per request) stores the loop's time and does no arithmetic.
+    timeout: Option<Duration>,
+    start: Instant,
+    /// The timer's deadline while it is registered with the task's waker, and no later than the deadline: a
+    /// copy, so that the common check touches neither the timer nor its box.
     armed: Option<Instant>,
 }
 
 impl Deadline {
+    fn new() -> Deadline {
+        Deadline { sleep: None, timeout: None, start: gale_ioloop::now(), armed: None }
+    }
+
     fn set(&mut self, timeout: Option<Duration>) {
-        // The loop's time of this iteration: no clock read per request.
-        self.at = timeout.map(|t| gale_ioloop::now() + t);
+        if timeout != self.timeout {
+            // Another timeout may end sooner than the armed timer: re-armed at the next poll.
+            self.timeout = timeout;
+            self.armed = None;
+        }
+        // The loop's time of this iteration: no clock read per request. Restarting the same timeout only
+        // moves the deadline later (the loop's time never goes back), so an armed timer stays early enough.
+        self.start = gale_ioloop::now();
     }
 
     #[inline]
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(at) = self.at else { return false };
+        let Some(timeout) = self.timeout else { return false };
         if let Some(armed) = self.armed {
-            // Armed for no later than `at`, and not yet due: the timer will wake the task.
-            if armed <= at && gale_ioloop::now() < armed {
+            // Armed for no later than the deadline, and not yet due: the timer will wake the task.
+            if gale_ioloop::now() < armed {
                 return false;
             }
         }
-        self.poll_timer(at, cx)
+        self.poll_timer(self.start + timeout, cx)
     }
 
     /// Re-arms the timer for `at` if need be and polls it.
@@ -132,7 +145,7 @@ pub(crate) fn serve<S: HttpService>(
         parser: RequestParser::new(config.limits),
         config,
         state,
-        deadline: Deadline { sleep: None, at: None, armed: None },
+        deadline: Deadline::new(),
         shutdown_key: None,
     };
     conn.serve()
