@@ -44,10 +44,50 @@ impl Default for StreamOptions {
     }
 }
 
+/// Input left over after `consume` beyond this size is handed to the stream in the thread's read buffer
+/// itself (the thread takes a fresh one) rather than copied out of it.
+const HAND_OVER_MIN: usize = DEFAULT_READ_CHUNK_SIZE / 4;
+
 thread_local! {
     /// Every stream on a thread reads into this one buffer, then keeps only the bytes it got. An idle stream
-    /// therefore holds no read buffer at all, and no per-read zeroing is needed.
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; DEFAULT_READ_CHUNK_SIZE].into_boxed_slice());
+    /// therefore holds no read buffer at all. Reads land in its spare capacity, so no zeroing is needed, and
+    /// a large leftover (a burst of pipelined requests) can be handed over whole.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(DEFAULT_READ_CHUNK_SIZE));
+}
+
+/// Reads at most `want` bytes from `io` into `buf`, which is left holding just them.
+#[inline]
+fn read_into(io: impl AsFd, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
+    buf.clear();
+    if buf.capacity() == want {
+        // The usual case, a whole chunk: straight into the spare capacity.
+        return Ok(rustix::io::read(io, rustix::buffer::spare_capacity(buf))?);
+    }
+    read_into_zeroed(io, buf, want)
+}
+
+/// What is left of the input in `buf` after its first `used` bytes, for the stream to keep: copied out when
+/// small, else the buffer itself (unique, so taken over without a copy), the thread taking a fresh one.
+fn leftover(buf: &mut Vec<u8>, used: usize) -> BytesMut {
+    if buf.len() - used <= HAND_OVER_MIN {
+        return BytesMut::from(&buf[used..]);
+    }
+    let whole = std::mem::replace(buf, Vec::with_capacity(DEFAULT_READ_CHUNK_SIZE));
+    let mut rest = BytesMut::from(Bytes::from(whole));
+    rest.advance(used);
+    rest
+}
+
+/// [`read_into`] for a chunk of another size than the buffer's: the spare capacity cannot be bounded, so a
+/// zeroed prefix is read into.
+#[cold]
+#[inline(never)]
+fn read_into_zeroed(io: impl AsFd, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
+    buf.reserve(want);
+    buf.resize(want, 0);
+    let result = rustix::io::read(io, &mut buf[..]);
+    buf.truncate(*result.as_ref().unwrap_or(&0));
+    Ok(result?)
 }
 
 struct State {
@@ -287,8 +327,7 @@ impl<S: AsFd + 'static> IOStream<S> {
                 Poll::Ready(Ok(())) => SCRATCH.with(|scratch| {
                     let want = options.read_chunk_size.clamp(1, DEFAULT_READ_CHUNK_SIZE).min(room);
                     let mut scratch = scratch.borrow_mut();
-                    let buf = &mut scratch[..want];
-                    match source.poll_read_with(cx, |io| rustix::io::read(io, &mut *buf).map_err(io::Error::from)) {
+                    match source.poll_read_with(cx, |io| read_into(io, &mut scratch, want)) {
                         Poll::Ready(Ok(n)) => {
                             let mut st = self.inner.state.borrow_mut();
                             st.may_have_data = n == want;
@@ -296,12 +335,12 @@ impl<S: AsFd + 'static> IOStream<S> {
                                 st.bytes_read += n as u64;
                                 if st.read_buf.is_empty() {
                                     drop(st);
-                                    let used = consume(&buf[..n]).min(n);
+                                    let used = consume(&scratch[..n]).min(n);
                                     if used < n {
-                                        self.inner.state.borrow_mut().read_buf = BytesMut::from(&buf[used..n]);
+                                        self.inner.state.borrow_mut().read_buf = leftover(&mut scratch, used);
                                     }
                                 } else {
-                                    st.read_buf.extend_from_slice(&buf[..n]);
+                                    st.read_buf.extend_from_slice(&scratch[..n]);
                                 }
                             }
                             Poll::Ready(Ok(n))
