@@ -302,23 +302,20 @@ impl<S: AsFd + 'static> IOStream<S> {
         consume: impl FnOnce(&[u8]) -> usize,
     ) -> Poll<Result<usize, StreamError>> {
         let options = self.inner.options.get();
-        let (room, may_have_data) = {
-            let st = self.inner.state.borrow();
-            if let Some(reason) = &st.closed {
-                return Poll::Ready(Err(StreamError::Closed(reason.clone())));
-            }
-            if st.read_buf.len() >= options.max_buffer_size {
-                drop(st);
+        let result = {
+            let guard = self.inner.source.borrow();
+            // Closing takes the source: without one, the stream is closed.
+            let Some(source) = guard.as_ref() else { return Poll::Ready(Err(self.closed_error())) };
+            let (buffered, may_have_data) = {
+                let st = self.inner.state.borrow();
+                (st.read_buf.len(), st.may_have_data)
+            };
+            if buffered >= options.max_buffer_size {
+                drop(guard);
                 self.close_with(CloseReason::Error(io::ErrorKind::OutOfMemory, "read buffer full".into()));
                 return Poll::Ready(Err(StreamError::BufferFull));
             }
-            (options.max_buffer_size - st.read_buf.len(), st.may_have_data)
-        };
-        let result = {
-            let source = self.inner.source.borrow();
-            let Some(source) = source.as_ref() else {
-                return Poll::Ready(Err(StreamError::Closed(CloseReason::Local)));
-            };
+            let room = options.max_buffer_size - buffered;
             let ready = if may_have_data { Poll::Ready(Ok(())) } else { source.poll_readable(cx) };
             match ready {
                 Poll::Pending => return Poll::Pending,
@@ -603,14 +600,18 @@ impl<S: AsFd + 'static> IOStream<S> {
         let result = {
             // Held across the syscall, which runs no other code, so that the count is kept in the same borrow.
             let mut st = self.inner.state.borrow_mut();
-            if let Some(reason) = &st.closed {
-                return Err(StreamError::Closed(reason.clone()));
-            }
-            if !st.write_queue.is_empty() || data.is_empty() {
+            // (Closing empties the queue.)
+            if !st.write_queue.is_empty() {
                 return Ok(0);
             }
             let source = self.inner.source.borrow();
-            let Some(source) = source.as_ref() else { return Err(StreamError::Closed(CloseReason::Local)) };
+            // Closing takes the source: without one, the stream is closed.
+            let Some(source) = source.as_ref() else {
+                return Err(StreamError::Closed(st.closed.clone().unwrap_or(CloseReason::Local)));
+            };
+            if data.is_empty() {
+                return Ok(0);
+            }
             let result = loop {
                 match rustix::io::write(source.get_ref().as_fd(), data) {
                     Err(rustix::io::Errno::INTR) => continue,
