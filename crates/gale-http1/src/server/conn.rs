@@ -184,7 +184,7 @@ impl<S: HttpService> Conn<S> {
                 let mut idle = true;
                 // Bytes buffered and not yet parsed: counted once per lap, as nothing but a fill changes them.
                 let mut buffered = self.stream().buffered();
-                let mut parsed = if buffered > 0 {
+                if buffered > 0 {
                     // More requests wait (pipelined): their responses are coalesced with those before, up to a
                     // limit. (With none waiting, what is due is flushed below, before waiting for input.)
                     if self.shared.out.borrow().len() + self.stream().write_buffer_len() > super::writer::COALESCE_LIMIT
@@ -192,20 +192,16 @@ impl<S: HttpService> Conn<S> {
                     {
                         break 'conn;
                     }
-                    self.parse_buffered()
-                } else {
-                    Ok(None)
-                };
-                loop {
-                    match parsed {
+                    match self.parse_buffered() {
                         Ok(Some(head)) => break 'read head,
                         Ok(None) => {}
                         Err(e) => {
-                            log::debug!("{}: bad request: {e}", self.peer);
-                            self.send_error(e.status(), e.message());
+                            self.refuse(e);
                             break 'conn;
                         }
                     }
+                }
+                loop {
                     if self.state.shutting_down.get() && buffered == 0 {
                         break 'conn;
                     }
@@ -271,8 +267,8 @@ impl<S: HttpService> Conn<S> {
                         }
                         Err(Err(_)) => break 'conn,
                     }
-                    parsed = match fresh {
-                        // The usual case, taken straight to the handling rather than round the loop.
+                    let parsed = match fresh {
+                        // The usual case, taken straight to the handling.
                         Some(Ok(head)) => break 'read head,
                         Some(Err(e)) => Err(e),
                         None => {
@@ -280,6 +276,14 @@ impl<S: HttpService> Conn<S> {
                             self.parse_buffered()
                         }
                     };
+                    match parsed {
+                        Ok(Some(head)) => break 'read head,
+                        Ok(None) => {}
+                        Err(e) => {
+                            self.refuse(e);
+                            break 'conn;
+                        }
+                    }
                 }
             };
             // The request is handled here rather than in a method of its own: the state of a nested future
@@ -452,6 +456,12 @@ impl<S: HttpService> Conn<S> {
     /// Reads more input, unless the deadline passes or (while idle) the server shuts down.
     async fn fill(&mut self) -> Result<usize, Result<Wait, StreamError>> {
         fill_with(&self.shared.stream, &self.state, &mut self.deadline, &mut self.shutdown_key, |_| 0).await
+    }
+
+    /// Answers a request whose head is malformed or too large, then closes.
+    fn refuse(&self, e: ParseError) {
+        log::debug!("{}: bad request: {e}", self.peer);
+        self.send_error(e.status(), e.message());
     }
 
     /// Answers a request the connection itself refuses (bad head, body too large), then closes.
