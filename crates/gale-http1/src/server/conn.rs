@@ -541,13 +541,12 @@ fn fill_with(
     state: &ServerState,
     deadline: &mut Deadline,
     key: &mut Option<usize>,
-    consume: impl FnOnce(&[u8]) -> usize,
+    mut consume: impl FnMut(&[u8]) -> usize,
 ) -> impl Future<Output = Result<usize, Result<Wait, StreamError>>> {
-    // A `poll_fn` returned as is: an `async fn` would wrap it in one more future.
-    let mut consume = Some(consume);
+    // A `poll_fn` returned as is: an `async fn` would wrap it in one more future. (`consume` runs at most once:
+    // the future is ready once input was read.)
     poll_fn(move |cx| {
-        let consume = |input: &[u8]| consume.take().map_or(0, |f| f(input));
-        if let Poll::Ready(r) = stream.poll_fill_with(cx, consume) {
+        if let Poll::Ready(r) = stream.poll_fill_with(cx, &mut consume) {
             return Poll::Ready(r.map_err(Err));
         }
         if deadline.poll_expired(cx) {
