@@ -114,6 +114,31 @@ fn pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
+fn pipelined_responses_beyond_the_coalescing_limit_arrive_whole_and_in_order() {
+    each_backend(|backend| {
+        let server = TestServer::new(backend);
+        let mut c = server.connect();
+        // Twelve 20 kB responses: several times the 64 KiB that queued responses may grow to before they are
+        // sent while more pipelined requests wait.
+        let mut burst = Vec::new();
+        for i in 0..12 {
+            burst.extend_from_slice(&get(if i % 4 == 3 { "/" } else { "/big/20000" }));
+        }
+        c.send(&burst);
+        for i in 0..12 {
+            let r = c.response();
+            assert_eq!(r.status, 200, "response {i}");
+            if i % 4 == 3 {
+                assert_eq!(r.text(), "Hello, World!", "response {i}");
+            } else {
+                assert!(r.body == util::pattern(0, 20_000), "response {i}");
+            }
+        }
+        assert_eq!(c.roundtrip(&get("/after")).text(), "/after");
+    });
+}
+
+#[test]
 fn pipelined_bad_request_is_refused_after_the_good_ones_before_it() {
     each_backend(|backend| {
         let server = TestServer::new(backend);
@@ -913,6 +938,25 @@ fn idle_keep_alive_connection_is_closed_after_idle_timeout() {
         assert_eq!(c.roundtrip(&get("/")).status, 200);
         c.assert_closed();
         assert!(start.elapsed() >= Duration::from_millis(200), "closed before the idle timeout");
+        server.assert_serving();
+    });
+}
+
+#[test]
+fn idle_timeout_restarts_with_every_request() {
+    each_backend(|backend| {
+        let idle = Duration::from_millis(400);
+        let options = ServerOptions { idle_connection_timeout: Some(idle), ..Default::default() };
+        let server = TestServer::with_options(backend, options, &Probe::new());
+        let mut c = server.connect();
+        assert_eq!(c.roundtrip(&get("/")).status, 200);
+        // The timer armed after the first request fires before the deadline of the second: the connection
+        // must then wait for the second's deadline, not close.
+        std::thread::sleep(idle / 2);
+        let second = Instant::now();
+        assert_eq!(c.roundtrip(&get("/")).status, 200);
+        c.assert_closed();
+        assert!(second.elapsed() >= idle, "closed before the idle timeout of the last request");
         server.assert_serving();
     });
 }

@@ -44,10 +44,50 @@ impl Default for StreamOptions {
     }
 }
 
+/// Input left over after `consume` beyond this size is handed to the stream in the thread's read buffer
+/// itself (the thread takes a fresh one) rather than copied out of it.
+const HAND_OVER_MIN: usize = DEFAULT_READ_CHUNK_SIZE / 4;
+
 thread_local! {
     /// Every stream on a thread reads into this one buffer, then keeps only the bytes it got. An idle stream
-    /// therefore holds no read buffer at all, and no per-read zeroing is needed.
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; DEFAULT_READ_CHUNK_SIZE].into_boxed_slice());
+    /// therefore holds no read buffer at all. Reads land in its spare capacity, so no zeroing is needed, and
+    /// a large leftover (a burst of pipelined requests) can be handed over whole.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(DEFAULT_READ_CHUNK_SIZE));
+}
+
+/// Reads at most `want` bytes from `io` into `buf`, which is left holding just them.
+#[inline]
+fn read_into(io: impl AsFd, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
+    buf.clear();
+    if buf.capacity() == want {
+        // The usual case, a whole chunk: straight into the spare capacity.
+        return Ok(rustix::io::read(io, rustix::buffer::spare_capacity(buf))?);
+    }
+    read_into_zeroed(io, buf, want)
+}
+
+/// What is left of the input in `buf` after its first `used` bytes, for the stream to keep: copied out when
+/// small, else the buffer itself (unique, so taken over without a copy), the thread taking a fresh one.
+fn leftover(buf: &mut Vec<u8>, used: usize) -> BytesMut {
+    if buf.len() - used <= HAND_OVER_MIN {
+        return BytesMut::from(&buf[used..]);
+    }
+    let whole = std::mem::replace(buf, Vec::with_capacity(DEFAULT_READ_CHUNK_SIZE));
+    let mut rest = BytesMut::from(Bytes::from(whole));
+    rest.advance(used);
+    rest
+}
+
+/// [`read_into`] for a chunk of another size than the buffer's: the spare capacity cannot be bounded, so a
+/// zeroed prefix is read into.
+#[cold]
+#[inline(never)]
+fn read_into_zeroed(io: impl AsFd, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
+    buf.reserve(want);
+    buf.resize(want, 0);
+    let result = rustix::io::read(io, &mut buf[..]);
+    buf.truncate(*result.as_ref().unwrap_or(&0));
+    Ok(result?)
 }
 
 struct State {
@@ -262,23 +302,20 @@ impl<S: AsFd + 'static> IOStream<S> {
         consume: impl FnOnce(&[u8]) -> usize,
     ) -> Poll<Result<usize, StreamError>> {
         let options = self.inner.options.get();
-        let (room, may_have_data) = {
-            let st = self.inner.state.borrow();
-            if let Some(reason) = &st.closed {
-                return Poll::Ready(Err(StreamError::Closed(reason.clone())));
-            }
-            if st.read_buf.len() >= options.max_buffer_size {
-                drop(st);
+        let result = {
+            let guard = self.inner.source.borrow();
+            // Closing takes the source: without one, the stream is closed.
+            let Some(source) = guard.as_ref() else { return Poll::Ready(Err(self.closed_error())) };
+            let (buffered, may_have_data) = {
+                let st = self.inner.state.borrow();
+                (st.read_buf.len(), st.may_have_data)
+            };
+            if buffered >= options.max_buffer_size {
+                drop(guard);
                 self.close_with(CloseReason::Error(io::ErrorKind::OutOfMemory, "read buffer full".into()));
                 return Poll::Ready(Err(StreamError::BufferFull));
             }
-            (options.max_buffer_size - st.read_buf.len(), st.may_have_data)
-        };
-        let result = {
-            let source = self.inner.source.borrow();
-            let Some(source) = source.as_ref() else {
-                return Poll::Ready(Err(StreamError::Closed(CloseReason::Local)));
-            };
+            let room = options.max_buffer_size - buffered;
             let ready = if may_have_data { Poll::Ready(Ok(())) } else { source.poll_readable(cx) };
             match ready {
                 Poll::Pending => return Poll::Pending,
@@ -287,8 +324,7 @@ impl<S: AsFd + 'static> IOStream<S> {
                 Poll::Ready(Ok(())) => SCRATCH.with(|scratch| {
                     let want = options.read_chunk_size.clamp(1, DEFAULT_READ_CHUNK_SIZE).min(room);
                     let mut scratch = scratch.borrow_mut();
-                    let buf = &mut scratch[..want];
-                    match source.poll_read_with(cx, |io| rustix::io::read(io, &mut *buf).map_err(io::Error::from)) {
+                    match source.poll_read_with(cx, |io| read_into(io, &mut scratch, want)) {
                         Poll::Ready(Ok(n)) => {
                             let mut st = self.inner.state.borrow_mut();
                             st.may_have_data = n == want;
@@ -296,12 +332,12 @@ impl<S: AsFd + 'static> IOStream<S> {
                                 st.bytes_read += n as u64;
                                 if st.read_buf.is_empty() {
                                     drop(st);
-                                    let used = consume(&buf[..n]).min(n);
+                                    let used = consume(&scratch[..n]).min(n);
                                     if used < n {
-                                        self.inner.state.borrow_mut().read_buf = BytesMut::from(&buf[used..n]);
+                                        self.inner.state.borrow_mut().read_buf = leftover(&mut scratch, used);
                                     }
                                 } else {
-                                    st.read_buf.extend_from_slice(&buf[..n]);
+                                    st.read_buf.extend_from_slice(&scratch[..n]);
                                 }
                             }
                             Poll::Ready(Ok(n))
@@ -564,14 +600,18 @@ impl<S: AsFd + 'static> IOStream<S> {
         let result = {
             // Held across the syscall, which runs no other code, so that the count is kept in the same borrow.
             let mut st = self.inner.state.borrow_mut();
-            if let Some(reason) = &st.closed {
-                return Err(StreamError::Closed(reason.clone()));
-            }
-            if !st.write_queue.is_empty() || data.is_empty() {
+            // (Closing empties the queue.)
+            if !st.write_queue.is_empty() {
                 return Ok(0);
             }
             let source = self.inner.source.borrow();
-            let Some(source) = source.as_ref() else { return Err(StreamError::Closed(CloseReason::Local)) };
+            // Closing takes the source: without one, the stream is closed.
+            let Some(source) = source.as_ref() else {
+                return Err(StreamError::Closed(st.closed.clone().unwrap_or(CloseReason::Local)));
+            };
+            if data.is_empty() {
+                return Ok(0);
+            }
             let result = loop {
                 match rustix::io::write(source.get_ref().as_fd(), data) {
                     Err(rustix::io::Errno::INTR) => continue,

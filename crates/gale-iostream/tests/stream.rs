@@ -180,6 +180,40 @@ fn fresh_input_is_offered_for_consumption_and_only_the_rest_is_buffered() {
 }
 
 #[test]
+fn a_large_leftover_is_kept_whole_and_reads_of_other_sizes_still_work() {
+    each_backend(|io_loop| {
+        let pattern: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let (c, mut d) = UnixStream::pair().unwrap();
+        b.write_all(&pattern).unwrap();
+        d.write_all(&pattern[..3000]).unwrap();
+        let expected = pattern.clone();
+        io_loop.run_sync(async move {
+            // Most of a large read is left over: the stream keeps it (without a copy of its own).
+            let s = IOStream::new(a).unwrap();
+            let n = std::future::poll_fn(|cx| s.poll_fill_with(cx, |_| 10)).await.unwrap();
+            assert_eq!(n, 40_000);
+            assert_eq!(s.with_read_buf(|buf| buf.to_vec()), &expected[10..]);
+            // New input is appended to it as to any buffer.
+            b.write_all(b"tail").unwrap();
+            assert_eq!(s.fill().await.unwrap(), 4);
+            let all = s.with_read_buf(|buf| buf.split().to_vec());
+            assert_eq!(&all[..all.len() - 4], &expected[10..]);
+            assert_eq!(&all[all.len() - 4..], b"tail");
+            // A stream reading smaller chunks gets no more than a chunk per read.
+            let options = StreamOptions { read_chunk_size: 1000, ..Default::default() };
+            let t = IOStream::with_options(&IOLoop::current(), c, options).unwrap();
+            let n = std::future::poll_fn(|cx| t.poll_fill_with(cx, |input| input.len() / 2)).await.unwrap();
+            assert_eq!(n, 1000);
+            assert_eq!(t.with_read_buf(|buf| buf.to_vec()), &expected[500..1000]);
+            assert_eq!(t.fill().await.unwrap(), 1000);
+            assert_eq!(t.with_read_buf(|buf| buf.to_vec()), &expected[500..2000]);
+            drop(d);
+        });
+    });
+}
+
+#[test]
 fn try_write_sends_in_place_only_when_nothing_is_queued() {
     each_backend(|io_loop| {
         let (a, mut b) = UnixStream::pair().unwrap();

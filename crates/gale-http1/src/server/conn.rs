@@ -55,28 +55,41 @@ enum Wait {
 /// timer's deadline has nothing to do.
 struct Deadline {
     sleep: Option<Pin<Box<Sleep>>>,
-    at: Option<Instant>,
-    /// The timer's deadline while it is registered with the task's waker: a copy, so that the common check
-    /// touches neither the timer nor its box.
+    /// The deadline is `start + timeout`, worked out only when the timer is armed: restarting the same
+    /// timeout (the idle timeout, once per request) stores the loop's time and does no arithmetic.
+    timeout: Option<Duration>,
+    start: Instant,
+    /// The timer's deadline while it is registered with the task's waker, and no later than the deadline: a
+    /// copy, so that the common check touches neither the timer nor its box.
     armed: Option<Instant>,
 }
 
 impl Deadline {
+    fn new() -> Deadline {
+        Deadline { sleep: None, timeout: None, start: gale_ioloop::now(), armed: None }
+    }
+
     fn set(&mut self, timeout: Option<Duration>) {
-        // The loop's time of this iteration: no clock read per request.
-        self.at = timeout.map(|t| gale_ioloop::now() + t);
+        if timeout != self.timeout {
+            // Another timeout may end sooner than the armed timer: re-armed at the next poll.
+            self.timeout = timeout;
+            self.armed = None;
+        }
+        // The loop's time of this iteration: no clock read per request. Restarting the same timeout only
+        // moves the deadline later (the loop's time never goes back), so an armed timer stays early enough.
+        self.start = gale_ioloop::now();
     }
 
     #[inline]
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(at) = self.at else { return false };
+        let Some(timeout) = self.timeout else { return false };
         if let Some(armed) = self.armed {
-            // Armed for no later than `at`, and not yet due: the timer will wake the task.
-            if armed <= at && gale_ioloop::now() < armed {
+            // Armed for no later than the deadline, and not yet due: the timer will wake the task.
+            if gale_ioloop::now() < armed {
                 return false;
             }
         }
-        self.poll_timer(at, cx)
+        self.poll_timer(self.start + timeout, cx)
     }
 
     /// Re-arms the timer for `at` if need be and polls it.
@@ -132,7 +145,7 @@ pub(crate) fn serve<S: HttpService>(
         parser: RequestParser::new(config.limits),
         config,
         state,
-        deadline: Deadline { sleep: None, at: None, armed: None },
+        deadline: Deadline::new(),
         shutdown_key: None,
     };
     conn.serve()
@@ -169,18 +182,27 @@ impl<S: HttpService> Conn<S> {
             // to poll on every request. Ends the connection on EOF, timeout, or an error answered.
             let head = 'read: {
                 let mut idle = true;
-                let mut parsed = if self.shared.stream.buffered() > 0 { self.parse_buffered() } else { Ok(None) };
-                loop {
-                    match parsed {
+                // Bytes buffered and not yet parsed: counted once per lap, as nothing but a fill changes them.
+                let mut buffered = self.stream().buffered();
+                if buffered > 0 {
+                    // More requests wait (pipelined): their responses are coalesced with those before, up to a
+                    // limit. (With none waiting, what is due is flushed below, before waiting for input.)
+                    if self.shared.out.borrow().len() + self.stream().write_buffer_len() > super::writer::COALESCE_LIMIT
+                        && self.shared.flush().await.is_err()
+                    {
+                        break 'conn;
+                    }
+                    match self.parse_buffered() {
                         Ok(Some(head)) => break 'read head,
                         Ok(None) => {}
                         Err(e) => {
-                            log::debug!("{}: bad request: {e}", self.peer);
-                            self.send_error(e.status(), e.message());
+                            self.refuse(e);
                             break 'conn;
                         }
                     }
-                    if self.state.shutting_down.get() && self.stream().buffered() == 0 {
+                }
+                loop {
+                    if self.state.shutting_down.get() && buffered == 0 {
                         break 'conn;
                     }
                     // About to wait for input: send what is due first, and hand the output buffer back.
@@ -194,7 +216,6 @@ impl<S: HttpService> Conn<S> {
                         Err(_) => break 'conn,
                     }
                     self.shared.release_out();
-                    let buffered = self.stream().buffered();
                     if buffered == 0 && idle {
                         self.deadline.set(self.config.idle_connection_timeout);
                     } else if idle {
@@ -246,10 +267,23 @@ impl<S: HttpService> Conn<S> {
                         }
                         Err(Err(_)) => break 'conn,
                     }
-                    parsed = match fresh {
-                        Some(r) => r.map(Some),
-                        None => self.parse_buffered(),
+                    let parsed = match fresh {
+                        // The usual case, taken straight to the handling.
+                        Some(Ok(head)) => break 'read head,
+                        Some(Err(e)) => Err(e),
+                        None => {
+                            buffered = self.stream().buffered();
+                            self.parse_buffered()
+                        }
                     };
+                    match parsed {
+                        Ok(Some(head)) => break 'read head,
+                        Ok(None) => {}
+                        Err(e) => {
+                            self.refuse(e);
+                            break 'conn;
+                        }
+                    }
                 }
             };
             // The request is handled here rather than in a method of its own: the state of a nested future
@@ -271,42 +305,43 @@ impl<S: HttpService> Conn<S> {
                     }
                 }
                 let streaming = kind != BodyKind::Empty && self.service.stream_body(&head);
-                let mut decoder = Decoder::new(kind);
-                let mut request = self.make_request(head);
-                if kind != BodyKind::Empty && request.head.expects_continue() && request.version() == Version::Http11 {
+                if kind != BodyKind::Empty && head.expects_continue() && head.version() == Version::Http11 {
                     s.out().extend_from_slice(CONTINUE);
                     if s.flush().await.is_err() {
                         break 'handle false;
                     }
                 }
-                let body_reader = if streaming {
-                    Some(BodyReader {
+                // The body (when buffered) is kept apart from the head until the request is built, in the call
+                // below, and comes out of the branch that may wait for it: a request (or a body) held across the
+                // waits here would be copied into the connection's state, then out again.
+                let (body, trailers, body_reader) = if streaming {
+                    let reader = BodyReader {
                         inner: Rc::new(RefCell::new(BodyState {
-                            decoder: Some(decoder),
+                            decoder: Some(Decoder::new(kind)),
                             stream: s.stream.clone(),
                             max: self.config.max_body_size,
                             read: 0,
                             error: None,
                             timeout: self.config.body_timeout,
                         })),
-                    })
-                } else {
-                    if kind != BodyKind::Empty {
-                        match Box::pin(self.read_body(&mut decoder)).await {
-                            Ok(body) => request.body = body,
-                            Err(status) => {
-                                if status != 0 {
-                                    self.send_error(
-                                        status,
-                                        if status == 413 { "Content Too Large" } else { "Bad Request" },
-                                    );
-                                }
-                                break 'handle false;
+                    };
+                    (Bytes::new(), None, Some(reader))
+                } else if kind != BodyKind::Empty {
+                    let mut decoder = Decoder::new(kind);
+                    match Box::pin(self.read_body(&mut decoder)).await {
+                        Ok(body) => (body, decoder.take_trailers().map(Box::new), None),
+                        Err(status) => {
+                            if status != 0 {
+                                self.send_error(
+                                    status,
+                                    if status == 413 { "Content Too Large" } else { "Bad Request" },
+                                );
                             }
+                            break 'handle false;
                         }
-                        request.trailers = decoder.take_trailers().map(Box::new);
                     }
-                    None
+                } else {
+                    (Bytes::new(), None, None)
                 };
                 let body_done = body_reader.clone();
                 if body_reader.is_some() || s.body.borrow().is_some() {
@@ -315,7 +350,7 @@ impl<S: HttpService> Conn<S> {
 
                 // Run the service, catching panics; flush and watch for the client leaving while it waits.
                 let writer = ResponseWriter { shared: s.clone() };
-                let mut fut = pin!(self.service.call(request, body_reader, writer));
+                let mut fut = pin!(self.service.call(self.make_request(head, body, trailers), body_reader, writer));
                 let stream = &s.stream;
                 let max_read_ahead = self.config.limits.max_header_size;
                 let mut flushed_for_wait = false;
@@ -392,11 +427,6 @@ impl<S: HttpService> Conn<S> {
                         s.after.set(ConnectionAfter::Close);
                     }
                 }
-                if s.out.borrow().len() + s.stream.write_buffer_len() > super::writer::COALESCE_LIMIT
-                    && s.flush().await.is_err()
-                {
-                    break 'handle false;
-                }
                 break 'handle s.after.get() == ConnectionAfter::KeepAlive;
             };
             if !keep_alive {
@@ -428,6 +458,12 @@ impl<S: HttpService> Conn<S> {
         fill_with(&self.shared.stream, &self.state, &mut self.deadline, &mut self.shutdown_key, |_| 0).await
     }
 
+    /// Answers a request whose head is malformed or too large, then closes.
+    fn refuse(&self, e: ParseError) {
+        log::debug!("{}: bad request: {e}", self.peer);
+        self.send_error(e.status(), e.message());
+    }
+
     /// Answers a request the connection itself refuses (bad head, body too large), then closes.
     fn send_error(&self, status: u16, message: &str) {
         let s = &self.shared;
@@ -444,12 +480,16 @@ impl<S: HttpService> Conn<S> {
         s.after.set(ConnectionAfter::Close);
     }
 
-    fn make_request(&self, head: Box<RequestHead>) -> Request {
-        let mut request = Request::from_head(head, Bytes::new(), self.peer);
-        if self.config.xheaders {
-            apply_xheaders(&mut request, &self.config.trusted_downstream);
-        }
-        request
+    /// Builds the request in one expression, with no later stores into it, so that it is made where the service
+    /// takes it rather than made and then copied there.
+    #[inline]
+    fn make_request(&self, head: Box<RequestHead>, body: Bytes, trailers: Option<Box<HeaderMap>>) -> Request {
+        let (remote_ip, scheme) = if self.config.xheaders {
+            forwarded(head.headers(), &self.config.trusted_downstream)
+        } else {
+            (None, "http")
+        };
+        Request { trailers, remote_ip, scheme, ..Request::from_head(head, body, self.peer) }
     }
 
     /// Reads a whole body into memory; `Err(status)` to answer (0: just close).
@@ -501,13 +541,12 @@ fn fill_with(
     state: &ServerState,
     deadline: &mut Deadline,
     key: &mut Option<usize>,
-    consume: impl FnOnce(&[u8]) -> usize,
+    mut consume: impl FnMut(&[u8]) -> usize,
 ) -> impl Future<Output = Result<usize, Result<Wait, StreamError>>> {
-    // A `poll_fn` returned as is: an `async fn` would wrap it in one more future.
-    let mut consume = Some(consume);
+    // A `poll_fn` returned as is: an `async fn` would wrap it in one more future. (`consume` runs at most once:
+    // the future is ready once input was read.)
     poll_fn(move |cx| {
-        let consume = |input: &[u8]| consume.take().map_or(0, |f| f(input));
-        if let Poll::Ready(r) = stream.poll_fill_with(cx, consume) {
+        if let Poll::Ready(r) = stream.poll_fill_with(cx, &mut consume) {
             return Poll::Ready(r.map_err(Err));
         }
         if deadline.poll_expired(cx) {
@@ -535,9 +574,11 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Tornado's `xheaders`: trust `X-Real-Ip` / `X-Forwarded-For` and `X-Scheme` / `X-Forwarded-Proto` set by
 /// a proxy in front. With several `X-Forwarded-For` hops, the last one not in `trusted_downstream` is the
-/// client.
-fn apply_xheaders(request: &mut Request, trusted_downstream: &[String]) {
-    let headers = request.headers();
+/// client. Returns the client's IP, if the headers name a valid one, and the scheme (`"http"` unless they say
+/// otherwise).
+#[cold]
+#[inline(never)]
+fn forwarded(headers: &HeaderMap, trusted_downstream: &[String]) -> (Option<String>, &'static str) {
     let forwarded_for =
         headers.get_all("X-Forwarded-For").filter_map(|v| std::str::from_utf8(v).ok()).collect::<Vec<_>>().join(",");
     let mut ip = None;
@@ -554,18 +595,16 @@ fn apply_xheaders(request: &mut Request, trusted_downstream: &[String]) {
         ip = Some(real.trim().to_owned());
     }
     let proto = headers.get("X-Scheme").or_else(|| headers.get("X-Forwarded-Proto")).map(str::to_owned);
-    if let Some(ip) = ip.filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()) {
-        request.remote_ip = Some(ip);
-    }
+    let remote_ip = ip.filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
+    let mut scheme = "http";
     if let Some(p) = proto {
         // With several proxies, the last value is the one the nearest proxy saw.
         let p = p.rsplit(',').next().unwrap_or("").trim();
         if p.eq_ignore_ascii_case("https") {
-            request.scheme = "https";
-        } else if p.eq_ignore_ascii_case("http") {
-            request.scheme = "http";
+            scheme = "https";
         }
     }
+    (remote_ip, scheme)
 }
 
 struct BodyState {
