@@ -561,57 +561,113 @@ impl RequestContext {
         if self.finished {
             return Ok(());
         }
-        if !self.headers_written {
-            let (replacement, etag) = self.prepare_whole_body();
-            let omits_body = self.omits_body();
-            if self.status >= 200 {
-                // The computed `ETag` goes out after the handler's fields, without being stored among them.
-                let extra = etag.as_ref();
-                // Head, body and end in one call.
-                let body: gale_http1::ResponseBody<'_> = if omits_body {
-                    Bytes::new().into()
-                } else if let Some(body) = replacement {
-                    body.into()
-                } else if self.body.len() <= BODY_BUFFER {
-                    // The usual case: the body is copied from the buffer into the output, and the buffer kept
-                    // for what is written next (no count of references to keep on the bytes sent).
-                    (&self.body[..]).into()
-                } else {
-                    // A large body goes with its storage.
-                    std::mem::take(&mut self.body).freeze().into()
-                };
-                let sent = self.writer.respond_with_etag(self.status, self.reason(), &self.headers, extra, body);
-                // Sent, or refused (the error page then starts from an empty body, as it would have). A buffer
-                // the body made grow is not kept.
-                if self.body.len() > BODY_BUFFER {
-                    self.body = BytesMut::new();
-                } else {
-                    self.body.clear();
-                }
-                self.headers_written = self.writer.head_written();
-                // A refused head sent nothing: the error page may still answer.
-                self.finished = self.headers_written;
-                return sent.map_err(|e| {
-                    let what = if self.headers_written { "cannot send response" } else { "cannot send response head" };
-                    HttpError::with_message(500, format!("{what}: {e}"))
-                });
+        if self.headers_written {
+            return self.finish_started();
+        }
+        self.ensure_content_type();
+        // The `ETag` computed for the body, if one is due (the handler set none), kept here and lent to the
+        // writer: it goes out after the handler's fields without being stored among them.
+        let computed;
+        let mut etag = None;
+        let mut not_modified = false;
+        if matches!(self.request.method(), Method::Get | Method::Head) && self.status == 200 {
+            if self.app.settings.compute_etag && !self.has_etag {
+                computed = self.app.etag(&self.body);
+                etag = Some(&computed);
             }
-            let body = replacement.unwrap_or_else(|| self.take_body());
-            let len = if omits_body { 0 } else { body.len() as u64 };
-            // `send_head` with what is known here: the head is not written, `prepare_whole_body` added the
-            // default `Content-Type`, and a length is given.
-            self.writer
-                .write_head(self.status, self.reason(), &self.headers, Some(len))
-                .map_err(|e| HttpError::with_message(500, format!("cannot send response head: {e}")))?;
-            self.headers_written = true;
-            if !body.is_empty() && !omits_body {
-                self.writer.write(body).map_err(|e| HttpError::with_message(500, e.to_string()))?;
+            not_modified = self.not_modified(etag);
+        }
+        // One call of `send_whole`, which inlines the writer's.
+        let replacement = if not_modified {
+            self.status = 304;
+            self.clear_reason();
+            for h in ["Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"] {
+                self.clear_header(h);
             }
+            Some(Bytes::new())
+        } else if self.app.settings.compress_response && !self.omits_body() {
+            crate::compress::maybe_gzip(self.request.headers(), &mut self.headers, &self.body)
         } else {
-            let chunk = self.take_body();
-            if !chunk.is_empty() {
-                self.writer.write(chunk).map_err(|e| HttpError::with_message(500, e.to_string()))?;
+            None
+        };
+        self.send_whole(etag, replacement)
+    }
+
+    /// Whether the request's `If-None-Match` matches the response's tag: `etag` if computed, else the
+    /// handler's `Etag` field.
+    #[inline]
+    fn not_modified(&self, etag: Option<&gale_http1::headers::HashEtag>) -> bool {
+        let Some(inm) = self.request.headers().get("If-None-Match") else { return false };
+        match etag {
+            Some(etag) => crate::static_files::etag_matches(inm, etag.as_str()),
+            None => self.headers.get("Etag").is_some_and(|etag| crate::static_files::etag_matches(inm, etag)),
+        }
+    }
+
+    /// Sends a response whole, head, body and end, once `ETag`, 304 and compression were seen to: the
+    /// `replacement` body (an empty one for a 304, or the compressed one), or else the buffer's, with the
+    /// computed `etag` after the handler's fields.
+    #[inline(always)]
+    fn send_whole(&mut self, etag: Option<&gale_http1::headers::HashEtag>, replacement: Option<Bytes>) -> Result {
+        let omits_body = self.omits_body();
+        if self.status >= 200 {
+            // Head, body and end in one call.
+            let body: gale_http1::ResponseBody<'_> = if omits_body {
+                Bytes::new().into()
+            } else if let Some(body) = replacement {
+                body.into()
+            } else if self.body.len() <= BODY_BUFFER {
+                // The usual case: the body is copied from the buffer into the output, and the buffer kept
+                // for what is written next (no count of references to keep on the bytes sent).
+                (&self.body[..]).into()
+            } else {
+                // A large body goes with its storage.
+                std::mem::take(&mut self.body).freeze().into()
+            };
+            let sent = self.writer.respond_with_etag(self.status, self.reason(), &self.headers, etag, body);
+            // Sent, or refused (the error page then starts from an empty body, as it would have). A buffer
+            // the body made grow is not kept.
+            if self.body.len() > BODY_BUFFER {
+                self.body = BytesMut::new();
+            } else {
+                self.body.clear();
             }
+            self.headers_written = self.writer.head_written();
+            // A refused head sent nothing: the error page may still answer.
+            self.finished = self.headers_written;
+            return sent.map_err(|e| {
+                let what = if self.headers_written { "cannot send response" } else { "cannot send response head" };
+                HttpError::with_message(500, format!("{what}: {e}"))
+            });
+        }
+        self.send_informational(replacement, omits_body)
+    }
+
+    /// [`send_whole`](RequestContext::send_whole) for a 1xx status: head, then body, then end.
+    #[inline(never)]
+    fn send_informational(&mut self, replacement: Option<Bytes>, omits_body: bool) -> Result {
+        let body = replacement.unwrap_or_else(|| self.take_body());
+        let len = if omits_body { 0 } else { body.len() as u64 };
+        // `send_head` with what is known here: the head is not written, `finish` added the default
+        // `Content-Type`, and a length is given.
+        self.writer
+            .write_head(self.status, self.reason(), &self.headers, Some(len))
+            .map_err(|e| HttpError::with_message(500, format!("cannot send response head: {e}")))?;
+        self.headers_written = true;
+        if !body.is_empty() && !omits_body {
+            self.writer.write(body).map_err(|e| HttpError::with_message(500, e.to_string()))?;
+        }
+        self.finished = true;
+        let _ = self.writer.finish();
+        Ok(())
+    }
+
+    /// [`finish`](RequestContext::finish) once the head was sent: the rest of the body, then the end.
+    #[inline(never)]
+    fn finish_started(&mut self) -> Result {
+        let chunk = self.take_body();
+        if !chunk.is_empty() {
+            self.writer.write(chunk).map_err(|e| HttpError::with_message(500, e.to_string()))?;
         }
         self.finished = true;
         let _ = self.writer.finish();
@@ -676,41 +732,8 @@ impl RequestContext {
         self.status == 204 || self.status == 304 || (100..200).contains(&self.status)
     }
 
-    /// ETag, 304 and compression for a response sent whole, whose body is what the buffer holds: `Some` body
-    /// to send instead (an empty one for a 304, or the compressed one), or `None` to send the buffer's; and
-    /// the `ETag` computed for the body (see [`AppInner::etag`]), to send with the
-    /// handler's fields (`None` if the handler set one, or none is due).
-    fn prepare_whole_body(&mut self) -> (Option<Bytes>, Option<gale_http1::headers::HashEtag>) {
-        self.ensure_content_type();
-        let is_get = matches!(self.request.method(), Method::Get | Method::Head);
-        let mut computed = None;
-        if is_get && self.status == 200 {
-            if self.app.settings.compute_etag && !self.has_etag {
-                computed = Some(self.app.etag(&self.body));
-            }
-            let not_modified = match self.request.headers().get("If-None-Match") {
-                Some(inm) => match computed {
-                    Some(etag) => crate::static_files::etag_matches(inm, etag.as_str()),
-                    None => self.headers.get("Etag").is_some_and(|etag| crate::static_files::etag_matches(inm, etag)),
-                },
-                None => false,
-            };
-            if not_modified {
-                self.status = 304;
-                self.clear_reason();
-                for h in ["Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"] {
-                    self.clear_header(h);
-                }
-                return (Some(Bytes::new()), computed);
-            }
-        }
-        if self.app.settings.compress_response && !self.omits_body() {
-            return (crate::compress::maybe_gzip(self.request.headers(), &mut self.headers, &self.body), computed);
-        }
-        (None, computed)
-    }
-
     /// Tornado's default `Content-Type`, unless the handler chose one (or the response has no body).
+    #[inline]
     fn ensure_content_type(&mut self) {
         if !self.has_type && !self.omits_body() {
             self.headers.append("Content-Type", "text/html; charset=UTF-8");
