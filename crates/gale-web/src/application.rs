@@ -196,19 +196,26 @@ where
                 }
             }
             drop(handler);
-            if let Some(RequestContext { mut headers, extra, body, .. }) = slot.cx.take() {
-                if headers.len() <= REUSED_HEADER_MAP_FIELDS {
-                    headers.clear();
-                    slot.headers = Some(headers);
+            // What the next request reuses is taken out of the context, which is then dropped where it lies
+            // (moving it out whole would copy it).
+            let TaskContext { cx: done, headers: kept_headers, body: kept_body } = &mut *slot;
+            if let Some(cx) = done {
+                if cx.headers.len() <= REUSED_HEADER_MAP_FIELDS {
+                    if let Some(mut headers) = cx.headers.take() {
+                        headers.clear();
+                        *kept_headers = Some(headers);
+                    }
                 }
-                if body.is_empty() {
-                    slot.body = body;
+                if cx.body.is_empty() {
+                    // Swapped: the buffer kept is the empty one the request's took the place of.
+                    std::mem::swap(kept_body, &mut cx.body);
                 }
                 // Tested here: dropping the usual `None` through the field's drop glue would cost a call.
-                if let Some(extra) = extra {
+                if let Some(extra) = cx.extra.take() {
                     drop(extra);
                 }
             }
+            *done = None;
         }
         shared.done.set(true);
         NextPoll(false).await;

@@ -140,7 +140,7 @@ pub struct RequestContext {
     pub(crate) finished: bool,
     /// Boxed, and kept by the request's task once the request is over: the map keeps the storage its owned
     /// values needed, so the next response's `ETag` does not allocate it again.
-    pub(crate) headers: Box<HeaderMap>,
+    pub(crate) headers: ResponseHeaders,
     /// Whether `headers` has a `Content-Type` field, and an `Etag` field: kept up to date by every change of
     /// `headers` (see [`note_field`](RequestContext::note_field)), so that finishing a response need not search.
     pub(crate) has_type: bool,
@@ -151,6 +151,34 @@ pub struct RequestContext {
     /// State most requests never need (path arguments, parsed arguments, cookies' users, ...), allocated on
     /// first use so that the context of a plain request stays small and cheap to build.
     pub(crate) extra: Option<Box<Extra>>,
+}
+
+/// The response header map of a [`RequestContext`], boxed. The request's task takes it back when the request is
+/// over, for the next one, before dropping the context where it lies (moving the whole context out to take the
+/// map would copy it); so it is only empty then.
+pub(crate) struct ResponseHeaders(Option<Box<HeaderMap>>);
+
+impl ResponseHeaders {
+    /// Takes the map back; the context must not be used afterwards.
+    pub(crate) fn take(&mut self) -> Option<Box<HeaderMap>> {
+        self.0.take()
+    }
+}
+
+impl std::ops::Deref for ResponseHeaders {
+    type Target = HeaderMap;
+
+    #[inline]
+    fn deref(&self) -> &HeaderMap {
+        self.0.as_deref().expect("response headers until the request is over")
+    }
+}
+
+impl std::ops::DerefMut for ResponseHeaders {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut HeaderMap {
+        self.0.as_deref_mut().expect("response headers until the request is over")
+    }
 }
 
 /// The rarely used part of a [`RequestContext`].
@@ -202,7 +230,7 @@ impl RequestContext {
             status: 200,
             headers_written: false,
             finished: false,
-            headers,
+            headers: ResponseHeaders(Some(headers)),
             has_type: false,
             has_etag: false,
             body: buffer,

@@ -1113,6 +1113,38 @@ fn small_and_large_bodies_from_one_reused_buffer_arrive_whole() {
     assert_eq!(tags.len(), 10, "one tag per body");
 }
 
+/// Sets `n` owned headers `X-<i>: <i>-<tag>` and writes `tag`.
+struct ManyHeaders;
+
+impl RequestHandler for ManyHeaders {
+    async fn get(&mut self, cx: &mut RequestContext) -> Result {
+        let n: usize = cx.get_argument("n")?.parse().map_err(|_| HttpError::new(400))?;
+        let tag = cx.get_argument("tag")?;
+        for i in 0..n {
+            cx.set_header(format!("X-{i}"), format!("{i}-{tag}"));
+        }
+        cx.write(tag);
+        Ok(())
+    }
+}
+
+#[test]
+fn the_header_maps_a_task_reuses_carry_nothing_over() {
+    let s = TestServer::new(Application::builder().route("/many", || ManyHeaders).configure(quiet).build().unwrap());
+    // Small maps are kept for the next request of the route's task, large ones are not: neither leaks a field.
+    for (n, tag) in [(3, "a"), (0, "b"), (40, "c"), (1, "d"), (17, "e"), (16, "f"), (0, "g")] {
+        let r = s.fetch(&format!("/many?n={n}&tag={tag}"));
+        assert_eq!(r.status(), 200);
+        assert_eq!(text(&r), tag);
+        for i in 0..45 {
+            let want = (i < n).then(|| format!("{i}-{tag}"));
+            assert_eq!(r.headers().get(&format!("X-{i}")), want.as_deref(), "field {i} of request {tag}");
+        }
+        assert_eq!(r.headers().get("Content-Type"), Some("text/html; charset=UTF-8"), "{tag}");
+        assert_eq!(r.headers().get_all("Etag").count(), 1, "{tag}");
+    }
+}
+
 #[test]
 fn dynamic_responses_get_an_etag_and_304_for_if_none_match() {
     let s = TestServer::new(text_app(false));
