@@ -201,13 +201,14 @@ where
             let TaskContext { cx: done, headers: kept_headers, body: kept_body } = &mut *slot;
             if let Some(cx) = done {
                 if cx.headers.len() <= REUSED_HEADER_MAP_FIELDS {
-                    if let Some(mut headers) = cx.headers.take() {
+                    // Swapped, as the buffer below: the map kept is the `None` the request's took the place of.
+                    cx.headers.swap(kept_headers);
+                    if let Some(headers) = kept_headers {
                         headers.clear();
-                        *kept_headers = Some(headers);
                     }
                 }
                 if cx.body.is_empty() {
-                    // Swapped: the buffer kept is the empty one the request's took the place of.
+                    // The buffer kept is the empty one the request's took the place of.
                     std::mem::swap(kept_body, &mut cx.body);
                 }
                 // Tested here: dropping the usual `None` through the field's drop glue would cost a call.
@@ -324,7 +325,8 @@ pub(crate) struct AppInner {
     templates: Option<crate::template::Templates>,
     static_versions: std::cell::RefCell<std::collections::HashMap<String, Option<String>>>,
     /// The hash of the last `ETag` computed, and the tag: responses repeating a body do not format it again.
-    last_etag: std::cell::Cell<Option<(u64, gale_http1::headers::HashEtag)>>,
+    /// (At first the tag of hash 0: a pair that is always right needs no `Option` to test.)
+    last_etag: std::cell::Cell<(u64, gale_http1::headers::HashEtag)>,
 }
 
 impl AppInner {
@@ -333,10 +335,10 @@ impl AppInner {
     pub(crate) fn etag(&self, body: &[u8]) -> gale_http1::headers::HashEtag {
         let h = crate::static_files::etag_hash(body);
         match self.last_etag.get() {
-            Some((k, etag)) if k == h => etag,
+            (k, etag) if k == h => etag,
             _ => {
                 let etag = gale_http1::headers::HashEtag::from_hash(h);
-                self.last_etag.set(Some((h, etag)));
+                self.last_etag.set((h, etag));
                 etag
             }
         }
@@ -609,7 +611,7 @@ impl ApplicationBuilder {
                 current_user_hook: self.current_user,
                 templates,
                 static_versions: Default::default(),
-                last_etag: Default::default(),
+                last_etag: std::cell::Cell::new((0, gale_http1::headers::HashEtag::from_hash(0))),
             }),
         })
     }

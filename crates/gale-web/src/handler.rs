@@ -159,9 +159,9 @@ pub struct RequestContext {
 pub(crate) struct ResponseHeaders(Option<Box<HeaderMap>>);
 
 impl ResponseHeaders {
-    /// Takes the map back; the context must not be used afterwards.
-    pub(crate) fn take(&mut self) -> Option<Box<HeaderMap>> {
-        self.0.take()
+    /// Exchanges the map with `other` (to take it back: the context must not be used afterwards).
+    pub(crate) fn swap(&mut self, other: &mut Option<Box<HeaderMap>>) {
+        std::mem::swap(&mut self.0, other);
     }
 }
 
@@ -756,8 +756,10 @@ impl RequestContext {
         body
     }
 
+    #[inline]
     fn omits_body(&self) -> bool {
-        self.status == 204 || self.status == 304 || (100..200).contains(&self.status)
+        // 200 first: the usual status answers with one comparison.
+        self.status != 200 && (self.status == 204 || self.status == 304 || (100..200).contains(&self.status))
     }
 
     /// Tornado's default `Content-Type`, unless the handler chose one (or the response has no body).
