@@ -672,14 +672,13 @@ impl HttpService for Application {
                 cx.extra().started = Some(std::time::Instant::now());
             }
         }
-        Answer { inner, route, task: Some(task) }
+        Answer { route, task: Some(task) }
     }
 }
 
 /// Runs the task answering a request (its context filled in) and gives it back to its route, or answers with
 /// the application's 500 page if the handler (or its factory) panics.
 struct Answer<'a> {
-    inner: &'a AppInner,
     route: &'a Route,
     /// Taken once the request is over.
     task: Option<Task>,
@@ -703,7 +702,7 @@ impl Future for Answer<'_> {
             Ok(_) => Poll::Pending,
             Err(payload) => {
                 if let Some(task) = this.task.take() {
-                    handler_panicked(this.inner, task, &*payload);
+                    handler_panicked(task, &*payload);
                 }
                 Poll::Ready(())
             }
@@ -715,7 +714,7 @@ impl Future for Answer<'_> {
 /// on to the server if the response was started).
 #[cold]
 #[inline(never)]
-fn handler_panicked(inner: &AppInner, task: Task, payload: &(dyn std::any::Any + Send)) {
+fn handler_panicked(task: Task, payload: &(dyn std::any::Any + Send)) {
     let msg = payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -728,7 +727,7 @@ fn handler_panicked(inner: &AppInner, task: Task, payload: &(dyn std::any::Any +
     let cx = shared.cx.borrow_mut().cx.take();
     drop(shared);
     // No context left: the request was over, nothing more to send.
-    let Some(RequestContext { writer: fallback, .. }) = cx else {
+    let Some(RequestContext { writer: fallback, app, .. }) = cx else {
         log::error!("handler panicked: {msg}");
         return;
     };
@@ -739,7 +738,7 @@ fn handler_panicked(inner: &AppInner, task: Task, payload: &(dyn std::any::Any +
     }
     log::error!("handler panicked: {msg}");
     if !fallback.head_written() {
-        let detail = if inner.settings.debug {
+        let detail = if app.settings.debug {
             format!("<pre>{}</pre>", crate::escape::xhtml_escape(&msg))
         } else {
             String::new()

@@ -118,12 +118,6 @@ pub trait RequestHandler: 'static {
 /// Parsed body arguments and uploaded files.
 pub(crate) type BodyArguments = (Arguments, Vec<(String, UploadedFile)>);
 
-/// Where a [`RequestContext`]'s body comes from.
-pub(crate) enum BodySource {
-    Buffered,
-    Streamed(BodyReader),
-}
-
 /// Everything a handler method works with: the request, its arguments, and the response being built
 /// (Tornado's `RequestHandler` attributes and methods that are not about your logic).
 ///
@@ -146,7 +140,8 @@ pub struct RequestContext {
     pub(crate) has_type: bool,
     pub(crate) has_etag: bool,
     pub(crate) body: BytesMut,
-    pub(crate) body_source: BodySource,
+    /// The reader of a streamed body (`None` for a buffered one); a [`FallbackHandler`](crate::FallbackHandler)
+    /// hands it on to its service.
     pub(crate) streamed_body: Option<BodyReader>,
     /// State most requests never need (path arguments, parsed arguments, cookies' users, ...), allocated on
     /// first use so that the context of a plain request stays small and cheap to build.
@@ -219,10 +214,6 @@ impl RequestContext {
         buffer: BytesMut,
     ) -> Self {
         // The default `Content-Type` is added when the head is sent, if the handler set none.
-        let body_source = match &body {
-            Some(b) => BodySource::Streamed(b.clone()),
-            None => BodySource::Buffered,
-        };
         RequestContext {
             app,
             request,
@@ -234,7 +225,6 @@ impl RequestContext {
             has_type: false,
             has_etag: false,
             body: buffer,
-            body_source,
             streamed_body: body,
             extra: None,
         }
@@ -428,9 +418,9 @@ impl RequestContext {
     ///
     /// 400 for a malformed body, 413 past `max_body_size`.
     pub async fn body_chunk(&mut self) -> Result<Option<Bytes>> {
-        match &self.body_source {
-            BodySource::Buffered => Ok(None),
-            BodySource::Streamed(r) => r.chunk().await.map_err(|e| match e {
+        match &self.streamed_body {
+            None => Ok(None),
+            Some(r) => r.chunk().await.map_err(|e| match e {
                 gale_http1::BodyError::TooLarge => HttpError::new(413),
                 _ => HttpError::with_message(400, e.to_string()),
             }),
