@@ -334,14 +334,11 @@ impl AppInner {
     /// it differs from the previous one.
     pub(crate) fn etag(&self, body: &[u8]) -> gale_http1::headers::HashEtag {
         let h = crate::static_files::etag_hash(body);
-        match self.last_etag.get() {
-            (k, etag) if k == h => etag,
-            _ => {
-                let etag = gale_http1::headers::HashEtag::from_hash(h);
-                self.last_etag.set((h, etag));
-                etag
-            }
+        if self.last_etag.get().0 != h {
+            self.last_etag.set((h, gale_http1::headers::HashEtag::from_hash(h)));
         }
+        // Read back from the cell on both paths: the tag is copied once.
+        self.last_etag.get().1
     }
 
     pub(crate) fn reverse_url(&self, name: &str, args: &[&str]) -> Result<String> {
