@@ -126,19 +126,23 @@ pub(crate) type BodyArguments = (Arguments, Vec<(String, UploadedFile)>);
 /// `If-None-Match`, and gzip when the application compresses. [`flush`](RequestContext::flush) sends what is
 /// written so far (a streaming response).
 pub struct RequestContext {
-    pub(crate) app: Rc<AppInner>,
-    pub(crate) request: Request,
-    pub(crate) writer: ResponseWriter,
+    pub(crate) app: Current<Rc<AppInner>>,
+    pub(crate) request: Current<Request>,
+    pub(crate) writer: Current<ResponseWriter>,
     pub(crate) status: u16,
     pub(crate) headers_written: bool,
     pub(crate) finished: bool,
-    /// Boxed, and kept by the request's task once the request is over: the map keeps the storage its owned
-    /// values needed, so the next response's `ETag` does not allocate it again.
-    pub(crate) headers: ResponseHeaders,
+    /// Boxed, and kept, emptied, for the next request of the context's task (see [`end`](RequestContext::end)):
+    /// the map keeps the storage its owned values needed.
+    pub(crate) headers: Box<HeaderMap>,
     /// Whether `headers` has a `Content-Type` field, and an `Etag` field: kept up to date by every change of
     /// `headers` (see [`note_field`](RequestContext::note_field)), so that finishing a response need not search.
     pub(crate) has_type: bool,
     pub(crate) has_etag: bool,
+    /// The buffer response bodies are written into: a small body sent whole is copied from it into the output
+    /// and it is emptied (see [`finish`](RequestContext::finish)); a streamed body is split off its front, and
+    /// once it is used up, its storage is reclaimed if the bodies sent from it are gone. Kept for the next
+    /// request, so a small response allocates nothing.
     pub(crate) body: BytesMut,
     /// The reader of a streamed body (`None` for a buffered one); a [`FallbackHandler`](crate::FallbackHandler)
     /// hands it on to its service.
@@ -148,33 +152,38 @@ pub struct RequestContext {
     pub(crate) extra: Option<Box<Extra>>,
 }
 
-/// The response header map of a [`RequestContext`], boxed. The request's task takes it back when the request is
-/// over, for the next one, before dropping the context where it lies (moving the whole context out to take the
-/// map would copy it); so it is only empty then.
-pub(crate) struct ResponseHeaders(Option<Box<HeaderMap>>);
+/// A part of a [`RequestContext`] that belongs to the request in progress. A context stays in its task from
+/// one request to the next, with the storage it reuses (header map, body buffer), but lets go of the request,
+/// the connection's writer and the application when a request is over (see [`end`](RequestContext::end)):
+/// only then are these empty, when no handler sees the context.
+pub(crate) struct Current<T>(Option<T>);
 
-impl ResponseHeaders {
-    /// Exchanges the map with `other` (to take it back: the context must not be used afterwards).
-    pub(crate) fn swap(&mut self, other: &mut Option<Box<HeaderMap>>) {
-        std::mem::swap(&mut self.0, other);
+impl<T> Current<T> {
+    /// Takes the part out (the context is over or unusable afterwards).
+    pub(crate) fn take(&mut self) -> Option<T> {
+        self.0.take()
     }
 }
 
-impl std::ops::Deref for ResponseHeaders {
-    type Target = HeaderMap;
+impl<T> std::ops::Deref for Current<T> {
+    type Target = T;
 
     #[inline]
-    fn deref(&self) -> &HeaderMap {
-        self.0.as_deref().expect("response headers until the request is over")
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("a request in progress")
     }
 }
 
-impl std::ops::DerefMut for ResponseHeaders {
+impl<T> std::ops::DerefMut for Current<T> {
     #[inline]
-    fn deref_mut(&mut self) -> &mut HeaderMap {
-        self.0.as_deref_mut().expect("response headers until the request is over")
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.as_mut().expect("a request in progress")
     }
 }
+
+/// Header maps that held more fields than this are not kept for the next request (their storage would stay
+/// that large).
+const REUSED_HEADER_MAP_FIELDS: usize = 16;
 
 /// The rarely used part of a [`RequestContext`].
 #[derive(Default)]
@@ -204,29 +213,73 @@ impl fmt::Debug for RequestContext {
 }
 
 impl RequestContext {
-    /// The context of `request`, whose response headers go in `headers` (empty) and body in `buffer` (empty).
-    pub(crate) fn new(
+    /// A context waiting for its first request (see [`begin`](RequestContext::begin)).
+    pub(crate) fn idle() -> Self {
+        RequestContext {
+            app: Current(None),
+            request: Current(None),
+            writer: Current(None),
+            status: 200,
+            headers_written: false,
+            finished: false,
+            headers: Box::default(),
+            has_type: false,
+            has_etag: false,
+            body: BytesMut::new(),
+            streamed_body: None,
+            extra: None,
+        }
+    }
+
+    /// Starts answering `request` (`body` is its reader if it is streamed), in a context that is idle: new, or
+    /// whose last request [`end`](RequestContext::end)ed.
+    #[inline]
+    pub(crate) fn begin(
+        &mut self,
         app: Rc<AppInner>,
         request: Request,
         writer: ResponseWriter,
         body: Option<BodyReader>,
-        headers: Box<HeaderMap>,
-        buffer: BytesMut,
-    ) -> Self {
+    ) {
+        self.app.0 = Some(app);
+        self.request.0 = Some(request);
+        self.writer.0 = Some(writer);
         // The default `Content-Type` is added when the head is sent, if the handler set none.
-        RequestContext {
-            app,
-            request,
-            writer,
-            status: 200,
-            headers_written: false,
-            finished: false,
-            headers: ResponseHeaders(Some(headers)),
-            has_type: false,
-            has_etag: false,
-            body: buffer,
-            streamed_body: body,
-            extra: None,
+        self.status = 200;
+        self.headers_written = false;
+        self.finished = false;
+        self.has_type = false;
+        self.has_etag = false;
+        self.streamed_body = body;
+    }
+
+    /// Whether a request is in progress (begun and not ended).
+    pub(crate) fn in_progress(&self) -> bool {
+        self.request.0.is_some()
+    }
+
+    /// Ends the request in progress: lets go of it (and of its writer and application), and empties the
+    /// header map and the body buffer for the next one, unless they grew large.
+    // Inlined into the task's loop, its one caller.
+    #[inline(always)]
+    pub(crate) fn end(&mut self) {
+        // In the order of the fields, as the context of a request used to be dropped.
+        self.app.0 = None;
+        self.request.0 = None;
+        self.writer.0 = None;
+        if self.headers.len() <= REUSED_HEADER_MAP_FIELDS {
+            self.headers.clear();
+        } else {
+            *self.headers = HeaderMap::new();
+        }
+        if !self.body.is_empty() {
+            // Bodies sent from the buffer may still hold its storage.
+            self.body = BytesMut::new();
+        }
+        self.streamed_body = None;
+        // Tested here: dropping the usual `None` through the field's drop glue would cost a call.
+        if self.extra.is_some() {
+            self.extra = None;
         }
     }
 
