@@ -66,33 +66,15 @@ impl Default for Settings {
     }
 }
 
-/// What a [`Task`] shares with the future answering its requests: the context of the request, filled in
-/// before the future is polled for it and emptied by the future when the request is over, and the flag
-/// telling that it is over.
-#[derive(Default)]
+/// What a [`Task`] shares with the future answering its requests: the context of the request, begun before
+/// the future is polled for it and ended by the future when the request is over, and the flag telling that it
+/// is over.
 pub(crate) struct TaskShared {
-    /// Borrowed by the future while the handler runs.
-    cx: RefCell<TaskContext>,
+    /// Borrowed by the future while the handler runs; kept, with its storage, from one request to the next.
+    cx: RefCell<RequestContext>,
     /// Set by the future when a request is over (the future itself never completes).
     done: Cell<bool>,
 }
-
-/// The context of a task's request, and what it keeps from one request to the next.
-#[derive(Default)]
-pub(crate) struct TaskContext {
-    cx: Option<RequestContext>,
-    /// The response header map of the last request, emptied: it keeps the storage its owned values needed,
-    /// so that the next response's `ETag` does not allocate it again.
-    headers: Option<Box<gale_http1::HeaderMap>>,
-    /// The buffer response bodies are written into: a small body sent whole is copied from it into the output
-    /// and it is emptied (see [`RequestContext::finish`]); a streamed body is split off its front, and once it
-    /// is used up, its storage is reclaimed if the bodies sent from it are gone. So a small response allocates
-    /// nothing.
-    body: bytes::BytesMut,
-}
-
-/// Header maps that held more fields than this are not reused (their storage would stay that large).
-const REUSED_HEADER_MAP_FIELDS: usize = 16;
 
 /// What answers a route's requests (Tornado's `_execute`), one at a time: a future made once, which answers
 /// the request put in its context each time it is polled anew, and sets `done` when it is over. Tasks are
@@ -118,7 +100,10 @@ where
         'request: {
             let mut handler = factory();
             let mut slot = shared.cx.borrow_mut();
-            let Some(cx) = slot.cx.as_mut() else { break 'request };
+            let cx = &mut *slot;
+            if !cx.in_progress() {
+                break 'request;
+            }
             let closed_watch = cx.writer.clone();
             let verb = Verb::of(cx.request.method());
             let run = async {
@@ -196,19 +181,7 @@ where
                 }
             }
             drop(handler);
-            if let Some(RequestContext { mut headers, extra, body, .. }) = slot.cx.take() {
-                if headers.len() <= REUSED_HEADER_MAP_FIELDS {
-                    headers.clear();
-                    slot.headers = Some(headers);
-                }
-                if body.is_empty() {
-                    slot.body = body;
-                }
-                // Tested here: dropping the usual `None` through the field's drop glue would cost a call.
-                if let Some(extra) = extra {
-                    drop(extra);
-                }
-            }
+            cx.end();
         }
         shared.done.set(true);
         NextPoll(false).await;
@@ -295,7 +268,7 @@ where
     let factory = Rc::new(factory);
     Rc::new(Route {
         new_task: Box::new(move || {
-            let shared = Rc::new(TaskShared::default());
+            let shared = Rc::new(TaskShared { cx: RefCell::new(RequestContext::idle()), done: Cell::new(false) });
             let future = Box::pin(serve_requests(factory.clone(), shared.clone()));
             Task { shared, future }
         }),
@@ -317,7 +290,8 @@ pub(crate) struct AppInner {
     templates: Option<crate::template::Templates>,
     static_versions: std::cell::RefCell<std::collections::HashMap<String, Option<String>>>,
     /// The hash of the last `ETag` computed, and the tag: responses repeating a body do not format it again.
-    last_etag: std::cell::Cell<Option<(u64, gale_http1::headers::HashEtag)>>,
+    /// (At first the tag of hash 0: a pair that is always right needs no `Option` to test.)
+    last_etag: std::cell::Cell<(u64, gale_http1::headers::HashEtag)>,
 }
 
 impl AppInner {
@@ -325,14 +299,11 @@ impl AppInner {
     /// it differs from the previous one.
     pub(crate) fn etag(&self, body: &[u8]) -> gale_http1::headers::HashEtag {
         let h = crate::static_files::etag_hash(body);
-        match self.last_etag.get() {
-            Some((k, etag)) if k == h => etag,
-            _ => {
-                let etag = gale_http1::headers::HashEtag::from_hash(h);
-                self.last_etag.set(Some((h, etag)));
-                etag
-            }
+        if self.last_etag.get().0 != h {
+            self.last_etag.set((h, gale_http1::headers::HashEtag::from_hash(h)));
         }
+        // Read back from the cell on both paths: the tag is copied once.
+        self.last_etag.get().1
     }
 
     pub(crate) fn reverse_url(&self, name: &str, args: &[&str]) -> Result<String> {
@@ -602,7 +573,7 @@ impl ApplicationBuilder {
                 current_user_hook: self.current_user,
                 templates,
                 static_versions: Default::default(),
-                last_etag: Default::default(),
+                last_etag: std::cell::Cell::new((0, gale_http1::headers::HashEtag::from_hash(0))),
             }),
         })
     }
@@ -639,18 +610,8 @@ impl HttpService for Application {
         };
         let task = route.task();
         {
-            let mut slot = task.shared.cx.borrow_mut();
-            let headers = slot.headers.take().unwrap_or_default();
-            let buffer = std::mem::take(&mut slot.body);
-            let cx = RequestContext::new(inner.clone(), request, writer, body, headers, buffer);
-            // The context of an idle task is empty: matched, so that no drop of an old one is called for.
-            let cx = match &mut slot.cx {
-                empty @ None => empty.insert(cx),
-                Some(old) => {
-                    *old = cx;
-                    old
-                }
-            };
+            let mut cx = task.shared.cx.borrow_mut();
+            cx.begin(inner.clone(), request, writer, body);
             if let Some(args) = args.filter(|a| !a.is_empty()) {
                 let text = |v: &Option<Vec<u8>>| {
                     v.as_deref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
@@ -663,14 +624,13 @@ impl HttpService for Application {
                 cx.extra().started = Some(std::time::Instant::now());
             }
         }
-        Answer { inner, route, task: Some(task) }
+        Answer { route, task: Some(task) }
     }
 }
 
 /// Runs the task answering a request (its context filled in) and gives it back to its route, or answers with
 /// the application's 500 page if the handler (or its factory) panics.
 struct Answer<'a> {
-    inner: &'a AppInner,
     route: &'a Route,
     /// Taken once the request is over.
     task: Option<Task>,
@@ -694,7 +654,7 @@ impl Future for Answer<'_> {
             Ok(_) => Poll::Pending,
             Err(payload) => {
                 if let Some(task) = this.task.take() {
-                    handler_panicked(this.inner, task, &*payload);
+                    handler_panicked(task, &*payload);
                 }
                 Poll::Ready(())
             }
@@ -706,7 +666,7 @@ impl Future for Answer<'_> {
 /// on to the server if the response was started).
 #[cold]
 #[inline(never)]
-fn handler_panicked(inner: &AppInner, task: Task, payload: &(dyn std::any::Any + Send)) {
+fn handler_panicked(task: Task, payload: &(dyn std::any::Any + Send)) {
     let msg = payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -716,10 +676,13 @@ fn handler_panicked(inner: &AppInner, task: Task, payload: &(dyn std::any::Any +
     // handler's future let go of the context when it unwound).
     let Task { shared, future } = task;
     drop(future);
-    let cx = shared.cx.borrow_mut().cx.take();
+    let (app, writer) = {
+        let mut cx = shared.cx.borrow_mut();
+        (cx.app.take(), cx.writer.take())
+    };
     drop(shared);
-    // No context left: the request was over, nothing more to send.
-    let Some(RequestContext { writer: fallback, .. }) = cx else {
+    // No request in progress: it was over, nothing more to send.
+    let (Some(app), Some(fallback)) = (app, writer) else {
         log::error!("handler panicked: {msg}");
         return;
     };
@@ -730,7 +693,7 @@ fn handler_panicked(inner: &AppInner, task: Task, payload: &(dyn std::any::Any +
     }
     log::error!("handler panicked: {msg}");
     if !fallback.head_written() {
-        let detail = if inner.settings.debug {
+        let detail = if app.settings.debug {
             format!("<pre>{}</pre>", crate::escape::xhtml_escape(&msg))
         } else {
             String::new()
@@ -851,6 +814,38 @@ mod tests {
         assert_eq!(route.spare.borrow().len(), SPARE_TASKS);
         assert!(route.spare.borrow().iter().all(|t| t.shared.cx.borrow().body.capacity() == 0));
         assert!(route.idle.take().is_some());
+    }
+
+    #[test]
+    fn a_task_between_requests_keeps_neither_its_request_nor_the_application() {
+        struct Hi;
+        impl RequestHandler for Hi {
+            async fn get(&mut self, cx: &mut RequestContext) -> Result {
+                cx.set_header("X-Owned", String::from("yes"));
+                cx.write("hi");
+                Ok(())
+            }
+        }
+        let app = Application::builder().route("/", || Hi).configure(|s| s.access_log = false).build().unwrap();
+        let weak = Rc::downgrade(&app.inner);
+        let route = app.inner.router.find("/").map(|(r, _)| r.clone()).expect("the route");
+        let s = crate::testing::TestServer::new(app.clone());
+        let handles = weak.strong_count();
+        for _ in 0..3 {
+            let r = s.fetch("/");
+            assert_eq!(r.body().as_ref(), b"hi");
+            assert_eq!(r.headers().get("X-Owned"), Some("yes"));
+        }
+        let task = route.idle.take().expect("the idle task");
+        {
+            let cx = task.shared.cx.borrow();
+            assert!(!cx.in_progress());
+            assert!(cx.headers.is_empty(), "emptied for the next request");
+        }
+        route.recycle(task);
+        // The idle context does not hold the application (which holds the task): its handles are the same.
+        assert_eq!(weak.strong_count(), handles);
+        drop(s);
     }
 
     #[test]

@@ -118,12 +118,6 @@ pub trait RequestHandler: 'static {
 /// Parsed body arguments and uploaded files.
 pub(crate) type BodyArguments = (Arguments, Vec<(String, UploadedFile)>);
 
-/// Where a [`RequestContext`]'s body comes from.
-pub(crate) enum BodySource {
-    Buffered,
-    Streamed(BodyReader),
-}
-
 /// Everything a handler method works with: the request, its arguments, and the response being built
 /// (Tornado's `RequestHandler` attributes and methods that are not about your logic).
 ///
@@ -132,26 +126,64 @@ pub(crate) enum BodySource {
 /// `If-None-Match`, and gzip when the application compresses. [`flush`](RequestContext::flush) sends what is
 /// written so far (a streaming response).
 pub struct RequestContext {
-    pub(crate) app: Rc<AppInner>,
-    pub(crate) request: Request,
-    pub(crate) writer: ResponseWriter,
+    pub(crate) app: Current<Rc<AppInner>>,
+    pub(crate) request: Current<Request>,
+    pub(crate) writer: Current<ResponseWriter>,
     pub(crate) status: u16,
     pub(crate) headers_written: bool,
     pub(crate) finished: bool,
-    /// Boxed, and kept by the request's task once the request is over: the map keeps the storage its owned
-    /// values needed, so the next response's `ETag` does not allocate it again.
+    /// Boxed, and kept, emptied, for the next request of the context's task (see [`end`](RequestContext::end)):
+    /// the map keeps the storage its owned values needed.
     pub(crate) headers: Box<HeaderMap>,
     /// Whether `headers` has a `Content-Type` field, and an `Etag` field: kept up to date by every change of
     /// `headers` (see [`note_field`](RequestContext::note_field)), so that finishing a response need not search.
     pub(crate) has_type: bool,
     pub(crate) has_etag: bool,
+    /// The buffer response bodies are written into: a small body sent whole is copied from it into the output
+    /// and it is emptied (see [`finish`](RequestContext::finish)); a streamed body is split off its front, and
+    /// once it is used up, its storage is reclaimed if the bodies sent from it are gone. Kept for the next
+    /// request, so a small response allocates nothing.
     pub(crate) body: BytesMut,
-    pub(crate) body_source: BodySource,
+    /// The reader of a streamed body (`None` for a buffered one); a [`FallbackHandler`](crate::FallbackHandler)
+    /// hands it on to its service.
     pub(crate) streamed_body: Option<BodyReader>,
     /// State most requests never need (path arguments, parsed arguments, cookies' users, ...), allocated on
     /// first use so that the context of a plain request stays small and cheap to build.
     pub(crate) extra: Option<Box<Extra>>,
 }
+
+/// A part of a [`RequestContext`] that belongs to the request in progress. A context stays in its task from
+/// one request to the next, with the storage it reuses (header map, body buffer), but lets go of the request,
+/// the connection's writer and the application when a request is over (see [`end`](RequestContext::end)):
+/// only then are these empty, when no handler sees the context.
+pub(crate) struct Current<T>(Option<T>);
+
+impl<T> Current<T> {
+    /// Takes the part out (the context is over or unusable afterwards).
+    pub(crate) fn take(&mut self) -> Option<T> {
+        self.0.take()
+    }
+}
+
+impl<T> std::ops::Deref for Current<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("a request in progress")
+    }
+}
+
+impl<T> std::ops::DerefMut for Current<T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.as_mut().expect("a request in progress")
+    }
+}
+
+/// Header maps that held more fields than this are not kept for the next request (their storage would stay
+/// that large).
+const REUSED_HEADER_MAP_FIELDS: usize = 16;
 
 /// The rarely used part of a [`RequestContext`].
 #[derive(Default)]
@@ -181,34 +213,73 @@ impl fmt::Debug for RequestContext {
 }
 
 impl RequestContext {
-    /// The context of `request`, whose response headers go in `headers` (empty) and body in `buffer` (empty).
-    pub(crate) fn new(
+    /// A context waiting for its first request (see [`begin`](RequestContext::begin)).
+    pub(crate) fn idle() -> Self {
+        RequestContext {
+            app: Current(None),
+            request: Current(None),
+            writer: Current(None),
+            status: 200,
+            headers_written: false,
+            finished: false,
+            headers: Box::default(),
+            has_type: false,
+            has_etag: false,
+            body: BytesMut::new(),
+            streamed_body: None,
+            extra: None,
+        }
+    }
+
+    /// Starts answering `request` (`body` is its reader if it is streamed), in a context that is idle: new, or
+    /// whose last request [`end`](RequestContext::end)ed.
+    #[inline]
+    pub(crate) fn begin(
+        &mut self,
         app: Rc<AppInner>,
         request: Request,
         writer: ResponseWriter,
         body: Option<BodyReader>,
-        headers: Box<HeaderMap>,
-        buffer: BytesMut,
-    ) -> Self {
+    ) {
+        self.app.0 = Some(app);
+        self.request.0 = Some(request);
+        self.writer.0 = Some(writer);
         // The default `Content-Type` is added when the head is sent, if the handler set none.
-        let body_source = match &body {
-            Some(b) => BodySource::Streamed(b.clone()),
-            None => BodySource::Buffered,
-        };
-        RequestContext {
-            app,
-            request,
-            writer,
-            status: 200,
-            headers_written: false,
-            finished: false,
-            headers,
-            has_type: false,
-            has_etag: false,
-            body: buffer,
-            body_source,
-            streamed_body: body,
-            extra: None,
+        self.status = 200;
+        self.headers_written = false;
+        self.finished = false;
+        self.has_type = false;
+        self.has_etag = false;
+        self.streamed_body = body;
+    }
+
+    /// Whether a request is in progress (begun and not ended).
+    pub(crate) fn in_progress(&self) -> bool {
+        self.request.0.is_some()
+    }
+
+    /// Ends the request in progress: lets go of it (and of its writer and application), and empties the
+    /// header map and the body buffer for the next one, unless they grew large.
+    // Inlined into the task's loop, its one caller.
+    #[inline(always)]
+    pub(crate) fn end(&mut self) {
+        // In the order of the fields, as the context of a request used to be dropped.
+        self.app.0 = None;
+        self.request.0 = None;
+        self.writer.0 = None;
+        if self.headers.len() <= REUSED_HEADER_MAP_FIELDS {
+            self.headers.clear();
+        } else {
+            *self.headers = HeaderMap::new();
+        }
+        if !self.body.is_empty() {
+            // Bodies sent from the buffer may still hold its storage.
+            self.body = BytesMut::new();
+        }
+        self.streamed_body = None;
+        // Tested here: dropping the usual `None` through the field's drop glue would cost a call.
+        if self.extra.is_some() {
+            self.extra = None;
         }
     }
 
@@ -400,9 +471,9 @@ impl RequestContext {
     ///
     /// 400 for a malformed body, 413 past `max_body_size`.
     pub async fn body_chunk(&mut self) -> Result<Option<Bytes>> {
-        match &self.body_source {
-            BodySource::Buffered => Ok(None),
-            BodySource::Streamed(r) => r.chunk().await.map_err(|e| match e {
+        match &self.streamed_body {
+            None => Ok(None),
+            Some(r) => r.chunk().await.map_err(|e| match e {
                 gale_http1::BodyError::TooLarge => HttpError::new(413),
                 _ => HttpError::with_message(400, e.to_string()),
             }),
@@ -561,57 +632,113 @@ impl RequestContext {
         if self.finished {
             return Ok(());
         }
-        if !self.headers_written {
-            let (replacement, etag) = self.prepare_whole_body();
-            let omits_body = self.omits_body();
-            if self.status >= 200 {
-                // The computed `ETag` goes out after the handler's fields, without being stored among them.
-                let extra = etag.as_ref();
-                // Head, body and end in one call.
-                let body: gale_http1::ResponseBody<'_> = if omits_body {
-                    Bytes::new().into()
-                } else if let Some(body) = replacement {
-                    body.into()
-                } else if self.body.len() <= BODY_BUFFER {
-                    // The usual case: the body is copied from the buffer into the output, and the buffer kept
-                    // for what is written next (no count of references to keep on the bytes sent).
-                    (&self.body[..]).into()
-                } else {
-                    // A large body goes with its storage.
-                    std::mem::take(&mut self.body).freeze().into()
-                };
-                let sent = self.writer.respond_with_etag(self.status, self.reason(), &self.headers, extra, body);
-                // Sent, or refused (the error page then starts from an empty body, as it would have). A buffer
-                // the body made grow is not kept.
-                if self.body.len() > BODY_BUFFER {
-                    self.body = BytesMut::new();
-                } else {
-                    self.body.clear();
-                }
-                self.headers_written = self.writer.head_written();
-                // A refused head sent nothing: the error page may still answer.
-                self.finished = self.headers_written;
-                return sent.map_err(|e| {
-                    let what = if self.headers_written { "cannot send response" } else { "cannot send response head" };
-                    HttpError::with_message(500, format!("{what}: {e}"))
-                });
+        if self.headers_written {
+            return self.finish_started();
+        }
+        self.ensure_content_type();
+        // The `ETag` computed for the body, if one is due (the handler set none), kept here and lent to the
+        // writer: it goes out after the handler's fields without being stored among them.
+        let computed;
+        let mut etag = None;
+        let mut not_modified = false;
+        if matches!(self.request.method(), Method::Get | Method::Head) && self.status == 200 {
+            if self.app.settings.compute_etag && !self.has_etag {
+                computed = self.app.etag(&self.body);
+                etag = Some(&computed);
             }
-            let body = replacement.unwrap_or_else(|| self.take_body());
-            let len = if omits_body { 0 } else { body.len() as u64 };
-            // `send_head` with what is known here: the head is not written, `prepare_whole_body` added the
-            // default `Content-Type`, and a length is given.
-            self.writer
-                .write_head(self.status, self.reason(), &self.headers, Some(len))
-                .map_err(|e| HttpError::with_message(500, format!("cannot send response head: {e}")))?;
-            self.headers_written = true;
-            if !body.is_empty() && !omits_body {
-                self.writer.write(body).map_err(|e| HttpError::with_message(500, e.to_string()))?;
+            not_modified = self.not_modified(etag);
+        }
+        // One call of `send_whole`, which inlines the writer's.
+        let replacement = if not_modified {
+            self.status = 304;
+            self.clear_reason();
+            for h in ["Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"] {
+                self.clear_header(h);
             }
+            Some(Bytes::new())
+        } else if self.app.settings.compress_response && !self.omits_body() {
+            crate::compress::maybe_gzip(self.request.headers(), &mut self.headers, &self.body)
         } else {
-            let chunk = self.take_body();
-            if !chunk.is_empty() {
-                self.writer.write(chunk).map_err(|e| HttpError::with_message(500, e.to_string()))?;
+            None
+        };
+        self.send_whole(etag, replacement)
+    }
+
+    /// Whether the request's `If-None-Match` matches the response's tag: `etag` if computed, else the
+    /// handler's `Etag` field.
+    #[inline]
+    fn not_modified(&self, etag: Option<&gale_http1::headers::HashEtag>) -> bool {
+        let Some(inm) = self.request.headers().get("If-None-Match") else { return false };
+        match etag {
+            Some(etag) => crate::static_files::etag_matches(inm, etag.as_str()),
+            None => self.headers.get("Etag").is_some_and(|etag| crate::static_files::etag_matches(inm, etag)),
+        }
+    }
+
+    /// Sends a response whole, head, body and end, once `ETag`, 304 and compression were seen to: the
+    /// `replacement` body (an empty one for a 304, or the compressed one), or else the buffer's, with the
+    /// computed `etag` after the handler's fields.
+    #[inline(always)]
+    fn send_whole(&mut self, etag: Option<&gale_http1::headers::HashEtag>, replacement: Option<Bytes>) -> Result {
+        let omits_body = self.omits_body();
+        if self.status >= 200 {
+            // Head, body and end in one call.
+            let body: gale_http1::ResponseBody<'_> = if omits_body {
+                Bytes::new().into()
+            } else if let Some(body) = replacement {
+                body.into()
+            } else if self.body.len() <= BODY_BUFFER {
+                // The usual case: the body is copied from the buffer into the output, and the buffer kept
+                // for what is written next (no count of references to keep on the bytes sent).
+                (&self.body[..]).into()
+            } else {
+                // A large body goes with its storage.
+                std::mem::take(&mut self.body).freeze().into()
+            };
+            let sent = self.writer.respond_with_etag(self.status, self.reason(), &self.headers, etag, body);
+            // Sent, or refused (the error page then starts from an empty body, as it would have). A buffer
+            // the body made grow is not kept.
+            if self.body.len() > BODY_BUFFER {
+                self.body = BytesMut::new();
+            } else {
+                self.body.clear();
             }
+            self.headers_written = self.writer.head_written();
+            // A refused head sent nothing: the error page may still answer.
+            self.finished = self.headers_written;
+            return sent.map_err(|e| {
+                let what = if self.headers_written { "cannot send response" } else { "cannot send response head" };
+                HttpError::with_message(500, format!("{what}: {e}"))
+            });
+        }
+        self.send_informational(replacement, omits_body)
+    }
+
+    /// [`send_whole`](RequestContext::send_whole) for a 1xx status: head, then body, then end.
+    #[inline(never)]
+    fn send_informational(&mut self, replacement: Option<Bytes>, omits_body: bool) -> Result {
+        let body = replacement.unwrap_or_else(|| self.take_body());
+        let len = if omits_body { 0 } else { body.len() as u64 };
+        // `send_head` with what is known here: the head is not written, `finish` added the default
+        // `Content-Type`, and a length is given.
+        self.writer
+            .write_head(self.status, self.reason(), &self.headers, Some(len))
+            .map_err(|e| HttpError::with_message(500, format!("cannot send response head: {e}")))?;
+        self.headers_written = true;
+        if !body.is_empty() && !omits_body {
+            self.writer.write(body).map_err(|e| HttpError::with_message(500, e.to_string()))?;
+        }
+        self.finished = true;
+        let _ = self.writer.finish();
+        Ok(())
+    }
+
+    /// [`finish`](RequestContext::finish) once the head was sent: the rest of the body, then the end.
+    #[inline(never)]
+    fn finish_started(&mut self) -> Result {
+        let chunk = self.take_body();
+        if !chunk.is_empty() {
+            self.writer.write(chunk).map_err(|e| HttpError::with_message(500, e.to_string()))?;
         }
         self.finished = true;
         let _ = self.writer.finish();
@@ -672,45 +799,14 @@ impl RequestContext {
         body
     }
 
+    #[inline]
     fn omits_body(&self) -> bool {
-        self.status == 204 || self.status == 304 || (100..200).contains(&self.status)
-    }
-
-    /// ETag, 304 and compression for a response sent whole, whose body is what the buffer holds: `Some` body
-    /// to send instead (an empty one for a 304, or the compressed one), or `None` to send the buffer's; and
-    /// the `ETag` computed for the body (see [`AppInner::etag`]), to send with the
-    /// handler's fields (`None` if the handler set one, or none is due).
-    fn prepare_whole_body(&mut self) -> (Option<Bytes>, Option<gale_http1::headers::HashEtag>) {
-        self.ensure_content_type();
-        let is_get = matches!(self.request.method(), Method::Get | Method::Head);
-        let mut computed = None;
-        if is_get && self.status == 200 {
-            if self.app.settings.compute_etag && !self.has_etag {
-                computed = Some(self.app.etag(&self.body));
-            }
-            let not_modified = match self.request.headers().get("If-None-Match") {
-                Some(inm) => match computed {
-                    Some(etag) => crate::static_files::etag_matches(inm, etag.as_str()),
-                    None => self.headers.get("Etag").is_some_and(|etag| crate::static_files::etag_matches(inm, etag)),
-                },
-                None => false,
-            };
-            if not_modified {
-                self.status = 304;
-                self.clear_reason();
-                for h in ["Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"] {
-                    self.clear_header(h);
-                }
-                return (Some(Bytes::new()), computed);
-            }
-        }
-        if self.app.settings.compress_response && !self.omits_body() {
-            return (crate::compress::maybe_gzip(self.request.headers(), &mut self.headers, &self.body), computed);
-        }
-        (None, computed)
+        // 200 first: the usual status answers with one comparison.
+        self.status != 200 && (self.status == 204 || self.status == 304 || (100..200).contains(&self.status))
     }
 
     /// Tornado's default `Content-Type`, unless the handler chose one (or the response has no body).
+    #[inline]
     fn ensure_content_type(&mut self) {
         if !self.has_type && !self.omits_body() {
             self.headers.append("Content-Type", "text/html; charset=UTF-8");

@@ -1113,6 +1113,38 @@ fn small_and_large_bodies_from_one_reused_buffer_arrive_whole() {
     assert_eq!(tags.len(), 10, "one tag per body");
 }
 
+/// Sets `n` owned headers `X-<i>: <i>-<tag>` and writes `tag`.
+struct ManyHeaders;
+
+impl RequestHandler for ManyHeaders {
+    async fn get(&mut self, cx: &mut RequestContext) -> Result {
+        let n: usize = cx.get_argument("n")?.parse().map_err(|_| HttpError::new(400))?;
+        let tag = cx.get_argument("tag")?;
+        for i in 0..n {
+            cx.set_header(format!("X-{i}"), format!("{i}-{tag}"));
+        }
+        cx.write(tag);
+        Ok(())
+    }
+}
+
+#[test]
+fn the_header_maps_a_task_reuses_carry_nothing_over() {
+    let s = TestServer::new(Application::builder().route("/many", || ManyHeaders).configure(quiet).build().unwrap());
+    // Small maps are kept for the next request of the route's task, large ones are not: neither leaks a field.
+    for (n, tag) in [(3, "a"), (0, "b"), (40, "c"), (1, "d"), (17, "e"), (16, "f"), (0, "g")] {
+        let r = s.fetch(&format!("/many?n={n}&tag={tag}"));
+        assert_eq!(r.status(), 200);
+        assert_eq!(text(&r), tag);
+        for i in 0..45 {
+            let want = (i < n).then(|| format!("{i}-{tag}"));
+            assert_eq!(r.headers().get(&format!("X-{i}")), want.as_deref(), "field {i} of request {tag}");
+        }
+        assert_eq!(r.headers().get("Content-Type"), Some("text/html; charset=UTF-8"), "{tag}");
+        assert_eq!(r.headers().get_all("Etag").count(), 1, "{tag}");
+    }
+}
+
 #[test]
 fn dynamic_responses_get_an_etag_and_304_for_if_none_match() {
     let s = TestServer::new(text_app(false));
@@ -1365,4 +1397,66 @@ fn a_long_poll_client_that_leaves_is_cleaned_up_and_the_others_get_the_message()
     assert_eq!(board.waiting.get(), 0);
     assert_eq!(board.closed.get(), 1);
     assert!(board.wakers.borrow().is_empty());
+}
+
+/// Counts the bytes of a streamed body as they arrive, and answers with the count and the length of the
+/// request's own (buffered) body.
+#[derive(Default)]
+struct StreamedCount {
+    bytes: usize,
+}
+
+impl RequestHandler for StreamedCount {
+    const STREAM_REQUEST_BODY: bool = true;
+
+    async fn data_received(&mut self, _cx: &mut RequestContext, chunk: bytes::Bytes) -> Result {
+        self.bytes += chunk.len();
+        Ok(())
+    }
+
+    async fn post(&mut self, cx: &mut RequestContext) -> Result {
+        let buffered = cx.request().body().len();
+        cx.write(format!("{} {buffered}", self.bytes));
+        Ok(())
+    }
+}
+
+/// Reads a body with `body_chunk` (nothing to read when it is buffered), and answers as `StreamedCount`.
+struct OwnReader;
+
+impl RequestHandler for OwnReader {
+    async fn post(&mut self, cx: &mut RequestContext) -> Result {
+        let mut read = 0;
+        while let Some(chunk) = cx.body_chunk().await? {
+            read += chunk.len();
+        }
+        let buffered = cx.request().body().len();
+        cx.write(format!("{read} {buffered}"));
+        Ok(())
+    }
+}
+
+#[test]
+fn request_bodies_reach_handlers_streamed_or_buffered_and_fallback_services_whole() {
+    let service = Rc::new(gale_http1::service_fn(|request: gale_http1::Request| async move {
+        gale_http1::Response::text(format!("fallback {} {}", request.path(), request.body().len()))
+    }));
+    let app = Application::builder()
+        .route("/streamed", StreamedCount::default)
+        .route("/own", || OwnReader)
+        .route("/fallback/.*", move || gale_web::FallbackHandler::new(service.clone()))
+        .configure(quiet)
+        .build()
+        .unwrap();
+    let s = TestServer::new(app);
+    let post = |path: &str, n: usize| {
+        let r = s.request(ClientRequest::post(s.url(path)).body(vec![b'x'; n]));
+        assert_eq!(r.status(), 200, "{path} {n}");
+        text(&r)
+    };
+    for n in [0, 10, 70_000] {
+        assert_eq!(post("/streamed", n), format!("{n} 0"), "streamed, so not buffered");
+        assert_eq!(post("/own", n), format!("0 {n}"), "buffered, so nothing to stream");
+        assert_eq!(post("/fallback/x", n), format!("fallback /fallback/x {n}"));
+    }
 }
