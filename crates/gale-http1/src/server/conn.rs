@@ -215,7 +215,6 @@ impl<S: HttpService> Conn<S> {
                         }
                         Err(_) => break 'conn,
                     }
-                    self.shared.release_out();
                     if buffered == 0 && idle {
                         self.deadline.set(self.config.idle_connection_timeout);
                     } else if idle {
@@ -434,9 +433,11 @@ impl<S: HttpService> Conn<S> {
             }
         }
         // A final response is always flushed before the connection closes.
-        let _ = self.shared.flush().await;
-        // The next connection of this thread takes the output buffer over.
-        self.shared.release_out();
+        // (The next connection of this thread takes the output buffer over.)
+        if self.shared.flush().await.is_err() {
+            // Not sent, but not to be kept either.
+            self.shared.release_out();
+        }
         if self.shared.after.get() != ConnectionAfter::Upgrade {
             self.shared.stream.close();
         }
