@@ -187,7 +187,7 @@ impl<S: HttpService> Conn<S> {
                 if buffered > 0 {
                     // More requests wait (pipelined): their responses are coalesced with those before, up to a
                     // limit. (With none waiting, what is due is flushed below, before waiting for input.)
-                    if self.shared.out.borrow().len() + self.stream().write_buffer_len() > super::writer::COALESCE_LIMIT
+                    if self.shared.burst_out_len() + self.stream().write_buffer_len() > super::writer::COALESCE_LIMIT
                         && self.shared.flush().await.is_err()
                     {
                         break 'conn;

@@ -96,8 +96,12 @@ thread_local! {
     static SPARE_OUT: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
+/// Room given at once to the output buffer of a burst of pipelined requests: their responses are coalesced up
+/// to [`COALESCE_LIMIT`], plus the last one, which may pass it (a head and a small body copied next to it).
+const BURST_OUT: usize = COALESCE_LIMIT + 2 * COPY_BODY_LIMIT;
+
 /// Output buffers larger than this are freed rather than kept as the thread's spare.
-const SPARE_OUT_MAX: usize = 64 * 1024;
+const SPARE_OUT_MAX: usize = BURST_OUT;
 
 /// Frees the output buffer `out`, leaving it without one: kept out of line, as it is seldom needed.
 #[cold]
@@ -132,6 +136,17 @@ impl Shared {
             SPARE_OUT.with_borrow_mut(|spare| std::mem::swap(&mut *out, spare));
         }
         out
+    }
+
+    /// The length of `out` before another pipelined response is encoded, with room made for the whole burst
+    /// once: grown by doubling as responses come, the buffer would be copied again and again.
+    pub(crate) fn burst_out_len(&self) -> usize {
+        let mut out = self.out();
+        let len = out.len();
+        if out.capacity() < BURST_OUT {
+            out.reserve(BURST_OUT - len);
+        }
+        len
     }
 
     /// Gives an empty output buffer back to the thread, before the connection waits for input.
