@@ -16,10 +16,28 @@ pub struct Request {
     /// Boxed: a request is moved several times on its way to the service, a pointer is cheap to move.
     pub(crate) head: PooledHead,
     pub(crate) body: Bytes,
-    pub(crate) trailers: Option<Box<HeaderMap>>,
     pub(crate) remote_addr: SocketAddr,
+    /// What most requests lack, in one optional box: a request is built and dropped with one word for it.
+    pub(crate) extra: Option<Box<RequestExtra>>,
+}
+
+/// The parts of a [`Request`] that most requests lack.
+pub(crate) struct RequestExtra {
+    pub(crate) trailers: Option<HeaderMap>,
     pub(crate) remote_ip: Option<String>,
     pub(crate) scheme: &'static str,
+}
+
+impl RequestExtra {
+    /// Nothing but the defaults: no trailers, the peer's IP, `http`.
+    pub(crate) fn new() -> RequestExtra {
+        RequestExtra { trailers: None, remote_ip: None, scheme: "http" }
+    }
+
+    /// A chunked body's trailer fields, and the defaults otherwise.
+    pub(crate) fn with_trailers(trailers: HeaderMap) -> Box<RequestExtra> {
+        Box::new(RequestExtra { trailers: Some(trailers), ..RequestExtra::new() })
+    }
 }
 
 /// A request's head, given back to the thread's pool of heads when the request is dropped.
@@ -66,20 +84,14 @@ impl fmt::Debug for Request {
 impl Request {
     /// Builds a request from a parsed head (for tests and for layers that parse heads themselves).
     pub fn from_head(head: impl Into<Box<RequestHead>>, body: Bytes, remote_addr: SocketAddr) -> Request {
-        Request {
-            head: PooledHead(Some(head.into())),
-            body,
-            trailers: None,
-            remote_addr,
-            remote_ip: None,
-            scheme: "http",
-        }
+        Request { head: PooledHead(Some(head.into())), body, remote_addr, extra: None }
     }
 
     /// Sets the client IP and scheme as a trusted proxy reported them (what `xheaders` does).
     pub fn set_forwarded(&mut self, remote_ip: String, scheme: &'static str) {
-        self.remote_ip = Some(remote_ip);
-        self.scheme = scheme;
+        let extra = self.extra.get_or_insert_with(|| Box::new(RequestExtra::new()));
+        extra.remote_ip = Some(remote_ip);
+        extra.scheme = scheme;
     }
 
     /// The method.
@@ -134,7 +146,7 @@ impl Request {
 
     /// Trailer fields of a chunked body, if any.
     pub fn trailers(&self) -> Option<&HeaderMap> {
-        self.trailers.as_deref()
+        self.extra.as_ref()?.trailers.as_ref()
     }
 
     /// The peer's socket address.
@@ -144,7 +156,7 @@ impl Request {
 
     /// The client's IP: the peer's, or with `xheaders` on, the one a trusted proxy reported.
     pub fn remote_ip(&self) -> String {
-        match &self.remote_ip {
+        match self.extra.as_ref().and_then(|e| e.remote_ip.as_ref()) {
             Some(ip) => ip.clone(),
             None => self.remote_addr.ip().to_string(),
         }
@@ -152,7 +164,7 @@ impl Request {
 
     /// `"http"` or `"https"` (the latter only as reported by a trusted proxy with `xheaders` on).
     pub fn protocol(&self) -> &'static str {
-        self.scheme
+        self.extra.as_ref().map_or("http", |e| e.scheme)
     }
 
     /// The full URL: `protocol://host/target`.
@@ -160,7 +172,7 @@ impl Request {
         if self.head.is_absolute_form() {
             return self.target().to_owned();
         }
-        format!("{}://{}{}", self.scheme, self.host().unwrap_or(""), self.target())
+        format!("{}://{}{}", self.protocol(), self.host().unwrap_or(""), self.target())
     }
 }
 

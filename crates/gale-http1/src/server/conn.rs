@@ -17,7 +17,7 @@
 use super::writer::{ResponseWriter, Shared, Writing};
 use super::{Config, HttpService, ServerState};
 use crate::headers::HeaderMap;
-use crate::message::Request;
+use crate::message::{Request, RequestExtra};
 use crate::proto::ParseError;
 use crate::proto::Version;
 use crate::proto::body::{BodyKind, Decoded, Decoder};
@@ -313,7 +313,7 @@ impl<S: HttpService> Conn<S> {
                 // The body (when buffered) is kept apart from the head until the request is built, in the call
                 // below, and comes out of the branch that may wait for it: a request (or a body) held across the
                 // waits here would be copied into the connection's state, then out again.
-                let (body, trailers, body_reader) = if streaming {
+                let (body, extra, body_reader) = if streaming {
                     let reader = BodyReader {
                         inner: Rc::new(RefCell::new(BodyState {
                             decoder: Some(Decoder::new(kind)),
@@ -328,7 +328,7 @@ impl<S: HttpService> Conn<S> {
                 } else if kind != BodyKind::Empty {
                     let mut decoder = Decoder::new(kind);
                     match Box::pin(self.read_body(&mut decoder)).await {
-                        Ok(body) => (body, decoder.take_trailers().map(Box::new), None),
+                        Ok(body) => (body, decoder.take_trailers().map(RequestExtra::with_trailers), None),
                         Err(status) => {
                             if status != 0 {
                                 self.send_error(
@@ -349,7 +349,7 @@ impl<S: HttpService> Conn<S> {
 
                 // Run the service, catching panics; flush and watch for the client leaving while it waits.
                 let writer = ResponseWriter { shared: s.clone() };
-                let mut fut = pin!(self.service.call(self.make_request(head, body, trailers), body_reader, writer));
+                let mut fut = pin!(self.service.call(self.make_request(head, body, extra), body_reader, writer));
                 let stream = &s.stream;
                 let max_read_ahead = self.config.limits.max_header_size;
                 let mut flushed_for_wait = false;
@@ -484,13 +484,12 @@ impl<S: HttpService> Conn<S> {
     /// Builds the request in one expression, with no later stores into it, so that it is made where the service
     /// takes it rather than made and then copied there.
     #[inline]
-    fn make_request(&self, head: Box<RequestHead>, body: Bytes, trailers: Option<Box<HeaderMap>>) -> Request {
-        let (remote_ip, scheme) = if self.config.xheaders {
-            forwarded(head.headers(), &self.config.trusted_downstream)
-        } else {
-            (None, "http")
-        };
-        Request { trailers, remote_ip, scheme, ..Request::from_head(head, body, self.peer) }
+    fn make_request(&self, head: Box<RequestHead>, body: Bytes, mut extra: Option<Box<RequestExtra>>) -> Request {
+        if self.config.xheaders {
+            let extra = extra.get_or_insert_with(|| Box::new(RequestExtra::new()));
+            (extra.remote_ip, extra.scheme) = forwarded(head.headers(), &self.config.trusted_downstream);
+        }
+        Request { extra, ..Request::from_head(head, body, self.peer) }
     }
 
     /// Reads a whole body into memory; `Err(status)` to answer (0: just close).
