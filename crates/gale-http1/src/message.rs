@@ -15,7 +15,8 @@ use std::net::SocketAddr;
 pub struct Request {
     /// Boxed: a request is moved several times on its way to the service, a pointer is cheap to move.
     pub(crate) head: PooledHead,
-    pub(crate) body: Bytes,
+    /// `None` for no body, the usual case: nothing to build or drop then.
+    pub(crate) body: Option<Bytes>,
     pub(crate) remote_addr: SocketAddr,
     /// What most requests lack, in one optional box: a request is built and dropped with one word for it.
     pub(crate) extra: Option<Box<RequestExtra>>,
@@ -76,7 +77,7 @@ impl fmt::Debug for Request {
             .field("target", &self.target())
             .field("version", &self.version())
             .field("remote", &self.remote_ip())
-            .field("body_len", &self.body.len())
+            .field("body_len", &self.body().len())
             .finish()
     }
 }
@@ -84,7 +85,18 @@ impl fmt::Debug for Request {
 impl Request {
     /// Builds a request from a parsed head (for tests and for layers that parse heads themselves).
     pub fn from_head(head: impl Into<Box<RequestHead>>, body: Bytes, remote_addr: SocketAddr) -> Request {
-        Request { head: PooledHead(Some(head.into())), body, remote_addr, extra: None }
+        Request::from_parts(head.into(), Some(body), remote_addr, None)
+    }
+
+    /// Builds a request from its parts, as the server does.
+    #[inline]
+    pub(crate) fn from_parts(
+        head: Box<RequestHead>,
+        body: Option<Bytes>,
+        remote_addr: SocketAddr,
+        extra: Option<Box<RequestExtra>>,
+    ) -> Request {
+        Request { head: PooledHead(Some(head)), body, remote_addr, extra }
     }
 
     /// Sets the client IP and scheme as a trusted proxy reported them (what `xheaders` does).
@@ -136,12 +148,13 @@ impl Request {
 
     /// The body, if it was buffered (empty when the service streams it, or when there is none).
     pub fn body(&self) -> &Bytes {
-        &self.body
+        static NO_BODY: Bytes = Bytes::new();
+        self.body.as_ref().unwrap_or(&NO_BODY)
     }
 
     /// Takes the body out of the request.
     pub fn take_body(&mut self) -> Bytes {
-        std::mem::take(&mut self.body)
+        self.body.take().unwrap_or_default()
     }
 
     /// Trailer fields of a chunked body, if any.
@@ -220,5 +233,28 @@ impl Response {
     pub fn header(mut self, name: &'static str, value: impl Into<crate::headers::HeaderBytes>) -> Response {
         self.headers.append(name, value);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::request::RequestParser;
+
+    fn head() -> Box<RequestHead> {
+        RequestParser::default().parse_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().unwrap().0
+    }
+
+    #[test]
+    fn a_request_without_a_body_has_an_empty_one() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut r = Request::from_parts(head(), None, addr, None);
+        assert!(r.body().is_empty());
+        assert!(r.take_body().is_empty());
+        let mut r = Request::from_parts(head(), Some(Bytes::from_static(b"abc")), addr, None);
+        assert_eq!(r.body().as_ref(), b"abc");
+        assert_eq!(r.take_body().as_ref(), b"abc");
+        assert!(r.body().is_empty(), "taken");
+        assert_eq!((r.protocol(), r.remote_ip().as_str(), r.trailers().is_none()), ("http", "127.0.0.1", true));
     }
 }

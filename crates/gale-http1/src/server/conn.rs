@@ -324,11 +324,11 @@ impl<S: HttpService> Conn<S> {
                             timeout: self.config.body_timeout,
                         })),
                     };
-                    (Bytes::new(), None, Some(reader))
+                    (None, None, Some(reader))
                 } else if kind != BodyKind::Empty {
                     let mut decoder = Decoder::new(kind);
                     match Box::pin(self.read_body(&mut decoder)).await {
-                        Ok(body) => (body, decoder.take_trailers().map(RequestExtra::with_trailers), None),
+                        Ok(body) => (Some(body), decoder.take_trailers().map(RequestExtra::with_trailers), None),
                         Err(status) => {
                             if status != 0 {
                                 self.send_error(
@@ -340,7 +340,7 @@ impl<S: HttpService> Conn<S> {
                         }
                     }
                 } else {
-                    (Bytes::new(), None, None)
+                    (None, None, None)
                 };
                 let body_done = body_reader.clone();
                 if body_reader.is_some() || s.body.borrow().is_some() {
@@ -484,12 +484,17 @@ impl<S: HttpService> Conn<S> {
     /// Builds the request in one expression, with no later stores into it, so that it is made where the service
     /// takes it rather than made and then copied there.
     #[inline]
-    fn make_request(&self, head: Box<RequestHead>, body: Bytes, mut extra: Option<Box<RequestExtra>>) -> Request {
+    fn make_request(
+        &self,
+        head: Box<RequestHead>,
+        body: Option<Bytes>,
+        mut extra: Option<Box<RequestExtra>>,
+    ) -> Request {
         if self.config.xheaders {
             let extra = extra.get_or_insert_with(|| Box::new(RequestExtra::new()));
             (extra.remote_ip, extra.scheme) = forwarded(head.headers(), &self.config.trusted_downstream);
         }
-        Request { extra, ..Request::from_head(head, body, self.peer) }
+        Request::from_parts(head, body, self.peer, extra)
     }
 
     /// Reads a whole body into memory; `Err(status)` to answer (0: just close).
