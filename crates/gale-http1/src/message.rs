@@ -15,11 +15,30 @@ use std::net::SocketAddr;
 pub struct Request {
     /// Boxed: a request is moved several times on its way to the service, a pointer is cheap to move.
     pub(crate) head: PooledHead,
-    pub(crate) body: Bytes,
-    pub(crate) trailers: Option<Box<HeaderMap>>,
+    /// `None` for no body, the usual case: nothing to build or drop then.
+    pub(crate) body: Option<Bytes>,
     pub(crate) remote_addr: SocketAddr,
+    /// What most requests lack, in one optional box: a request is built and dropped with one word for it.
+    pub(crate) extra: Option<Box<RequestExtra>>,
+}
+
+/// The parts of a [`Request`] that most requests lack.
+pub(crate) struct RequestExtra {
+    pub(crate) trailers: Option<HeaderMap>,
     pub(crate) remote_ip: Option<String>,
     pub(crate) scheme: &'static str,
+}
+
+impl RequestExtra {
+    /// Nothing but the defaults: no trailers, the peer's IP, `http`.
+    pub(crate) fn new() -> RequestExtra {
+        RequestExtra { trailers: None, remote_ip: None, scheme: "http" }
+    }
+
+    /// A chunked body's trailer fields, and the defaults otherwise.
+    pub(crate) fn with_trailers(trailers: HeaderMap) -> Box<RequestExtra> {
+        Box::new(RequestExtra { trailers: Some(trailers), ..RequestExtra::new() })
+    }
 }
 
 /// A request's head, given back to the thread's pool of heads when the request is dropped.
@@ -58,7 +77,7 @@ impl fmt::Debug for Request {
             .field("target", &self.target())
             .field("version", &self.version())
             .field("remote", &self.remote_ip())
-            .field("body_len", &self.body.len())
+            .field("body_len", &self.body().len())
             .finish()
     }
 }
@@ -66,20 +85,25 @@ impl fmt::Debug for Request {
 impl Request {
     /// Builds a request from a parsed head (for tests and for layers that parse heads themselves).
     pub fn from_head(head: impl Into<Box<RequestHead>>, body: Bytes, remote_addr: SocketAddr) -> Request {
-        Request {
-            head: PooledHead(Some(head.into())),
-            body,
-            trailers: None,
-            remote_addr,
-            remote_ip: None,
-            scheme: "http",
-        }
+        Request::from_parts(head.into(), Some(body), remote_addr, None)
+    }
+
+    /// Builds a request from its parts, as the server does.
+    #[inline]
+    pub(crate) fn from_parts(
+        head: Box<RequestHead>,
+        body: Option<Bytes>,
+        remote_addr: SocketAddr,
+        extra: Option<Box<RequestExtra>>,
+    ) -> Request {
+        Request { head: PooledHead(Some(head)), body, remote_addr, extra }
     }
 
     /// Sets the client IP and scheme as a trusted proxy reported them (what `xheaders` does).
     pub fn set_forwarded(&mut self, remote_ip: String, scheme: &'static str) {
-        self.remote_ip = Some(remote_ip);
-        self.scheme = scheme;
+        let extra = self.extra.get_or_insert_with(|| Box::new(RequestExtra::new()));
+        extra.remote_ip = Some(remote_ip);
+        extra.scheme = scheme;
     }
 
     /// The method.
@@ -124,17 +148,18 @@ impl Request {
 
     /// The body, if it was buffered (empty when the service streams it, or when there is none).
     pub fn body(&self) -> &Bytes {
-        &self.body
+        static NO_BODY: Bytes = Bytes::new();
+        self.body.as_ref().unwrap_or(&NO_BODY)
     }
 
     /// Takes the body out of the request.
     pub fn take_body(&mut self) -> Bytes {
-        std::mem::take(&mut self.body)
+        self.body.take().unwrap_or_default()
     }
 
     /// Trailer fields of a chunked body, if any.
     pub fn trailers(&self) -> Option<&HeaderMap> {
-        self.trailers.as_deref()
+        self.extra.as_ref()?.trailers.as_ref()
     }
 
     /// The peer's socket address.
@@ -144,7 +169,7 @@ impl Request {
 
     /// The client's IP: the peer's, or with `xheaders` on, the one a trusted proxy reported.
     pub fn remote_ip(&self) -> String {
-        match &self.remote_ip {
+        match self.extra.as_ref().and_then(|e| e.remote_ip.as_ref()) {
             Some(ip) => ip.clone(),
             None => self.remote_addr.ip().to_string(),
         }
@@ -152,7 +177,7 @@ impl Request {
 
     /// `"http"` or `"https"` (the latter only as reported by a trusted proxy with `xheaders` on).
     pub fn protocol(&self) -> &'static str {
-        self.scheme
+        self.extra.as_ref().map_or("http", |e| e.scheme)
     }
 
     /// The full URL: `protocol://host/target`.
@@ -160,7 +185,7 @@ impl Request {
         if self.head.is_absolute_form() {
             return self.target().to_owned();
         }
-        format!("{}://{}{}", self.scheme, self.host().unwrap_or(""), self.target())
+        format!("{}://{}{}", self.protocol(), self.host().unwrap_or(""), self.target())
     }
 }
 
@@ -208,5 +233,28 @@ impl Response {
     pub fn header(mut self, name: &'static str, value: impl Into<crate::headers::HeaderBytes>) -> Response {
         self.headers.append(name, value);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::request::RequestParser;
+
+    fn head() -> Box<RequestHead> {
+        RequestParser::default().parse_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().unwrap().0
+    }
+
+    #[test]
+    fn a_request_without_a_body_has_an_empty_one() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut r = Request::from_parts(head(), None, addr, None);
+        assert!(r.body().is_empty());
+        assert!(r.take_body().is_empty());
+        let mut r = Request::from_parts(head(), Some(Bytes::from_static(b"abc")), addr, None);
+        assert_eq!(r.body().as_ref(), b"abc");
+        assert_eq!(r.take_body().as_ref(), b"abc");
+        assert!(r.body().is_empty(), "taken");
+        assert_eq!((r.protocol(), r.remote_ip().as_str(), r.trailers().is_none()), ("http", "127.0.0.1", true));
     }
 }

@@ -684,6 +684,26 @@ fn xheaders_on_honours_x_forwarded_proto() {
     });
 }
 
+#[test]
+fn xheaders_and_trailers_of_one_request_are_both_kept() {
+    each_backend(|backend| {
+        let server = xheaders_server(backend);
+        let mut c = server.connect();
+        c.send(
+            b"POST /inspect HTTP/1.1\r\nHost: t\r\nX-Real-Ip: 1.2.3.4\r\nX-Scheme: https\r\n\
+              Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\r\n",
+        );
+        let r = c.response();
+        assert_eq!(r.one("remote_ip"), "1.2.3.4");
+        assert_eq!(r.one("protocol"), "https");
+        assert_eq!(r.field("trailer"), ["X-Checksum: abc"]);
+        // Without them, the next request on the connection has the defaults.
+        let r = c.roundtrip(b"GET /inspect HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!((r.one("remote_ip"), r.one("protocol")), ("127.0.0.1", "http"));
+        assert!(r.field("trailer").is_empty());
+    });
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Streaming responses and services that fail or wait.
 // ---------------------------------------------------------------------------------------------------------

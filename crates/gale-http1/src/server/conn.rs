@@ -17,7 +17,7 @@
 use super::writer::{ResponseWriter, Shared, Writing};
 use super::{Config, HttpService, ServerState};
 use crate::headers::HeaderMap;
-use crate::message::Request;
+use crate::message::{Request, RequestExtra};
 use crate::proto::ParseError;
 use crate::proto::Version;
 use crate::proto::body::{BodyKind, Decoded, Decoder};
@@ -187,7 +187,7 @@ impl<S: HttpService> Conn<S> {
                 if buffered > 0 {
                     // More requests wait (pipelined): their responses are coalesced with those before, up to a
                     // limit. (With none waiting, what is due is flushed below, before waiting for input.)
-                    if self.shared.out.borrow().len() + self.stream().write_buffer_len() > super::writer::COALESCE_LIMIT
+                    if self.shared.burst_out_len() + self.stream().write_buffer_len() > super::writer::COALESCE_LIMIT
                         && self.shared.flush().await.is_err()
                     {
                         break 'conn;
@@ -215,7 +215,6 @@ impl<S: HttpService> Conn<S> {
                         }
                         Err(_) => break 'conn,
                     }
-                    self.shared.release_out();
                     if buffered == 0 && idle {
                         self.deadline.set(self.config.idle_connection_timeout);
                     } else if idle {
@@ -314,7 +313,7 @@ impl<S: HttpService> Conn<S> {
                 // The body (when buffered) is kept apart from the head until the request is built, in the call
                 // below, and comes out of the branch that may wait for it: a request (or a body) held across the
                 // waits here would be copied into the connection's state, then out again.
-                let (body, trailers, body_reader) = if streaming {
+                let (body, extra, body_reader) = if streaming {
                     let reader = BodyReader {
                         inner: Rc::new(RefCell::new(BodyState {
                             decoder: Some(Decoder::new(kind)),
@@ -325,11 +324,11 @@ impl<S: HttpService> Conn<S> {
                             timeout: self.config.body_timeout,
                         })),
                     };
-                    (Bytes::new(), None, Some(reader))
+                    (None, None, Some(reader))
                 } else if kind != BodyKind::Empty {
                     let mut decoder = Decoder::new(kind);
                     match Box::pin(self.read_body(&mut decoder)).await {
-                        Ok(body) => (body, decoder.take_trailers().map(Box::new), None),
+                        Ok(body) => (Some(body), decoder.take_trailers().map(RequestExtra::with_trailers), None),
                         Err(status) => {
                             if status != 0 {
                                 self.send_error(
@@ -341,7 +340,7 @@ impl<S: HttpService> Conn<S> {
                         }
                     }
                 } else {
-                    (Bytes::new(), None, None)
+                    (None, None, None)
                 };
                 let body_done = body_reader.clone();
                 if body_reader.is_some() || s.body.borrow().is_some() {
@@ -350,7 +349,7 @@ impl<S: HttpService> Conn<S> {
 
                 // Run the service, catching panics; flush and watch for the client leaving while it waits.
                 let writer = ResponseWriter { shared: s.clone() };
-                let mut fut = pin!(self.service.call(self.make_request(head, body, trailers), body_reader, writer));
+                let mut fut = pin!(self.service.call(self.make_request(head, body, extra), body_reader, writer));
                 let stream = &s.stream;
                 let max_read_ahead = self.config.limits.max_header_size;
                 let mut flushed_for_wait = false;
@@ -434,9 +433,11 @@ impl<S: HttpService> Conn<S> {
             }
         }
         // A final response is always flushed before the connection closes.
-        let _ = self.shared.flush().await;
-        // The next connection of this thread takes the output buffer over.
-        self.shared.release_out();
+        // (The next connection of this thread takes the output buffer over.)
+        if self.shared.flush().await.is_err() {
+            // Not sent, but not to be kept either.
+            self.shared.release_out();
+        }
         if self.shared.after.get() != ConnectionAfter::Upgrade {
             self.shared.stream.close();
         }
@@ -483,13 +484,17 @@ impl<S: HttpService> Conn<S> {
     /// Builds the request in one expression, with no later stores into it, so that it is made where the service
     /// takes it rather than made and then copied there.
     #[inline]
-    fn make_request(&self, head: Box<RequestHead>, body: Bytes, trailers: Option<Box<HeaderMap>>) -> Request {
-        let (remote_ip, scheme) = if self.config.xheaders {
-            forwarded(head.headers(), &self.config.trusted_downstream)
-        } else {
-            (None, "http")
-        };
-        Request { trailers, remote_ip, scheme, ..Request::from_head(head, body, self.peer) }
+    fn make_request(
+        &self,
+        head: Box<RequestHead>,
+        body: Option<Bytes>,
+        mut extra: Option<Box<RequestExtra>>,
+    ) -> Request {
+        if self.config.xheaders {
+            let extra = extra.get_or_insert_with(|| Box::new(RequestExtra::new()));
+            (extra.remote_ip, extra.scheme) = forwarded(head.headers(), &self.config.trusted_downstream);
+        }
+        Request::from_parts(head, body, self.peer, extra)
     }
 
     /// Reads a whole body into memory; `Err(status)` to answer (0: just close).

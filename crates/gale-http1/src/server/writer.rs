@@ -96,14 +96,34 @@ thread_local! {
     static SPARE_OUT: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
+/// Room given at once to the output buffer of a burst of pipelined requests: their responses are coalesced up
+/// to [`COALESCE_LIMIT`], plus the last one, which may pass it (a head and a small body copied next to it).
+const BURST_OUT: usize = COALESCE_LIMIT + 2 * COPY_BODY_LIMIT;
+
 /// Output buffers larger than this are freed rather than kept as the thread's spare.
-const SPARE_OUT_MAX: usize = 64 * 1024;
+const SPARE_OUT_MAX: usize = BURST_OUT;
 
 /// Frees the output buffer `out`, leaving it without one: kept out of line, as it is seldom needed.
 #[cold]
 #[inline(never)]
 fn drop_out(out: &mut BytesMut) {
     *out = BytesMut::new();
+}
+
+/// Gives the empty output buffer `out` back to the thread (or frees it), leaving `out` without one.
+#[inline]
+fn release(out: &mut BytesMut) {
+    if out.is_empty() && out.capacity() > 0 {
+        SPARE_OUT.with_borrow_mut(|spare| {
+            if spare.capacity() == 0 && out.capacity() <= SPARE_OUT_MAX {
+                std::mem::swap(out, spare);
+            } else {
+                // The thread has a spare already (another connection gave one back), or this one is too
+                // large to keep.
+                drop_out(out);
+            }
+        });
+    }
 }
 
 impl Shared {
@@ -118,20 +138,20 @@ impl Shared {
         out
     }
 
+    /// The length of `out` before another pipelined response is encoded, with room made for the whole burst
+    /// once: grown by doubling as responses come, the buffer would be copied again and again.
+    pub(crate) fn burst_out_len(&self) -> usize {
+        let mut out = self.out();
+        let len = out.len();
+        if out.capacity() < BURST_OUT {
+            out.reserve(BURST_OUT - len);
+        }
+        len
+    }
+
     /// Gives an empty output buffer back to the thread, before the connection waits for input.
     pub(crate) fn release_out(&self) {
-        let mut out = self.out.borrow_mut();
-        if out.is_empty() && out.capacity() > 0 {
-            SPARE_OUT.with_borrow_mut(|spare| {
-                if spare.capacity() == 0 && out.capacity() <= SPARE_OUT_MAX {
-                    std::mem::swap(&mut *out, spare);
-                } else {
-                    // The thread has a spare already (another connection gave one back), or this one is
-                    // too large to keep.
-                    drop_out(&mut out);
-                }
-            });
-        }
+        release(&mut self.out.borrow_mut());
     }
 
     /// Moves `out` onto the stream's write queue (no syscall).
@@ -145,31 +165,39 @@ impl Shared {
         self.stream.queue_write(chunk)
     }
 
-    /// Sends `out` now if nothing else is queued and the kernel takes all of it: `Ok(true)` then, with `out`
-    /// kept for reuse. `Ok(false)` when something is left to [`flush`](Shared::flush).
+    /// Sends `out` now if nothing else is queued and the kernel takes all of it: `Ok(true)` then, with the
+    /// output buffer given back to the thread (see [`release_out`](Shared::release_out)), as the connection
+    /// does before it waits for input. `Ok(false)` when something is left to [`flush`](Shared::flush).
     #[inline]
     pub(crate) fn flush_now(&self) -> Result<bool, StreamError> {
+        // One borrow for the write and the release: this runs before every wait for input.
         let mut out = self.out.borrow_mut();
         if out.is_empty() {
-            return Ok(self.stream.write_buffer_len() == 0);
-        }
-        let n = self.stream.try_write(&out)?;
-        if n == out.len() {
+            if self.stream.write_buffer_len() != 0 {
+                return Ok(false);
+            }
+        } else {
+            let n = self.stream.try_write(&out)?;
+            if n != out.len() {
+                out.advance(n);
+                return Ok(false);
+            }
             out.clear();
-            return Ok(true);
         }
-        out.advance(n);
-        Ok(false)
+        release(&mut out);
+        Ok(true)
     }
 
-    /// Sends `out` and everything queued; resolves when the kernel has it all. When nothing else is queued,
-    /// `out` is written in place and kept for reuse.
+    /// Sends `out` and everything queued; resolves when the kernel has it all. The output buffer is then
+    /// given back to the thread, as by [`flush_now`](Shared::flush_now).
     pub(crate) async fn flush(&self) -> Result<(), StreamError> {
         if self.flush_now()? {
             return Ok(());
         }
         self.queue_out()?;
-        self.stream.flush().await
+        self.stream.flush().await?;
+        self.release_out();
+        Ok(())
     }
 
     pub(crate) fn mark_closed(&self) {
