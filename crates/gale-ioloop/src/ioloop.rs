@@ -29,7 +29,8 @@ const CLOCK_REUSE_MARGIN: Duration = Duration::from_millis(100);
 
 /// A wait timeout for a far timer (or for no timer at all), worked out once and reused by the iterations that
 /// start within `CLOCK_REUSE_MARGIN / 2` of it while the timers stay as they were, so that they neither look at
-/// the timers nor do clock arithmetic.
+/// the timers nor do clock arithmetic. A plan that holds for no iteration (see [`WaitPlan::void`]) stands for
+/// none, so that the test of the usual iteration is two compares, with no `Option` to look through.
 #[derive(Clone, Copy)]
 struct WaitPlan {
     /// The `timers_version` the plan was made for; a timer scheduled or removed since voids it.
@@ -38,6 +39,19 @@ struct WaitPlan {
     /// of the earliest deadline, and none is due when they start.
     valid_until: Instant,
     timeout: Duration,
+}
+
+impl WaitPlan {
+    /// A plan no iteration starting at or after `now` may use: the clock never goes back.
+    fn void(now: Instant) -> WaitPlan {
+        WaitPlan { version: 0, valid_until: now, timeout: Duration::ZERO }
+    }
+
+    /// Whether an iteration starting at `now` may wait `timeout`, the timers being at `version`.
+    #[inline]
+    fn holds(&self, version: u64, now: Instant) -> bool {
+        self.version == version && now < self.valid_until
+    }
 }
 
 type Callback = Box<dyn FnOnce()>;
@@ -620,10 +634,12 @@ impl IOLoop {
         inner.running.set(true);
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut due: Vec<TimeoutHandle> = Vec::new();
-        let mut plan: Option<WaitPlan> = None;
+        let mut plan = WaitPlan::void(Instant::now());
         let mut ready: Vec<TaskId> = Vec::new();
         loop {
-            if inner.remote.pending.load(std::sync::atomic::Ordering::Acquire) {
+            // Read once: work queued from other threads after this is seen before the wait (`work_pending`).
+            let remote_pending = inner.remote.pending.load(std::sync::atomic::Ordering::Acquire);
+            if remote_pending {
                 self.drain_remote_callbacks();
             }
             let ncallbacks = inner.callbacks.borrow().len();
@@ -635,15 +651,15 @@ impl IOLoop {
             let timed = inner.blocking_threshold.get().is_some();
             let mut mark = if timed { Some(now) } else { None };
             // A plan that still holds says that no timer is due yet.
-            let planned = plan.filter(|p| p.version == inner.timers_version.get() && now < p.valid_until);
-            if planned.is_none() {
+            let planned = plan.holds(inner.timers_version.get(), now);
+            if !planned {
                 inner.timers.borrow().due(now, &mut due);
             }
 
             if ncallbacks > 0 {
                 self.run_callbacks(ncallbacks, timed, &mut mark);
             }
-            self.run_ready_tasks(&mut ready, timed, &mut mark);
+            self.run_ready_tasks(&mut ready, remote_pending, timed, &mut mark);
             if !due.is_empty() {
                 self.run_due_timers(&mut due, timed, &mut mark);
             }
@@ -659,10 +675,13 @@ impl IOLoop {
             let work_pending = !inner.callbacks.borrow().is_empty()
                 || inner.remote.pending.load(std::sync::atomic::Ordering::Acquire)
                 || LOCAL_WOKEN.with(|w| w.get());
-            let timeout = match planned {
-                _ if work_pending => Duration::ZERO,
-                Some(p) if p.version == inner.timers_version.get() => p.timeout,
-                _ => self.poll_timeout(now, &mut plan),
+            // The plan is asked again: a callback or task may have changed the timers since.
+            let timeout = if work_pending {
+                Duration::ZERO
+            } else if planned && plan.version == inner.timers_version.get() {
+                plan.timeout
+            } else {
+                self.poll_timeout(now, &mut plan)
             };
             let result = inner.poller.borrow_mut().wait(&mut events, Some(timeout));
             match result {
@@ -730,20 +749,20 @@ impl IOLoop {
     /// kept as the `plan` of the iterations that follow.
     #[cold]
     #[inline(never)]
-    fn poll_timeout(&self, now: Instant, plan: &mut Option<WaitPlan>) -> Duration {
+    fn poll_timeout(&self, now: Instant, plan: &mut WaitPlan) -> Duration {
         let version = self.inner.timers_version.get();
         let valid_until = now + CLOCK_REUSE_MARGIN / 2;
         let Some(deadline) = self.inner.timers.borrow_mut().earliest() else {
-            *plan = Some(WaitPlan { version, valid_until, timeout: MAX_POLL_TIMEOUT });
+            *plan = WaitPlan { version, valid_until, timeout: MAX_POLL_TIMEOUT };
             return MAX_POLL_TIMEOUT;
         };
         let from_start = deadline.saturating_duration_since(now);
         if from_start > CLOCK_REUSE_MARGIN {
             let timeout = (from_start - CLOCK_REUSE_MARGIN).min(MAX_POLL_TIMEOUT);
-            *plan = Some(WaitPlan { version, valid_until, timeout });
+            *plan = WaitPlan { version, valid_until, timeout };
             timeout
         } else {
-            *plan = None;
+            *plan = WaitPlan::void(now);
             deadline.saturating_duration_since(Instant::now())
         }
     }
@@ -785,16 +804,16 @@ impl IOLoop {
         }
     }
 
-    /// Polls the woken tasks; `ready` is an empty buffer, left empty.
+    /// Polls the woken tasks; `ready` is an empty buffer, left empty. `remote_pending` is the iteration's
+    /// reading of the flag that says tasks may have been woken from other threads.
     #[inline]
-    fn run_ready_tasks(&self, ready: &mut Vec<TaskId>, timed: bool, mark: &mut Option<Instant>) {
-        let inner = &self.inner;
+    fn run_ready_tasks(&self, ready: &mut Vec<TaskId>, remote_pending: bool, timed: bool, mark: &mut Option<Instant>) {
         // `ready` holds the tasks the last dispatch woke straight from readiness; those woken otherwise on this
         // thread follow, then those woken from others. Tasks woken while these run wait for the next iteration.
         if LOCAL_WOKEN.with(|w| w.replace(false)) {
             LOCAL_READY.with(|q| ready.append(&mut q.borrow_mut()));
         }
-        if inner.remote.pending.load(std::sync::atomic::Ordering::Acquire) {
+        if remote_pending {
             self.take_remote_ready(ready);
         }
         // Iterated, then cleared, rather than drained: the buffer is the loop's own, out of reach of the tasks.
