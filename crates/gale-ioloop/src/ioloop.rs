@@ -54,6 +54,28 @@ impl WaitPlan {
     }
 }
 
+/// The tasks an iteration polls, in order: those a dispatch woke straight from readiness, then those woken
+/// otherwise. The first has a slot of its own, because an iteration usually has a single task to poll (the one
+/// whose connection became ready): filling the slot is one store, where a push onto the list checks its
+/// capacity and updates its length, and polling it needs no walk of the list.
+#[derive(Default)]
+struct ReadyTasks {
+    /// The first task to poll; `None` only while `rest` is empty too, until the woken tasks are appended.
+    first: Option<TaskId>,
+    rest: Vec<TaskId>,
+}
+
+impl ReadyTasks {
+    #[inline]
+    fn push(&mut self, id: TaskId) {
+        if self.first.is_none() {
+            self.first = Some(id);
+        } else {
+            self.rest.push(id);
+        }
+    }
+}
+
 type Callback = Box<dyn FnOnce()>;
 type HandlerFn = Box<dyn FnMut(RawFd, Event)>;
 
@@ -635,7 +657,7 @@ impl IOLoop {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut due: Vec<TimeoutHandle> = Vec::new();
         let mut plan = WaitPlan::void(Instant::now());
-        let mut ready: Vec<TaskId> = Vec::new();
+        let mut ready = ReadyTasks::default();
         loop {
             // Read once: work queued from other threads after this is seen before the wait (`work_pending`).
             let remote_pending = inner.remote.pending.load(std::sync::atomic::Ordering::Acquire);
@@ -804,23 +826,34 @@ impl IOLoop {
         }
     }
 
-    /// Polls the woken tasks; `ready` is an empty buffer, left empty. `remote_pending` is the iteration's
-    /// reading of the flag that says tasks may have been woken from other threads.
+    /// Polls the woken tasks; `ready` holds those the last dispatch woke, and is left empty. `remote_pending` is
+    /// the iteration's reading of the flag that says tasks may have been woken from other threads.
     #[inline]
-    fn run_ready_tasks(&self, ready: &mut Vec<TaskId>, remote_pending: bool, timed: bool, mark: &mut Option<Instant>) {
-        // `ready` holds the tasks the last dispatch woke straight from readiness; those woken otherwise on this
+    fn run_ready_tasks(&self, ready: &mut ReadyTasks, remote_pending: bool, timed: bool, mark: &mut Option<Instant>) {
+        // The tasks the last dispatch woke straight from readiness come first; those woken otherwise on this
         // thread follow, then those woken from others. Tasks woken while these run wait for the next iteration.
         if LOCAL_WOKEN.with(|w| w.replace(false)) {
-            LOCAL_READY.with(|q| ready.append(&mut q.borrow_mut()));
+            LOCAL_READY.with(|q| ready.rest.append(&mut q.borrow_mut()));
         }
         if remote_pending {
-            self.take_remote_ready(ready);
+            self.take_remote_ready(&mut ready.rest);
         }
-        // Iterated, then cleared, rather than drained: the buffer is the loop's own, out of reach of the tasks.
-        for &id in ready.iter() {
+        if let Some(id) = ready.first.take() {
             self.poll_task(id, timed, mark);
         }
-        ready.clear();
+        if !ready.rest.is_empty() {
+            self.poll_rest(&mut ready.rest, timed, mark);
+        }
+    }
+
+    /// Polls the tasks of `rest`, leaving it empty: those after the first of an iteration.
+    #[inline(never)]
+    fn poll_rest(&self, rest: &mut Vec<TaskId>, timed: bool, mark: &mut Option<Instant>) {
+        // Iterated, then cleared, rather than drained: the buffer is the loop's own, out of reach of the tasks.
+        for &id in rest.iter() {
+            self.poll_task(id, timed, mark);
+        }
+        rest.clear();
     }
 
     /// Appends the tasks woken from other threads to `ready`.
@@ -837,7 +870,8 @@ impl IOLoop {
         }
     }
 
-    #[inline]
+    // Always inline: the first task of an iteration is polled in the body of the loop.
+    #[inline(always)]
     fn poll_task(&self, id: TaskId, timed: bool, mark: &mut Option<Instant>) {
         // A second handle to the task, so that the task table is not borrowed while it runs.
         let task = {
@@ -921,7 +955,7 @@ impl IOLoop {
     }
 
     /// Delivers the events of a wait; tasks woken straight from a source's readiness are pushed onto `ready`.
-    fn dispatch(&self, events: &Events, timed: bool, ready: &mut Vec<TaskId>) {
+    fn dispatch(&self, events: &Events, timed: bool, ready: &mut ReadyTasks) {
         let inner = &self.inner;
         // The first handler after the wait reads the clock; each later one starts when the one before ended.
         let mut mark = None;
@@ -973,7 +1007,7 @@ impl IOLoop {
         }
     }
 
-    fn on_source_event(&self, key: usize, s: &mut SourceState, ev: &Event, queue: &mut Vec<TaskId>) {
+    fn on_source_event(&self, key: usize, s: &mut SourceState, ev: &Event, queue: &mut ReadyTasks) {
         // Hang-up comes as readable and an error as both (the poller's contract). Only directions being watched
         // count: the rest was reported alongside a hang-up or an error.
         let ready = ev.readiness().remove(Interest::BOTH.remove(s.interest));
@@ -1027,7 +1061,7 @@ pub(crate) fn cancel_task(inner: &Inner, id: TaskId) {
 /// Wakes whoever waits on a source in one direction: when the waker is a task's own, by scheduling the task
 /// and queueing it on `queue`, the loop's own list of tasks to poll next; else through the waker.
 #[inline]
-fn wake(task: &Option<Arc<TaskWaker>>, waker: &Option<Waker>, queue: &mut Vec<TaskId>) {
+fn wake(task: &Option<Arc<TaskWaker>>, waker: &Option<Waker>, queue: &mut ReadyTasks) {
     match (task, waker) {
         (Some(t), _) => {
             if t.schedule_on_loop() {
