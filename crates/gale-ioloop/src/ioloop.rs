@@ -443,6 +443,29 @@ impl IOLoop {
             s.ready = s.ready.remove(dir);
             return Poll::Ready(Ok(()));
         }
+        self.park_source(key, s, dir, waker)
+    }
+
+    /// After the syscall said `WouldBlock`: marks `dir` as not ready and waits for it, as
+    /// [`poll_source`](IOLoop::poll_source) would right after — with one look-up of the source for both.
+    #[inline(always)]
+    pub(crate) fn poll_source_after_would_block(
+        &self,
+        key: usize,
+        dir: Interest,
+        waker: &Waker,
+    ) -> Poll<io::Result<()>> {
+        let mut entries = self.inner.entries.borrow_mut();
+        let Some(Entry::Source(s)) = entries.get_mut(key) else {
+            return Poll::Ready(Err(source_closed()));
+        };
+        s.ready = s.ready.remove(dir);
+        self.park_source(key, s, dir, waker)
+    }
+
+    /// Stores `waker` as the one waiting for `dir` of source `s`, which is not ready.
+    #[inline(always)]
+    fn park_source(&self, key: usize, s: &mut SourceState, dir: Interest, waker: &Waker) -> Poll<io::Result<()>> {
         let slot = if dir.is_readable() { &s.read_waker } else { &s.write_waker };
         let watched = s.interest.is_readable() && dir.is_readable() || s.interest.is_writable() && dir.is_writable();
         // The usual case: the task that waited last time waits again, on a direction already watched.
@@ -453,7 +476,7 @@ impl IOLoop {
         self.wait_source(key, s, dir, waker)
     }
 
-    /// The rare branch of [`poll_source`](IOLoop::poll_source), kept out of its way: a new waker to store,
+    /// The rare branch of [`park_source`](IOLoop::park_source), kept out of its way: a new waker to store,
     /// or a direction the poller must start watching.
     #[cold]
     #[inline(never)]
@@ -495,14 +518,6 @@ impl IOLoop {
         let tasks = self.inner.tasks.borrow();
         let task = tasks.get(id.key()).filter(|t| t.id == id)?;
         task.waker.will_wake(waker).then(|| task.wake_state.clone())
-    }
-
-    /// Marks a direction as not ready after the syscall said `WouldBlock`.
-    #[inline]
-    pub(crate) fn clear_source_readiness(&self, key: usize, dir: Interest) {
-        if let Some(Entry::Source(s)) = self.inner.entries.borrow_mut().get_mut(key) {
-            s.ready = s.ready.remove(dir);
-        }
     }
 
     // ---- callbacks and timers -----------------------------------------------------------------------------
