@@ -127,8 +127,51 @@ fn untoken(t: Token) -> (usize, u64) {
     (t.0 & 0xffff_ffff, (t.0 >> 32) as u64)
 }
 
+/// The poller of a loop. Linux's default backend is held by value, so that the wait of every iteration is a
+/// direct call the compiler can inline, rather than a call through the trait object; any other backend (one
+/// named by `GALE_POLLER`, or given to [`IOLoop::with_poller`]) goes through the trait object. Everything but
+/// the wait goes through `dyn Poller` either way (see the `Deref` impls).
+enum LoopPoller {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Epoll(gale_poller::Epoll),
+    Dyn(Box<dyn Poller>),
+}
+
+impl LoopPoller {
+    #[inline(always)]
+    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            LoopPoller::Epoll(p) => p.wait(events, timeout),
+            LoopPoller::Dyn(p) => p.wait(events, timeout),
+        }
+    }
+}
+
+impl std::ops::Deref for LoopPoller {
+    type Target = dyn Poller;
+
+    fn deref(&self) -> &(dyn Poller + 'static) {
+        match self {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            LoopPoller::Epoll(p) => p,
+            LoopPoller::Dyn(p) => &**p,
+        }
+    }
+}
+
+impl std::ops::DerefMut for LoopPoller {
+    fn deref_mut(&mut self) -> &mut (dyn Poller + 'static) {
+        match self {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            LoopPoller::Epoll(p) => p,
+            LoopPoller::Dyn(p) => &mut **p,
+        }
+    }
+}
+
 pub(crate) struct Inner {
-    poller: RefCell<Box<dyn Poller>>,
+    poller: RefCell<LoopPoller>,
     entries: RefCell<Slab<Entry>>,
     /// The slab key of each registered fd (keys fit in 32 bits: tokens carry them so, see `token`).
     by_fd: RefCell<FdMap>,
@@ -216,11 +259,20 @@ impl IOLoop {
     ///
     /// When the poller cannot be created, or `GALE_POLLER` names an unknown backend.
     pub fn new() -> io::Result<IOLoop> {
+        // The backend `gale_poller::from_env` would choose here, held by value (see `LoopPoller`).
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if std::env::var_os(gale_poller::ENV_VAR).is_none_or(|name| name.is_empty() || name == "epoll") {
+            return Ok(IOLoop::with_loop_poller(LoopPoller::Epoll(gale_poller::Epoll::new()?)));
+        }
         Ok(IOLoop::with_poller(gale_poller::from_env()?))
     }
 
     /// A new loop on the given poller — a built-in backend or your own.
     pub fn with_poller(poller: Box<dyn Poller>) -> IOLoop {
+        IOLoop::with_loop_poller(LoopPoller::Dyn(poller))
+    }
+
+    fn with_loop_poller(poller: LoopPoller) -> IOLoop {
         let remote = Arc::new(Remote::new(poller.notifier()));
         IOLoop {
             inner: Rc::new(Inner {

@@ -769,6 +769,24 @@ fn tasks_woken_by_one_wait_all_run() {
 }
 
 #[test]
+fn a_new_loop_runs_on_the_backend_the_environment_names() {
+    // `IOLoop::new` holds the default backend by value, where `with_poller` (every other test) boxes it: the
+    // loop must behave the same either way, and pick what `GALE_POLLER` names.
+    let io_loop = IOLoop::new().unwrap();
+    assert_eq!(io_loop.poller_name(), gale_poller::from_env().unwrap().name());
+    let (mut a, b) = pair();
+    let got = io_loop.run_sync(async move {
+        let b = Source::new(b).unwrap();
+        IOLoop::current().call_later(Duration::from_millis(2), move || a.write_all(b"xy").unwrap());
+        let mut buf = [0u8; 4];
+        let n = b.read_with(|s| (&*s).read(&mut buf)).await.unwrap();
+        buf[..n].to_vec()
+    });
+    assert_eq!(got, b"xy");
+    io_loop.close();
+}
+
+#[test]
 fn an_idle_source_does_not_spin_the_loop() {
     each_backend(|io_loop| {
         let (mut a, b) = pair();
