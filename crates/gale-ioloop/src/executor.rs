@@ -135,6 +135,7 @@ impl<T> JoinSink for RefCell<JoinState<T>> {
 }
 
 /// Polls a task's future, catching a panic: `Ready` when the task is over either way.
+#[inline(always)]
 pub(crate) fn poll_task(
     task_future: &mut Pin<Box<dyn Future<Output = ()>>>,
     waker: &Waker,

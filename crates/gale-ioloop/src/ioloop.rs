@@ -29,7 +29,8 @@ const CLOCK_REUSE_MARGIN: Duration = Duration::from_millis(100);
 
 /// A wait timeout for a far timer (or for no timer at all), worked out once and reused by the iterations that
 /// start within `CLOCK_REUSE_MARGIN / 2` of it while the timers stay as they were, so that they neither look at
-/// the timers nor do clock arithmetic.
+/// the timers nor do clock arithmetic. A plan that holds for no iteration (see [`WaitPlan::void`]) stands for
+/// none, so that the test of the usual iteration is two compares, with no `Option` to look through.
 #[derive(Clone, Copy)]
 struct WaitPlan {
     /// The `timers_version` the plan was made for; a timer scheduled or removed since voids it.
@@ -38,6 +39,41 @@ struct WaitPlan {
     /// of the earliest deadline, and none is due when they start.
     valid_until: Instant,
     timeout: Duration,
+}
+
+impl WaitPlan {
+    /// A plan no iteration starting at or after `now` may use: the clock never goes back.
+    fn void(now: Instant) -> WaitPlan {
+        WaitPlan { version: 0, valid_until: now, timeout: Duration::ZERO }
+    }
+
+    /// Whether an iteration starting at `now` may wait `timeout`, the timers being at `version`.
+    #[inline]
+    fn holds(&self, version: u64, now: Instant) -> bool {
+        self.version == version && now < self.valid_until
+    }
+}
+
+/// The tasks an iteration polls, in order: those a dispatch woke straight from readiness, then those woken
+/// otherwise. The first has a slot of its own, because an iteration usually has a single task to poll (the one
+/// whose connection became ready): filling the slot is one store, where a push onto the list checks its
+/// capacity and updates its length, and polling it needs no walk of the list.
+#[derive(Default)]
+struct ReadyTasks {
+    /// The first task to poll; `None` only while `rest` is empty too, until the woken tasks are appended.
+    first: Option<TaskId>,
+    rest: Vec<TaskId>,
+}
+
+impl ReadyTasks {
+    #[inline]
+    fn push(&mut self, id: TaskId) {
+        if self.first.is_none() {
+            self.first = Some(id);
+        } else {
+            self.rest.push(id);
+        }
+    }
 }
 
 type Callback = Box<dyn FnOnce()>;
@@ -91,8 +127,51 @@ fn untoken(t: Token) -> (usize, u64) {
     (t.0 & 0xffff_ffff, (t.0 >> 32) as u64)
 }
 
+/// The poller of a loop. Linux's default backend is held by value, so that the wait of every iteration is a
+/// direct call the compiler can inline, rather than a call through the trait object; any other backend (one
+/// named by `GALE_POLLER`, or given to [`IOLoop::with_poller`]) goes through the trait object. Everything but
+/// the wait goes through `dyn Poller` either way (see the `Deref` impls).
+enum LoopPoller {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Epoll(gale_poller::Epoll),
+    Dyn(Box<dyn Poller>),
+}
+
+impl LoopPoller {
+    #[inline(always)]
+    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            LoopPoller::Epoll(p) => p.wait(events, timeout),
+            LoopPoller::Dyn(p) => p.wait(events, timeout),
+        }
+    }
+}
+
+impl std::ops::Deref for LoopPoller {
+    type Target = dyn Poller;
+
+    fn deref(&self) -> &(dyn Poller + 'static) {
+        match self {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            LoopPoller::Epoll(p) => p,
+            LoopPoller::Dyn(p) => &**p,
+        }
+    }
+}
+
+impl std::ops::DerefMut for LoopPoller {
+    fn deref_mut(&mut self) -> &mut (dyn Poller + 'static) {
+        match self {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            LoopPoller::Epoll(p) => p,
+            LoopPoller::Dyn(p) => &mut **p,
+        }
+    }
+}
+
 pub(crate) struct Inner {
-    poller: RefCell<Box<dyn Poller>>,
+    poller: RefCell<LoopPoller>,
     entries: RefCell<Slab<Entry>>,
     /// The slab key of each registered fd (keys fit in 32 bits: tokens carry them so, see `token`).
     by_fd: RefCell<FdMap>,
@@ -180,11 +259,20 @@ impl IOLoop {
     ///
     /// When the poller cannot be created, or `GALE_POLLER` names an unknown backend.
     pub fn new() -> io::Result<IOLoop> {
+        // The backend `gale_poller::from_env` would choose here, held by value (see `LoopPoller`).
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if std::env::var_os(gale_poller::ENV_VAR).is_none_or(|name| name.is_empty() || name == "epoll") {
+            return Ok(IOLoop::with_loop_poller(LoopPoller::Epoll(gale_poller::Epoll::new()?)));
+        }
         Ok(IOLoop::with_poller(gale_poller::from_env()?))
     }
 
     /// A new loop on the given poller — a built-in backend or your own.
     pub fn with_poller(poller: Box<dyn Poller>) -> IOLoop {
+        IOLoop::with_loop_poller(LoopPoller::Dyn(poller))
+    }
+
+    fn with_loop_poller(poller: LoopPoller) -> IOLoop {
         let remote = Arc::new(Remote::new(poller.notifier()));
         IOLoop {
             inner: Rc::new(Inner {
@@ -407,6 +495,29 @@ impl IOLoop {
             s.ready = s.ready.remove(dir);
             return Poll::Ready(Ok(()));
         }
+        self.park_source(key, s, dir, waker)
+    }
+
+    /// After the syscall said `WouldBlock`: marks `dir` as not ready and waits for it, as
+    /// [`poll_source`](IOLoop::poll_source) would right after — with one look-up of the source for both.
+    #[inline(always)]
+    pub(crate) fn poll_source_after_would_block(
+        &self,
+        key: usize,
+        dir: Interest,
+        waker: &Waker,
+    ) -> Poll<io::Result<()>> {
+        let mut entries = self.inner.entries.borrow_mut();
+        let Some(Entry::Source(s)) = entries.get_mut(key) else {
+            return Poll::Ready(Err(source_closed()));
+        };
+        s.ready = s.ready.remove(dir);
+        self.park_source(key, s, dir, waker)
+    }
+
+    /// Stores `waker` as the one waiting for `dir` of source `s`, which is not ready.
+    #[inline(always)]
+    fn park_source(&self, key: usize, s: &mut SourceState, dir: Interest, waker: &Waker) -> Poll<io::Result<()>> {
         let slot = if dir.is_readable() { &s.read_waker } else { &s.write_waker };
         let watched = s.interest.is_readable() && dir.is_readable() || s.interest.is_writable() && dir.is_writable();
         // The usual case: the task that waited last time waits again, on a direction already watched.
@@ -417,7 +528,7 @@ impl IOLoop {
         self.wait_source(key, s, dir, waker)
     }
 
-    /// The rare branch of [`poll_source`](IOLoop::poll_source), kept out of its way: a new waker to store,
+    /// The rare branch of [`park_source`](IOLoop::park_source), kept out of its way: a new waker to store,
     /// or a direction the poller must start watching.
     #[cold]
     #[inline(never)]
@@ -459,14 +570,6 @@ impl IOLoop {
         let tasks = self.inner.tasks.borrow();
         let task = tasks.get(id.key()).filter(|t| t.id == id)?;
         task.waker.will_wake(waker).then(|| task.wake_state.clone())
-    }
-
-    /// Marks a direction as not ready after the syscall said `WouldBlock`.
-    #[inline]
-    pub(crate) fn clear_source_readiness(&self, key: usize, dir: Interest) {
-        if let Some(Entry::Source(s)) = self.inner.entries.borrow_mut().get_mut(key) {
-            s.ready = s.ready.remove(dir);
-        }
     }
 
     // ---- callbacks and timers -----------------------------------------------------------------------------
@@ -620,10 +723,12 @@ impl IOLoop {
         inner.running.set(true);
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut due: Vec<TimeoutHandle> = Vec::new();
-        let mut plan: Option<WaitPlan> = None;
-        let mut ready: Vec<TaskId> = Vec::new();
+        let mut plan = WaitPlan::void(Instant::now());
+        let mut ready = ReadyTasks::default();
         loop {
-            if inner.remote.pending.load(std::sync::atomic::Ordering::Acquire) {
+            // Read once: work queued from other threads after this is seen before the wait (`work_pending`).
+            let remote_pending = inner.remote.pending.load(std::sync::atomic::Ordering::Acquire);
+            if remote_pending {
                 self.drain_remote_callbacks();
             }
             let ncallbacks = inner.callbacks.borrow().len();
@@ -635,15 +740,15 @@ impl IOLoop {
             let timed = inner.blocking_threshold.get().is_some();
             let mut mark = if timed { Some(now) } else { None };
             // A plan that still holds says that no timer is due yet.
-            let planned = plan.filter(|p| p.version == inner.timers_version.get() && now < p.valid_until);
-            if planned.is_none() {
+            let planned = plan.holds(inner.timers_version.get(), now);
+            if !planned {
                 inner.timers.borrow().due(now, &mut due);
             }
 
             if ncallbacks > 0 {
                 self.run_callbacks(ncallbacks, timed, &mut mark);
             }
-            self.run_ready_tasks(&mut ready, timed, &mut mark);
+            self.run_ready_tasks(&mut ready, remote_pending, timed, &mut mark);
             if !due.is_empty() {
                 self.run_due_timers(&mut due, timed, &mut mark);
             }
@@ -659,10 +764,13 @@ impl IOLoop {
             let work_pending = !inner.callbacks.borrow().is_empty()
                 || inner.remote.pending.load(std::sync::atomic::Ordering::Acquire)
                 || LOCAL_WOKEN.with(|w| w.get());
-            let timeout = match planned {
-                _ if work_pending => Duration::ZERO,
-                Some(p) if p.version == inner.timers_version.get() => p.timeout,
-                _ => self.poll_timeout(now, &mut plan),
+            // The plan is asked again: a callback or task may have changed the timers since.
+            let timeout = if work_pending {
+                Duration::ZERO
+            } else if planned && plan.version == inner.timers_version.get() {
+                plan.timeout
+            } else {
+                self.poll_timeout(now, &mut plan)
             };
             let result = inner.poller.borrow_mut().wait(&mut events, Some(timeout));
             match result {
@@ -730,20 +838,20 @@ impl IOLoop {
     /// kept as the `plan` of the iterations that follow.
     #[cold]
     #[inline(never)]
-    fn poll_timeout(&self, now: Instant, plan: &mut Option<WaitPlan>) -> Duration {
+    fn poll_timeout(&self, now: Instant, plan: &mut WaitPlan) -> Duration {
         let version = self.inner.timers_version.get();
         let valid_until = now + CLOCK_REUSE_MARGIN / 2;
         let Some(deadline) = self.inner.timers.borrow_mut().earliest() else {
-            *plan = Some(WaitPlan { version, valid_until, timeout: MAX_POLL_TIMEOUT });
+            *plan = WaitPlan { version, valid_until, timeout: MAX_POLL_TIMEOUT };
             return MAX_POLL_TIMEOUT;
         };
         let from_start = deadline.saturating_duration_since(now);
         if from_start > CLOCK_REUSE_MARGIN {
             let timeout = (from_start - CLOCK_REUSE_MARGIN).min(MAX_POLL_TIMEOUT);
-            *plan = Some(WaitPlan { version, valid_until, timeout });
+            *plan = WaitPlan { version, valid_until, timeout };
             timeout
         } else {
-            *plan = None;
+            *plan = WaitPlan::void(now);
             deadline.saturating_duration_since(Instant::now())
         }
     }
@@ -785,23 +893,34 @@ impl IOLoop {
         }
     }
 
-    /// Polls the woken tasks; `ready` is an empty buffer, left empty.
+    /// Polls the woken tasks; `ready` holds those the last dispatch woke, and is left empty. `remote_pending` is
+    /// the iteration's reading of the flag that says tasks may have been woken from other threads.
     #[inline]
-    fn run_ready_tasks(&self, ready: &mut Vec<TaskId>, timed: bool, mark: &mut Option<Instant>) {
-        let inner = &self.inner;
-        // `ready` holds the tasks the last dispatch woke straight from readiness; those woken otherwise on this
+    fn run_ready_tasks(&self, ready: &mut ReadyTasks, remote_pending: bool, timed: bool, mark: &mut Option<Instant>) {
+        // The tasks the last dispatch woke straight from readiness come first; those woken otherwise on this
         // thread follow, then those woken from others. Tasks woken while these run wait for the next iteration.
         if LOCAL_WOKEN.with(|w| w.replace(false)) {
-            LOCAL_READY.with(|q| ready.append(&mut q.borrow_mut()));
+            LOCAL_READY.with(|q| ready.rest.append(&mut q.borrow_mut()));
         }
-        if inner.remote.pending.load(std::sync::atomic::Ordering::Acquire) {
-            self.take_remote_ready(ready);
+        if remote_pending {
+            self.take_remote_ready(&mut ready.rest);
         }
-        // Iterated, then cleared, rather than drained: the buffer is the loop's own, out of reach of the tasks.
-        for &id in ready.iter() {
+        if let Some(id) = ready.first.take() {
             self.poll_task(id, timed, mark);
         }
-        ready.clear();
+        if !ready.rest.is_empty() {
+            self.poll_rest(&mut ready.rest, timed, mark);
+        }
+    }
+
+    /// Polls the tasks of `rest`, leaving it empty: those after the first of an iteration.
+    #[inline(never)]
+    fn poll_rest(&self, rest: &mut Vec<TaskId>, timed: bool, mark: &mut Option<Instant>) {
+        // Iterated, then cleared, rather than drained: the buffer is the loop's own, out of reach of the tasks.
+        for &id in rest.iter() {
+            self.poll_task(id, timed, mark);
+        }
+        rest.clear();
     }
 
     /// Appends the tasks woken from other threads to `ready`.
@@ -818,7 +937,8 @@ impl IOLoop {
         }
     }
 
-    #[inline]
+    // Always inline: the first task of an iteration is polled in the body of the loop.
+    #[inline(always)]
     fn poll_task(&self, id: TaskId, timed: bool, mark: &mut Option<Instant>) {
         // A second handle to the task, so that the task table is not borrowed while it runs.
         let task = {
@@ -902,7 +1022,7 @@ impl IOLoop {
     }
 
     /// Delivers the events of a wait; tasks woken straight from a source's readiness are pushed onto `ready`.
-    fn dispatch(&self, events: &Events, timed: bool, ready: &mut Vec<TaskId>) {
+    fn dispatch(&self, events: &Events, timed: bool, ready: &mut ReadyTasks) {
         let inner = &self.inner;
         // The first handler after the wait reads the clock; each later one starts when the one before ended.
         let mut mark = None;
@@ -954,7 +1074,7 @@ impl IOLoop {
         }
     }
 
-    fn on_source_event(&self, key: usize, s: &mut SourceState, ev: &Event, queue: &mut Vec<TaskId>) {
+    fn on_source_event(&self, key: usize, s: &mut SourceState, ev: &Event, queue: &mut ReadyTasks) {
         // Hang-up comes as readable and an error as both (the poller's contract). Only directions being watched
         // count: the rest was reported alongside a hang-up or an error.
         let ready = ev.readiness().remove(Interest::BOTH.remove(s.interest));
@@ -1008,7 +1128,7 @@ pub(crate) fn cancel_task(inner: &Inner, id: TaskId) {
 /// Wakes whoever waits on a source in one direction: when the waker is a task's own, by scheduling the task
 /// and queueing it on `queue`, the loop's own list of tasks to poll next; else through the waker.
 #[inline]
-fn wake(task: &Option<Arc<TaskWaker>>, waker: &Option<Waker>, queue: &mut Vec<TaskId>) {
+fn wake(task: &Option<Arc<TaskWaker>>, waker: &Option<Waker>, queue: &mut ReadyTasks) {
     match (task, waker) {
         (Some(t), _) => {
             if t.schedule_on_loop() {

@@ -153,8 +153,8 @@ impl<T: AsFd + 'static> Source<T> {
         loop {
             match op(&self.io) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.io_loop.clear_source_readiness(self.key, dir);
-                    match self.io_loop.poll_source(self.key, dir, cx.waker()) {
+                    // The readiness that let `op` run is spent: wait for the next.
+                    match self.io_loop.poll_source_after_would_block(self.key, dir, cx.waker()) {
                         Poll::Ready(Ok(())) => continue,
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                         Poll::Pending => return Poll::Pending,

@@ -734,6 +734,59 @@ fn a_source_awaited_by_one_task_then_another_wakes_the_one_waiting() {
 }
 
 #[test]
+fn tasks_woken_by_one_wait_all_run() {
+    // One wait reports several sources ready: the first woken task has a slot of its own in the loop, the
+    // others queue after it, and each runs once.
+    each_backend(|io_loop| {
+        let woken = io_loop.run_sync(async move {
+            let woken = Rc::new(RefCell::new(Vec::new()));
+            let mut writers = Vec::new();
+            let mut tasks = Vec::new();
+            for i in 0..3 {
+                let (a, b) = pair();
+                writers.push(a);
+                let w = woken.clone();
+                tasks.push(gale_ioloop::spawn(async move {
+                    let b = Source::new(b).unwrap();
+                    b.readable().await.unwrap();
+                    w.borrow_mut().push(i);
+                }));
+            }
+            // Let every task reach its wait, then make all three fds ready before the loop waits again.
+            sleep(Duration::from_millis(5)).await;
+            for a in &mut writers {
+                a.write_all(b"x").unwrap();
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            woken.take()
+        });
+        let mut sorted = woken.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [0, 1, 2], "each task ran once: {woken:?}");
+    });
+}
+
+#[test]
+fn a_new_loop_runs_on_the_backend_the_environment_names() {
+    // `IOLoop::new` holds the default backend by value, where `with_poller` (every other test) boxes it: the
+    // loop must behave the same either way, and pick what `GALE_POLLER` names.
+    let io_loop = IOLoop::new().unwrap();
+    assert_eq!(io_loop.poller_name(), gale_poller::from_env().unwrap().name());
+    let (mut a, b) = pair();
+    let got = io_loop.run_sync(async move {
+        let b = Source::new(b).unwrap();
+        IOLoop::current().call_later(Duration::from_millis(2), move || a.write_all(b"xy").unwrap());
+        let mut buf = [0u8; 4];
+        let n = b.read_with(|s| (&*s).read(&mut buf)).await.unwrap();
+        buf[..n].to_vec()
+    });
+    assert_eq!(got, b"xy");
+    io_loop.close();
+}
+
+#[test]
 fn an_idle_source_does_not_spin_the_loop() {
     each_backend(|io_loop| {
         let (mut a, b) = pair();
