@@ -501,9 +501,23 @@ impl RequestContext {
 
     /// Sets a response header, replacing earlier values. Values with CR or LF are refused when the response
     /// is sent (no header injection); the request then ends with a 500.
+    #[inline]
     pub fn set_header(&mut self, name: impl Into<HeaderBytes>, value: impl Into<HeaderBytes>) {
         let name = name.into();
         self.note_field(name.as_bytes(), true);
+        // Usually the first header set goes into an empty map: a plain append, inlined. The search for an
+        // earlier field of the name stays out of line, so that its loop's registers and stack are not set up
+        // for the usual case.
+        if self.headers.is_empty() {
+            self.headers.append(name, value);
+        } else {
+            self.replace_header(name, value.into());
+        }
+    }
+
+    /// [`set_header`](RequestContext::set_header) once the map holds fields.
+    #[inline(never)]
+    fn replace_header(&mut self, name: HeaderBytes, value: HeaderBytes) {
         // Usually the header is new: appending it spares `insert`'s removal pass.
         if has_header(&self.headers, name.as_bytes()) {
             self.headers.insert(name, value);
@@ -1067,7 +1081,7 @@ impl RequestContext {
 /// names are mostly spelled as given.
 #[inline]
 fn has_header(headers: &HeaderMap, name: &[u8]) -> bool {
-    !headers.is_empty() && headers.iter().any(|(n, _)| n.len() == name.len() && same_name(n, name))
+    headers.iter().any(|(n, _)| n.len() == name.len() && same_name(n, name))
 }
 
 /// ASCII case-insensitive equality of two names of the same length, with a plain comparison first as names
