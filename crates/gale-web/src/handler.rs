@@ -501,9 +501,23 @@ impl RequestContext {
 
     /// Sets a response header, replacing earlier values. Values with CR or LF are refused when the response
     /// is sent (no header injection); the request then ends with a 500.
+    #[inline]
     pub fn set_header(&mut self, name: impl Into<HeaderBytes>, value: impl Into<HeaderBytes>) {
         let name = name.into();
         self.note_field(name.as_bytes(), true);
+        // Usually the first header set goes into an empty map: a plain append, inlined. The search for an
+        // earlier field of the name stays out of line, so that its loop's registers and stack are not set up
+        // for the usual case.
+        if self.headers.is_empty() {
+            self.headers.append(name, value);
+        } else {
+            self.replace_header(name, value.into());
+        }
+    }
+
+    /// [`set_header`](RequestContext::set_header) once the map holds fields.
+    #[inline(never)]
+    fn replace_header(&mut self, name: HeaderBytes, value: HeaderBytes) {
         // Usually the header is new: appending it spares `insert`'s removal pass.
         if has_header(&self.headers, name.as_bytes()) {
             self.headers.insert(name, value);
@@ -636,17 +650,21 @@ impl RequestContext {
             return self.finish_started();
         }
         self.ensure_content_type();
+        // The parts of the request in progress, each checked once here rather than at every use.
+        let (Some(app), Some(request)) = (self.app.0.as_ref(), self.request.0.as_ref()) else {
+            panic!("a request in progress")
+        };
         // The `ETag` computed for the body, if one is due (the handler set none), kept here and lent to the
         // writer: it goes out after the handler's fields without being stored among them.
         let computed;
         let mut etag = None;
         let mut not_modified = false;
-        if matches!(self.request.method(), Method::Get | Method::Head) && self.status == 200 {
-            if self.app.settings.compute_etag && !self.has_etag {
-                computed = self.app.etag(&self.body);
+        if matches!(request.method(), Method::Get | Method::Head) && self.status == 200 {
+            if app.settings.compute_etag && !self.has_etag {
+                computed = app.etag(&self.body);
                 etag = Some(&computed);
             }
-            not_modified = self.not_modified(etag);
+            not_modified = is_not_modified(request, &self.headers, etag);
         }
         // One call of `send_whole`, which inlines the writer's.
         let replacement = if not_modified {
@@ -656,23 +674,12 @@ impl RequestContext {
                 self.clear_header(h);
             }
             Some(Bytes::new())
-        } else if self.app.settings.compress_response && !self.omits_body() {
-            crate::compress::maybe_gzip(self.request.headers(), &mut self.headers, &self.body)
+        } else if app.settings.compress_response && !self.omits_body() {
+            crate::compress::maybe_gzip(request.headers(), &mut self.headers, &self.body)
         } else {
             None
         };
         self.send_whole(etag, replacement)
-    }
-
-    /// Whether the request's `If-None-Match` matches the response's tag: `etag` if computed, else the
-    /// handler's `Etag` field.
-    #[inline]
-    fn not_modified(&self, etag: Option<&gale_http1::headers::HashEtag>) -> bool {
-        let Some(inm) = self.request.headers().get("If-None-Match") else { return false };
-        match etag {
-            Some(etag) => crate::static_files::etag_matches(inm, etag.as_str()),
-            None => self.headers.get("Etag").is_some_and(|etag| crate::static_files::etag_matches(inm, etag)),
-        }
     }
 
     /// Sends a response whole, head, body and end, once `ETag`, 304 and compression were seen to: the
@@ -682,20 +689,19 @@ impl RequestContext {
     fn send_whole(&mut self, etag: Option<&gale_http1::headers::HashEtag>, replacement: Option<Bytes>) -> Result {
         let omits_body = self.omits_body();
         if self.status >= 200 {
-            // Head, body and end in one call.
-            let body: gale_http1::ResponseBody<'_> = if omits_body {
-                Bytes::new().into()
-            } else if let Some(body) = replacement {
-                body.into()
-            } else if self.body.len() <= BODY_BUFFER {
+            // Head, body and end in one call. (The replacement is matched by value, with `omits_body`, so that
+            // each arm knows whether it is dropped: no flag to keep and test at the end.)
+            let body: gale_http1::ResponseBody<'_> = match (omits_body, replacement) {
+                (true, _) => Bytes::new().into(),
+                (false, Some(body)) => body.into(),
                 // The usual case: the body is copied from the buffer into the output, and the buffer kept
                 // for what is written next (no count of references to keep on the bytes sent).
-                (&self.body[..]).into()
-            } else {
+                (false, None) if self.body.len() <= BODY_BUFFER => (&self.body[..]).into(),
                 // A large body goes with its storage.
-                std::mem::take(&mut self.body).freeze().into()
+                (false, None) => std::mem::take(&mut self.body).freeze().into(),
             };
-            let sent = self.writer.respond_with_etag(self.status, self.reason(), &self.headers, etag, body);
+            let Some(writer) = self.writer.0.as_ref() else { panic!("a request in progress") };
+            let sent = writer.respond_with_etag(self.status, self.reason(), &self.headers, etag, body);
             // Sent, or refused (the error page then starts from an empty body, as it would have). A buffer
             // the body made grow is not kept.
             if self.body.len() > BODY_BUFFER {
@@ -703,7 +709,7 @@ impl RequestContext {
             } else {
                 self.body.clear();
             }
-            self.headers_written = self.writer.head_written();
+            self.headers_written = writer.head_written();
             // A refused head sent nothing: the error page may still answer.
             self.finished = self.headers_written;
             return sent.map_err(|e| {
@@ -1067,7 +1073,18 @@ impl RequestContext {
 /// names are mostly spelled as given.
 #[inline]
 fn has_header(headers: &HeaderMap, name: &[u8]) -> bool {
-    !headers.is_empty() && headers.iter().any(|(n, _)| n.len() == name.len() && same_name(n, name))
+    headers.iter().any(|(n, _)| n.len() == name.len() && same_name(n, name))
+}
+
+/// Whether the `If-None-Match` of `request` matches the response's tag: `etag` if computed, else the `Etag`
+/// field of `headers`.
+#[inline]
+fn is_not_modified(request: &Request, headers: &HeaderMap, etag: Option<&gale_http1::headers::HashEtag>) -> bool {
+    let Some(inm) = request.headers().get("If-None-Match") else { return false };
+    match etag {
+        Some(etag) => crate::static_files::etag_matches(inm, etag.as_str()),
+        None => headers.get("Etag").is_some_and(|etag| crate::static_files::etag_matches(inm, etag)),
+    }
 }
 
 /// ASCII case-insensitive equality of two names of the same length, with a plain comparison first as names

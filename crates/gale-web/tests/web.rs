@@ -1177,12 +1177,31 @@ impl RequestHandler for FieldEdits {
                 "type-cleared" => cx.clear_header("Content-TYPE"),
                 "etag-lower" => cx.set_header("ETAG", "\"mine\""),
                 "etag-cleared" => cx.clear_header("etag"),
+                "x-set" => cx.set_header("X-Edit", "first"),
+                "x-reset" => cx.set_header("x-EDIT", "second"),
                 _ => {}
             }
         }
         cx.write("body");
         Ok(())
     }
+}
+
+#[test]
+fn set_header_replaces_a_field_set_before_whether_or_not_others_came_first() {
+    let s = TestServer::new(Application::builder().route("/edit", || FieldEdits).configure(quiet).build().unwrap());
+    // The first field set goes into an empty map; later ones look for the name among those set before.
+    for (query, want) in [
+        ("x-set", &[&b"first"[..]][..]),
+        ("x-set&x-reset", &[&b"second"[..]]),
+        ("type-lower&x-set&x-reset", &[&b"second"[..]]),
+        ("x-set&type-lower&x-reset&x-set", &[&b"first"[..]]),
+    ] {
+        let r = s.fetch(&format!("/edit?{query}"));
+        assert_eq!(r.headers().get_all("X-Edit").collect::<Vec<_>>(), want, "{query}");
+    }
+    let r = s.fetch("/edit?x-set&type-lower&x-reset");
+    assert_eq!(r.headers().get_all("Content-Type").collect::<Vec<_>>(), [&b"text/plain"[..]]);
 }
 
 #[test]
