@@ -137,13 +137,33 @@ enum LoopPoller {
     Dyn(Box<dyn Poller>),
 }
 
+/// The event buffer of a running loop, of its poller's kind: epoll's records are decoded as the dispatch
+/// reaches them (see [`gale_poller::EpollEvents`]), other backends fill [`Events`].
+enum LoopEvents {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Epoll(gale_poller::EpollEvents),
+    Dyn(Events),
+}
+
 impl LoopPoller {
-    #[inline(always)]
-    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+    /// A buffer for [`wait`](LoopPoller::wait) on this poller.
+    fn events(&self, capacity: usize) -> LoopEvents {
         match self {
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            LoopPoller::Epoll(p) => p.wait(events, timeout),
-            LoopPoller::Dyn(p) => p.wait(events, timeout),
+            LoopPoller::Epoll(p) => LoopEvents::Epoll(p.events(capacity)),
+            LoopPoller::Dyn(_) => LoopEvents::Dyn(Events::with_capacity(capacity)),
+        }
+    }
+
+    /// Waits into `events`, which [`events`](LoopPoller::events) made for this poller.
+    #[inline(always)]
+    fn wait(&mut self, events: &mut LoopEvents, timeout: Option<Duration>) -> io::Result<()> {
+        match (self, events) {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            (LoopPoller::Epoll(p), LoopEvents::Epoll(e)) => p.wait_into(e, timeout),
+            (LoopPoller::Dyn(p), LoopEvents::Dyn(e)) => p.wait(e, timeout),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            _ => unreachable!("a loop's event buffer is made by its own poller"),
         }
     }
 }
@@ -721,7 +741,7 @@ impl IOLoop {
             io_loop: self.clone(),
         };
         inner.running.set(true);
-        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let mut events = inner.poller.borrow().events(EVENTS_CAPACITY);
         let mut due: Vec<TimeoutHandle> = Vec::new();
         let mut plan = WaitPlan::void(Instant::now());
         let mut ready = ReadyTasks::default();
@@ -778,8 +798,18 @@ impl IOLoop {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-            if !events.is_empty() {
-                self.dispatch(&events, timed, &mut ready);
+            match &events {
+                #[cfg(any(target_os = "linux", target_os = "android"))]
+                LoopEvents::Epoll(e) => {
+                    if !e.is_empty() {
+                        self.dispatch(e.iter(), timed, &mut ready);
+                    }
+                }
+                LoopEvents::Dyn(e) => {
+                    if !e.is_empty() {
+                        self.dispatch(e.iter().copied(), timed, &mut ready);
+                    }
+                }
             }
         }
         Ok(())
@@ -1022,12 +1052,12 @@ impl IOLoop {
     }
 
     /// Delivers the events of a wait; tasks woken straight from a source's readiness are pushed onto `ready`.
-    fn dispatch(&self, events: &Events, timed: bool, ready: &mut ReadyTasks) {
+    fn dispatch(&self, events: impl Iterator<Item = Event>, timed: bool, ready: &mut ReadyTasks) {
         let inner = &self.inner;
         // The first handler after the wait reads the clock; each later one starts when the one before ended.
         let mut mark = None;
-        // `events` is the loop's own buffer: no handler can reach it, so it is read in place.
-        for ev in events.iter() {
+        // `events` reads the loop's own buffer: no handler can reach it, so it is read in place.
+        for ev in events {
             let (key, generation) = untoken(ev.token());
             // Sources: record readiness and wake; no user code runs here.
             let mut entries = inner.entries.borrow_mut();
@@ -1037,7 +1067,7 @@ impl IOLoop {
                     if s.generation != generation {
                         continue;
                     }
-                    self.on_source_event(key, s, ev, ready);
+                    self.on_source_event(key, s, &ev, ready);
                 }
                 Entry::Handler { fd, interest, callback, name, generation: g } => {
                     if *g != generation {
@@ -1074,6 +1104,8 @@ impl IOLoop {
         }
     }
 
+    // Always inline: it runs for nearly every event, in the body of the dispatch loop.
+    #[inline(always)]
     fn on_source_event(&self, key: usize, s: &mut SourceState, ev: &Event, queue: &mut ReadyTasks) {
         // Hang-up comes as readable and an error as both (the poller's contract). Only directions being watched
         // count: the rest was reported alongside a hang-up or an error.

@@ -86,7 +86,7 @@ pub mod testing;
 
 pub use fd_map::FdMap;
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub use sys::epoll::Epoll;
+pub use sys::epoll::{Epoll, EpollEvents};
 #[cfg(gale_kqueue)]
 pub use sys::kqueue::Kqueue;
 pub use sys::poll::Poll;

@@ -83,7 +83,65 @@ impl std::fmt::Debug for EventBuf {
     }
 }
 
+/// The records of [`Epoll::wait_into`], read where they lie and decoded only as [`EpollEvents::iter`] reaches
+/// them: a loop that owns this buffer (and not the poller's [`Events`]) skips the pass that copies every
+/// record into an [`Event`] before any is dispatched. The buffer is its owner's alone, so no handler the owner
+/// runs while iterating can refill it, and the iteration borrows nothing of the [`Epoll`].
+#[derive(Debug)]
+pub struct EpollEvents {
+    /// Always `capacity` records long; the first `len` come from the last wait.
+    buf: EventBuf,
+    len: usize,
+    /// Drained when the wake-up token comes up, as [`Epoll::wait`] does right after its wait.
+    wake: Arc<WakeFd>,
+}
+
+impl EpollEvents {
+    /// Whether the last wait delivered no record.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The events of the last wait, in the kernel's order, each decoded when it is reached. The wake-up token
+    /// is not among them: reaching it empties the wake-up fd instead.
+    pub fn iter(&self) -> impl Iterator<Item = Event> + '_ {
+        self.buf.0[..self.len].iter().filter_map(|ev| {
+            let event = decode(ev);
+            if event.token == Token::WAKE {
+                drain(&self.wake);
+                return None;
+            }
+            Some(event)
+        })
+    }
+}
+
+/// The [`Event`] of one kernel record.
+#[inline(always)]
+fn decode(ev: &epoll::Event) -> Event {
+    Event { token: Token(ev.data.u64() as usize), flags: event_flags({ ev.flags }.bits()) }
+}
+
 impl Epoll {
+    /// A buffer for [`wait_into`](Epoll::wait_into) that takes at most `capacity` records per wait (at least 1).
+    pub fn events(&self, capacity: usize) -> EpollEvents {
+        let empty = epoll::Event { flags: epoll::EventFlags::empty(), data: epoll::EventData::new_u64(0) };
+        EpollEvents { buf: EventBuf(vec![empty; capacity.clamp(1, 1 << 16)]), len: 0, wake: self.wake.clone() }
+    }
+
+    /// Waits like [`Poller::wait`], leaving the records in `events` undecoded (see [`EpollEvents`]).
+    ///
+    /// # Errors
+    ///
+    /// The OS error from `epoll_wait`, `EINTR` included.
+    #[inline(always)]
+    pub fn wait_into(&mut self, events: &mut EpollEvents, timeout: Option<Duration>) -> io::Result<()> {
+        events.len = 0;
+        let ts = timespec(timeout);
+        events.len = epoll::wait(&self.epfd, &mut events.buf.0[..], ts.as_ref())?;
+        Ok(())
+    }
+
     /// Creates an epoll instance with its wake-up eventfd registered.
     ///
     /// # Errors
@@ -257,9 +315,9 @@ impl Poller for Epoll {
         // token, which is taken out again afterwards: it comes with at most one event, and rarely.
         let mut woken = false;
         events.list.extend(ready.iter().map(|ev| {
-            let token = Token(ev.data.u64() as usize);
-            woken |= token == Token::WAKE;
-            Event { token, flags: event_flags({ ev.flags }.bits()) }
+            let event = decode(ev);
+            woken |= event.token == Token::WAKE;
+            event
         }));
         if woken {
             events.list.retain(|ev| ev.token != Token::WAKE);
@@ -288,6 +346,29 @@ mod tests {
         }
         let all = epoll::EventFlags::all().bits();
         assert_eq!(event_flags(all), decode_flags(all));
+    }
+
+    #[test]
+    fn wait_into_delivers_what_wait_does_and_drains_the_wake_up_fd() {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        let mut poller = Epoll::new().unwrap();
+        let mut events = poller.events(8);
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        poller.register(b.as_fd(), Token(7), Interest::READABLE).unwrap();
+        poller.wait_into(&mut events, Some(Duration::ZERO)).unwrap();
+        assert!(events.is_empty());
+        a.write_all(b"x").unwrap();
+        poller.notifier().notify().unwrap();
+        poller.wait_into(&mut events, Some(Duration::from_secs(5))).unwrap();
+        // The wake-up record is taken out, and reaching it empties the wake-up fd.
+        let got: Vec<Event> = events.iter().collect();
+        assert_eq!(got, [Event::new(Token(7), true, false, false, false)]);
+        poller.wait_into(&mut events, Some(Duration::ZERO)).unwrap();
+        assert_eq!(events.len, 1, "the wake-up fd was drained, the socket is still readable");
+        let mut plain = Events::with_capacity(8);
+        poller.wait(&mut plain, Some(Duration::ZERO)).unwrap();
+        assert_eq!(plain.as_slice(), got.as_slice());
     }
 
     #[test]
