@@ -477,7 +477,12 @@ fn parse_head<'b>(
 
     head.version = version;
     head.target.clear();
-    head.target.push_str(target);
+    match target.as_bytes() {
+        // A one-byte target (`/`, the usual home page; `*`) is pushed inline as a character, rather than copied
+        // by a call; any other is copied.
+        &[b] if b.is_ascii() => head.target.push(char::from(b)),
+        _ => head.target.push_str(target),
+    }
     // A plain scan: targets are short, and most are just a path.
     head.path_end = target.bytes().position(|b| b == b'?').unwrap_or(target.len()) as u32;
     head.form = form;
@@ -1211,6 +1216,24 @@ Priority: u=0, i\r\n\r\n";
         let (head, len) = parser.parse_slice(input).unwrap().unwrap();
         assert_eq!(len, input.len());
         head
+    }
+
+    #[test]
+    fn one_byte_and_longer_targets_replace_each_other_in_a_reused_head() {
+        let mut parser = RequestParser::default();
+        let requests: [&[u8]; 5] = [
+            b"GET /a/b?c=d HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+        ];
+        let expected = [("/a/b?c=d", "/a/b"), ("/", "/"), ("*", "*"), ("/x", "/x"), ("/", "/")];
+        for (input, (target, path)) in requests.into_iter().zip(expected) {
+            let head = parse_boxed(&mut parser, input);
+            assert_eq!((head.target(), head.path()), (target, path));
+            pool::put(head);
+        }
     }
 
     #[test]
