@@ -759,7 +759,7 @@ pub trait FieldList: Copy + sealed::Sealed {
         })
     }
 
-    /// Appends every field's line as [`put_line`] writes it, once each is found fit to send as
+    /// Appends every field's line (`name: value` and CRLF), once each is found fit to send as
     /// [`try_each_valid`](FieldList::try_each_valid) finds it.
     ///
     /// # Errors
