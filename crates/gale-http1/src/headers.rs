@@ -636,12 +636,9 @@ impl HeaderMap {
             loop {
                 // One place calls `f`, for the map's fields and the extra ones alike, so that it is inlined.
                 let (name, value, ok) = if let Some(e) = entries.next() {
-                    let name = resolve(&e.name, buf, shared);
-                    let value = resolve(&e.value, buf, shared);
-                    (name, value, checks.entry(e, name, value))
-                } else if let Some(&(name, value)) = extra.next() {
-                    let ok = checks.name(name.as_bytes()) & is_valid_value(value);
-                    (name.as_bytes(), value, ok)
+                    checks.checked_entry(e, buf, shared)
+                } else if let Some(&extra) = extra.next() {
+                    checks.checked_extra(extra)
                 } else {
                     return Ok(());
                 };
@@ -686,13 +683,10 @@ impl HeaderMap {
                         }
                         (name, value, false)
                     } else {
-                        let name = resolve(&e.name, buf, shared);
-                        let value = resolve(&e.value, buf, shared);
-                        (name, value, checks.entry(e, name, value))
+                        checks.checked_entry(e, buf, shared)
                     }
-                } else if let Some(&(name, value)) = extra.next() {
-                    let ok = checks.name(name.as_bytes()) & is_valid_value(value);
-                    (name.as_bytes(), value, ok)
+                } else if let Some(&extra) = extra.next() {
+                    checks.checked_extra(extra)
                 } else {
                     return Ok(());
                 };
@@ -885,6 +879,20 @@ impl StaticChecks {
             _ => is_valid_value(value),
         };
         name_ok & value_ok
+    }
+
+    /// A map entry's name and value, and whether it can be sent ([`entry`](StaticChecks::entry)).
+    #[inline(always)]
+    fn checked_entry<'a>(&self, e: &'a Entry, buf: &'a [u8], shared: &'a [Bytes]) -> (&'a [u8], &'a [u8], bool) {
+        let name = resolve(&e.name, buf, shared);
+        let value = resolve(&e.value, buf, shared);
+        (name, value, self.entry(e, name, value))
+    }
+
+    /// An extra field's name and value (see [`HeaderMap::try_for_each_valid_and`]), and whether it can be sent.
+    #[inline(always)]
+    fn checked_extra<'a>(&self, (name, value): (&'static str, &'a [u8])) -> (&'a [u8], &'a [u8], bool) {
+        (name.as_bytes(), value, self.name(name.as_bytes()) & is_valid_value(value))
     }
 
     /// [`is_valid_name`] for a static string.

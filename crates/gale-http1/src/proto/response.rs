@@ -340,50 +340,36 @@ impl ResponseEncoder {
         body: Option<&[u8]>,
         dst: &mut BytesMut,
     ) -> Result<(EncodedHead, bool), EncodeError> {
+        // Written in one pass over the fields, learning what they say about framing as they are copied; small
+        // (the usual response's shortcut, or a call), so that it goes inline. Truncated again on error.
         let mark = dst.len();
-        let result = self.encode_unchecked(ctx, status, reason, fields, content_length, body, dst);
+        let result = 'encode: {
+            if let (200, None, Some(len), Some(now)) = (status, reason, content_length, ctx.now) {
+                if ctx.is_plain() && self.date {
+                    // The same response as the last one on this thread: the same head, unless the second changed.
+                    let memo = match fields.memo_parts() {
+                        Some((map, etag)) => {
+                            HEAD_MEMO.with(|memo| memo.put(now, self.server_id, map, etag, len, body, dst))
+                        }
+                        None => Recall::Unknown,
+                    };
+                    if memo == Recall::Put {
+                        break 'encode Ok(plain_head(len, body.is_some()));
+                    }
+                    if fields.surely_unnoted() {
+                        break 'encode self.encode_plain(now, fields, len, body, memo == Recall::Known, dst);
+                    }
+                }
+            }
+            self.encode_any(ctx, status, reason, fields, content_length, dst).map(|head| (head, false))
+        };
         if result.is_err() {
             dst.truncate(mark);
         }
         result
     }
 
-    /// Writes the head in one pass over the fields, learning what they say about framing as it copies them;
-    /// the caller truncates `dst` on error. Small (the usual response's shortcut, or a call), so that it goes
-    /// inline.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn encode_unchecked<L: FieldList>(
-        &self,
-        ctx: &ResponseContext,
-        status: u16,
-        reason: Option<&str>,
-        fields: L,
-        content_length: Option<u64>,
-        body: Option<&[u8]>,
-        dst: &mut BytesMut,
-    ) -> Result<(EncodedHead, bool), EncodeError> {
-        if let (200, None, Some(len), Some(now)) = (status, reason, content_length, ctx.now) {
-            if ctx.is_plain() && self.date {
-                // The same response as the last one on this thread: the same head, unless the second changed.
-                let memo = match fields.memo_parts() {
-                    Some((map, etag)) => {
-                        HEAD_MEMO.with(|memo| memo.put(now, self.server_id, map, etag, len, body, dst))
-                    }
-                    None => Recall::Unknown,
-                };
-                if memo == Recall::Put {
-                    return Ok(plain_head(len, body.is_some()));
-                }
-                if fields.surely_unnoted() {
-                    return self.encode_plain(now, fields, len, body, memo == Recall::Known, dst);
-                }
-            }
-        }
-        Ok((self.encode_any(ctx, status, reason, fields, content_length, dst)?, false))
-    }
-
-    /// [`encode_unchecked`](ResponseEncoder::encode_unchecked) for any response: kept apart from the usual
+    /// [`encode_whole`](ResponseEncoder::encode_whole) for any response: kept apart from the usual
     /// one's shortcut, which is then small enough to be compiled as one piece.
     #[inline(never)]
     fn encode_any<L: FieldList>(
@@ -513,7 +499,7 @@ impl ResponseEncoder {
         Ok(EncodedHead { body, connection })
     }
 
-    /// [`encode_unchecked`](ResponseEncoder::encode_unchecked) for the usual response: `200 OK` with a body
+    /// [`encode_whole`](ResponseEncoder::encode_whole) for the usual response: `200 OK` with a body
     /// of known length to a `GET` (or similar) that keeps its HTTP/1.1 connection, `Date` sent, and fields
     /// none of which steers framing or the connection ([`FieldList::surely_unnoted`]). Every decision is then
     /// known: the fields are copied as they are checked, followed by `Server` and `Date` and the length.
